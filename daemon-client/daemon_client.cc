@@ -1,0 +1,202 @@
+#include "daemon_client.h"
+
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "jsonsocket_parser.h"
+
+namespace kacheryfs {
+
+namespace {
+
+constexpr std::string_view kNotFoundBody = "Unable get data read stream for local file.";
+constexpr unsigned kMaxResumes = 64;  // resumptions after mid-body drops, per range
+
+std::string one_line(std::string text) {
+  for (char& c : text)
+    if (c == '\n' || c == '\r') c = ' ';
+  if (text.size() > 200) text = text.substr(0, 200) + "...";
+  return text;
+}
+
+bool sleep_unless_cancelled(std::chrono::milliseconds duration, const CancelToken& cancel) {
+  auto until = std::chrono::steady_clock::now() + duration;
+  while (std::chrono::steady_clock::now() < until) {
+    if (cancel.cancelled()) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return !cancel.cancelled();
+}
+
+}  // namespace
+
+FetchResult classify_failure(const HttpOutcome& outcome) {
+  switch (outcome.error) {
+    case TransportError::kNone: break;
+    case TransportError::kConnect: return {FetchStatus::kUnreachable, outcome.detail};
+    case TransportError::kTimeout: return {FetchStatus::kTimeout, outcome.detail};
+    case TransportError::kCancelled: return {FetchStatus::kCancelled, outcome.detail};
+    case TransportError::kBroken: return {FetchStatus::kServerError, outcome.detail};
+    case TransportError::kProtocol: return {FetchStatus::kProtocolError, outcome.detail};
+    case TransportError::kSinkRefused: return {FetchStatus::kLocalError, outcome.detail};
+  }
+  if (outcome.status == 403) return {FetchStatus::kAuthRejected, "403 " + one_line(outcome.error_body)};
+  if (outcome.status == 500 && outcome.error_body.find(kNotFoundBody) != std::string::npos) {
+    return {FetchStatus::kNotFound, "not on the node"};
+  }
+  if (outcome.status >= 500) {
+    return {FetchStatus::kServerError, std::to_string(outcome.status) + " " + one_line(outcome.error_body)};
+  }
+  return {FetchStatus::kProtocolError, "unexpected HTTP " + std::to_string(outcome.status) + " " +
+                                           one_line(outcome.error_body)};
+}
+
+DaemonClient::DaemonClient(DaemonClientConfig config)
+    : config_(std::move(config)), auth_(config_.auth_file) {}
+
+DaemonClient::~DaemonClient() = default;
+
+std::unique_ptr<HttpConnection> DaemonClient::acquire() {
+  {
+    std::lock_guard lock(pool_mutex_);
+    if (!idle_.empty()) {
+      auto connection = std::move(idle_.back());
+      idle_.pop_back();
+      return connection;
+    }
+  }
+  return std::make_unique<HttpConnection>(config_.address);
+}
+
+void DaemonClient::release(std::unique_ptr<HttpConnection> connection) {
+  if (!connection->is_open()) return;
+  std::lock_guard lock(pool_mutex_);
+  if (idle_.size() < config_.max_idle_connections) idle_.push_back(std::move(connection));
+}
+
+HttpOutcome DaemonClient::send(HttpRequest request, const BodySink& sink,
+                               const HttpTimeouts& timeouts, const CancelToken& cancel) {
+  HttpOutcome outcome;
+  for (int round = 0; round < 2; ++round) {
+    request.headers.clear();
+    request.headers.emplace_back("Content-Type", "application/json");
+    if (auth_.enabled()) {
+      std::string code = round == 0 ? auth_.current() : auth_.refresh();
+      request.headers.emplace_back("KACHERY-CLIENT-AUTH-CODE", code);
+    }
+    auto connection = acquire();
+    outcome = connection->exchange(request, sink, timeouts, cancel);
+    release(std::move(connection));
+    if (outcome.error != TransportError::kNone || outcome.status != 403 || !auth_.enabled()) break;
+    spdlog::debug("403 from the daemon; re-reading the auth code from {}", auth_.path());
+  }
+  return outcome;
+}
+
+FetchResult DaemonClient::probe(ProbeInfo* info, const CancelToken& cancel) {
+  std::string body;
+  HttpRequest request{"GET", "/probe", {}, {}};
+  auto connection = acquire();
+  HttpOutcome outcome = connection->exchange(
+      request, [&](const char* data, std::size_t size) {
+        body.append(data, size);
+        return body.size() < (1 << 20);
+      },
+      config_.timeouts, cancel);
+  release(std::move(connection));
+  if (outcome.error != TransportError::kNone || outcome.status != 200) return classify_failure(outcome);
+  auto json = nlohmann::json::parse(body, nullptr, false);
+  if (json.is_discarded() || !json.is_object() || !json.value("success", false) ||
+      !json.contains("nodeId") || !json["nodeId"].is_string()) {
+    return {FetchStatus::kProtocolError, "/probe answered something that is not a kachery daemon's JSON"};
+  }
+  info->node_id = json["nodeId"].get<std::string>();
+  info->daemon_version = json.value("daemonVersion", "");
+  if (json.contains("kacheryStorageDir") && json["kacheryStorageDir"].is_string()) {
+    info->storage_dir = json["kacheryStorageDir"].get<std::string>();
+  }
+  return {};
+}
+
+FetchResult DaemonClient::read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
+                                     const ByteSink& sink, const CancelToken& cancel) {
+  std::uint64_t position = start;
+  unsigned failures = 0;
+  unsigned resumes = 0;
+  for (;;) {
+    nlohmann::json body = {{"fileKey", {{"sha1", std::string(sha1)}}},
+                           {"startByte", position},
+                           {"endByte", end}};
+    std::uint64_t before = position;
+    HttpOutcome outcome = send({"POST", "/downloadFileData", {}, body.dump()},
+                               [&](const char* data, std::size_t size) {
+                                 std::size_t keep = static_cast<std::size_t>(
+                                     std::min<std::uint64_t>(size, end - position));
+                                 position += keep;
+                                 return sink(data, keep);
+                               },
+                               config_.timeouts, cancel);
+    if (outcome.error == TransportError::kNone && outcome.status == 200) return {};
+    FetchResult failure = classify_failure(outcome);
+    bool progressed = position > before;
+    bool retriable = failure.status == FetchStatus::kServerError;
+    if (!retriable) return failure;
+    if (progressed && ++resumes <= kMaxResumes) {
+      spdlog::debug("{}: connection broke at byte {}; resuming", sha1, position);
+      continue;
+    }
+    if (++failures > config_.retries) return failure;
+    spdlog::debug("{}: {} (attempt {}); retrying", sha1, failure.detail, failures);
+    if (!sleep_unless_cancelled(std::chrono::milliseconds(100 << failures), cancel)) {
+      return {FetchStatus::kCancelled, "cancelled"};
+    }
+  }
+}
+
+FetchResult DaemonClient::load_blob(std::string_view sha1, const CancelToken& cancel) {
+  return load_file(sha1, config_.channel,
+                   [&](const LoadProgress& p) {
+                     spdlog::info("node loading {}: {} of {} bytes", sha1, p.bytes_loaded, p.bytes_total);
+                   },
+                   cancel);
+}
+
+FetchResult DaemonClient::load_file(std::string_view sha1, const std::string& channel,
+                                    const std::function<void(const LoadProgress&)>& on_progress,
+                                    const CancelToken& cancel) {
+  nlohmann::json body = {{"fileKey", {{"sha1", std::string(sha1)}}}};
+  if (!channel.empty()) body["channelName"] = channel;
+  JsonSocketParser parser;
+  std::optional<FetchResult> final_result;
+  HttpTimeouts timeouts = config_.timeouts;
+  timeouts.idle = config_.load_timeout;  // the node may be silent while it searches
+  HttpOutcome outcome = send(
+      {"POST", "/loadFile", {}, body.dump()},
+      [&](const char* data, std::size_t size) {
+        for (const auto& message : parser.feed(std::string_view(data, size))) {
+          std::string type = message.value("type", "");
+          if (type == "progress") {
+            on_progress({message.value<std::uint64_t>("bytesLoaded", 0),
+                         message.value<std::uint64_t>("bytesTotal", 0)});
+          } else if (type == "finished") {
+            final_result = FetchResult{};
+          } else if (type == "error") {
+            std::string text = message.value("error", "");
+            final_result = FetchResult{text.starts_with("Unable to find file")
+                                           ? FetchStatus::kNotFound
+                                           : FetchStatus::kServerError,
+                                       "/loadFile: " + one_line(text)};
+          }
+        }
+        return parser.error().empty();
+      },
+      timeouts, cancel);
+  if (!parser.error().empty()) return {FetchStatus::kProtocolError, "/loadFile: " + parser.error()};
+  if (outcome.error != TransportError::kNone || outcome.status != 200) return classify_failure(outcome);
+  if (!final_result) return {FetchStatus::kProtocolError, "/loadFile ended without finished or error"};
+  return *final_result;
+}
+
+}  // namespace kacheryfs

@@ -1,0 +1,78 @@
+// The kachery daemon's HTTP API as kacheryfs uses it (see kachery-daemon-protocol.md):
+// GET /probe, bounded ranges from POST /downloadFileData streamed into a sink (resumed
+// after a dropped connection, retried after a 5xx, re-authenticated once after a 403),
+// and POST /loadFile with its JsonSocket progress stream. Connections are pooled and kept
+// alive. Every failure comes back as a typed FetchResult. Implements the core's
+// BlobSource; thread-safe.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "auth_code_file.h"
+#include "blob_source.h"
+#include "daemon_address.h"
+#include "http_connection.h"
+
+namespace kacheryfs {
+
+struct DaemonClientConfig {
+  DaemonAddress address;
+  std::string auth_file;  // "" = no auth header
+  HttpTimeouts timeouts;
+  unsigned retries = 2;   // extra attempts after a 5xx or a broken connection
+  std::string channel;    // for /loadFile; "" = none
+  std::chrono::milliseconds load_timeout{600000};
+  std::size_t max_idle_connections = 8;
+};
+
+struct ProbeInfo {
+  std::string node_id;
+  std::string daemon_version;
+  std::string storage_dir;
+};
+
+struct LoadProgress {
+  std::uint64_t bytes_loaded = 0;
+  std::uint64_t bytes_total = 0;
+};
+
+class DaemonClient final : public BlobSource {
+ public:
+  explicit DaemonClient(DaemonClientConfig config);
+  ~DaemonClient() override;
+
+  FetchResult probe(ProbeInfo* info, const CancelToken& cancel);
+
+  FetchResult read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
+                         const ByteSink& sink, const CancelToken& cancel) override;
+
+  FetchResult load_blob(std::string_view sha1, const CancelToken& cancel) override;
+  // As load_blob, for a given channel ("" = none), reporting each progress message.
+  FetchResult load_file(std::string_view sha1, const std::string& channel,
+                        const std::function<void(const LoadProgress&)>& on_progress,
+                        const CancelToken& cancel);
+
+  const DaemonClientConfig& config() const { return config_; }
+
+ private:
+  std::unique_ptr<HttpConnection> acquire();
+  void release(std::unique_ptr<HttpConnection> connection);
+  // Sends request with the auth header; on a 403 re-reads the auth code and tries once more.
+  HttpOutcome send(HttpRequest request, const BodySink& sink, const HttpTimeouts& timeouts,
+                   const CancelToken& cancel);
+
+  DaemonClientConfig config_;
+  AuthCodeFile auth_;
+  std::mutex pool_mutex_;
+  std::vector<std::unique_ptr<HttpConnection>> idle_;
+};
+
+// Maps an HTTP exchange that did not succeed to a FetchResult (shared by the routes).
+FetchResult classify_failure(const HttpOutcome& outcome);
+
+}  // namespace kacheryfs

@@ -1,0 +1,273 @@
+#include "http_connection.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <openssl/ssl.h>
+
+#include <optional>
+
+namespace kacheryfs {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::size_t kReceiveBuffer = 256 * 1024;
+constexpr std::size_t kErrorBodyLimit = 64 * 1024;
+constexpr auto kPollSlice = std::chrono::milliseconds(50);
+
+net::ssl::context& shared_tls_context() {
+  static net::ssl::context context = [] {
+    net::ssl::context ctx(net::ssl::context::tls_client);
+    ctx.set_default_verify_paths();
+    ctx.set_verify_mode(net::ssl::verify_peer);
+    return ctx;
+  }();
+  return context;
+}
+
+HttpOutcome failure(TransportError error, std::string detail) {
+  HttpOutcome outcome;
+  outcome.error = error;
+  outcome.detail = std::move(detail);
+  return outcome;
+}
+
+}  // namespace
+
+struct HttpConnection::Impl {
+  explicit Impl(const DaemonAddress& a) : address(a), resolver(ioc) {}
+
+  DaemonAddress address;
+  net::io_context ioc;
+  tcp::resolver resolver;
+  std::unique_ptr<beast::tcp_stream> plain;
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
+  beast::flat_buffer buffer;
+  std::vector<char> receive_buffer = std::vector<char>(kReceiveBuffer);
+
+  beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+  bool open() const { return (plain && plain->socket().is_open()) || (tls && beast::get_lowest_layer(*tls).socket().is_open()); }
+
+  template <class F>
+  void with_stream(F&& f) {
+    if (tls) f(*tls);
+    else f(*plain);
+  }
+
+  void close() {
+    if (!plain && !tls) return;
+    beast::error_code ignored;
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    lowest().socket().close(ignored);
+    plain.reset();
+    tls.reset();
+    buffer.clear();
+  }
+
+  // Runs the io_context until *done, the deadline or cancellation. On the latter two the
+  // socket is closed, the pending operation completes with an error, and that is returned.
+  TransportError run(const bool& done, Clock::time_point deadline, const CancelToken& cancel) {
+    ioc.restart();
+    while (!done) {
+      ioc.run_one_for(kPollSlice);
+      if (done) break;
+      TransportError why = TransportError::kNone;
+      if (cancel.cancelled()) why = TransportError::kCancelled;
+      else if (Clock::now() >= deadline) why = TransportError::kTimeout;
+      if (why != TransportError::kNone) {
+        beast::error_code ignored;
+        resolver.cancel();
+        if (plain || tls) lowest().socket().close(ignored);
+        ioc.restart();
+        while (!done && ioc.run_one_for(kPollSlice) > 0) {
+        }
+        close();
+        return why;
+      }
+    }
+    return TransportError::kNone;
+  }
+
+  HttpOutcome connect(const HttpTimeouts& timeouts, const CancelToken& cancel) {
+    HttpOutcome outcome;
+    close();
+    auto deadline = Clock::now() + timeouts.connect;
+    bool done = false;
+    beast::error_code ec;
+    tcp::resolver::results_type endpoints;
+    resolver.async_resolve(address.host, std::to_string(address.port),
+                           [&](beast::error_code e, tcp::resolver::results_type r) {
+                             ec = e;
+                             endpoints = std::move(r);
+                             done = true;
+                           });
+    if (auto why = run(done, deadline, cancel); why != TransportError::kNone) {
+      return failure(why == TransportError::kTimeout ? TransportError::kConnect : why,
+              "resolving " + address.host + (why == TransportError::kTimeout ? ": timed out" : ": cancelled"));
+    }
+    if (ec) return failure(TransportError::kConnect, "resolving " + address.host + ": " + ec.message());
+
+    if (address.tls) tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(ioc, shared_tls_context());
+    else plain = std::make_unique<beast::tcp_stream>(ioc);
+    done = false;
+    lowest().async_connect(endpoints, [&](beast::error_code e, const tcp::endpoint&) {
+      ec = e;
+      done = true;
+    });
+    std::string where = address.host + ":" + std::to_string(address.port);
+    if (auto why = run(done, deadline, cancel); why != TransportError::kNone) {
+      return failure(why == TransportError::kTimeout ? TransportError::kConnect : why,
+              "connect " + where + (why == TransportError::kTimeout ? ": timed out" : ": cancelled"));
+    }
+    if (ec) {
+      close();
+      return failure(TransportError::kConnect, "connect " + where + ": " + ec.message());
+    }
+    lowest().socket().set_option(tcp::no_delay(true), ec);
+    lowest().socket().set_option(net::socket_base::receive_buffer_size(static_cast<int>(kReceiveBuffer)), ec);
+    if (tls) {
+      SSL_set_tlsext_host_name(tls->native_handle(), address.host.c_str());
+      tls->set_verify_callback(net::ssl::host_name_verification(address.host));
+      done = false;
+      tls->async_handshake(net::ssl::stream_base::client, [&](beast::error_code e) {
+        ec = e;
+        done = true;
+      });
+      if (auto why = run(done, deadline, cancel); why != TransportError::kNone) {
+        return failure(why == TransportError::kTimeout ? TransportError::kConnect : why, "TLS handshake with " + where + ": timed out");
+      }
+      if (ec) {
+        close();
+        return failure(TransportError::kConnect, "TLS handshake with " + where + ": " + ec.message());
+      }
+    }
+    return outcome;
+  }
+
+  // One attempt on the current connection. *nothing_received tells whether it is safe to
+  // retry on a fresh connection (a stale keep-alive connection fails this way).
+  HttpOutcome attempt(const http::request<http::string_body>& request, const BodySink& sink,
+                      const HttpTimeouts& timeouts, const CancelToken& cancel,
+                      bool* nothing_received) {
+    *nothing_received = true;
+    HttpOutcome outcome;
+    bool done = false;
+    beast::error_code ec;
+    with_stream([&](auto& stream) {
+      http::async_write(stream, request, [&](beast::error_code e, std::size_t) {
+        ec = e;
+        done = true;
+      });
+    });
+    if (auto why = run(done, Clock::now() + timeouts.first_byte, cancel); why != TransportError::kNone) {
+      return failure(why, why == TransportError::kTimeout ? "sending the request timed out" : "cancelled");
+    }
+    if (ec) {
+      close();
+      return failure(TransportError::kBroken, "sending the request: " + ec.message());
+    }
+
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(boost::none);
+    done = false;
+    with_stream([&](auto& stream) {
+      http::async_read_header(stream, buffer, parser, [&](beast::error_code e, std::size_t) {
+        ec = e;
+        done = true;
+      });
+    });
+    if (auto why = run(done, Clock::now() + timeouts.first_byte, cancel); why != TransportError::kNone) {
+      return failure(why, why == TransportError::kTimeout ? "no response within the first-byte timeout" : "cancelled");
+    }
+    if (ec) {
+      close();
+      return failure(TransportError::kBroken, "reading the response header: " + ec.message());
+    }
+    *nothing_received = false;
+    outcome.status = parser.get().result_int();
+    bool success = outcome.status >= 200 && outcome.status < 300;
+
+    while (!parser.is_done()) {
+      parser.get().body().data = receive_buffer.data();
+      parser.get().body().size = receive_buffer.size();
+      done = false;
+      with_stream([&](auto& stream) {
+        http::async_read(stream, buffer, parser, [&](beast::error_code e, std::size_t) {
+          ec = e;
+          done = true;
+        });
+      });
+      if (auto why = run(done, Clock::now() + timeouts.idle, cancel); why != TransportError::kNone) {
+        outcome.error = why;
+        outcome.detail = why == TransportError::kTimeout ? "the body stalled past the idle timeout" : "cancelled";
+        return outcome;
+      }
+      if (ec == http::error::need_buffer) ec = {};
+      std::size_t got = receive_buffer.size() - parser.get().body().size;
+      if (got > 0) {
+        if (success) {
+          if (!sink(receive_buffer.data(), got)) {
+            close();
+            outcome.error = TransportError::kSinkRefused;
+            outcome.detail = "the receiver refused the bytes";
+            return outcome;
+          }
+          outcome.body_bytes += got;
+        } else if (outcome.error_body.size() < kErrorBodyLimit) {
+          outcome.error_body.append(receive_buffer.data(), std::min(got, kErrorBodyLimit - outcome.error_body.size()));
+        }
+      }
+      if (ec) {
+        close();
+        outcome.error = TransportError::kBroken;
+        outcome.detail = "reading the body: " + ec.message();
+        return outcome;
+      }
+    }
+    if (!parser.keep_alive()) close();
+    return outcome;
+  }
+};
+
+HttpConnection::HttpConnection(const DaemonAddress& address) : impl_(std::make_unique<Impl>(address)) {}
+HttpConnection::~HttpConnection() { impl_->close(); }
+
+bool HttpConnection::is_open() const { return impl_->open(); }
+
+HttpOutcome HttpConnection::exchange(const HttpRequest& request, const BodySink& sink,
+                                     const HttpTimeouts& timeouts, const CancelToken& cancel) {
+  http::request<http::string_body> message;
+  message.method_string(request.method);
+  message.target(impl_->address.base_path + request.target);
+  message.version(11);
+  message.set(http::field::host, impl_->address.host + ":" + std::to_string(impl_->address.port));
+  message.set(http::field::user_agent, "kacheryfs/" KACHERYFS_VERSION);
+  for (const auto& [name, value] : request.headers) message.set(name, value);
+  message.body() = request.body;
+  message.prepare_payload();
+
+  for (int round = 0;; ++round) {
+    bool reused = impl_->open();
+    if (!reused) {
+      HttpOutcome connected = impl_->connect(timeouts, cancel);
+      if (connected.error != TransportError::kNone) return connected;
+    }
+    bool nothing_received = true;
+    HttpOutcome outcome = impl_->attempt(message, sink, timeouts, cancel, &nothing_received);
+    if (outcome.error == TransportError::kBroken && reused && nothing_received && round == 0) {
+      continue;  // the server had closed the idle keep-alive connection
+    }
+    return outcome;
+  }
+}
+
+}  // namespace kacheryfs

@@ -1,0 +1,65 @@
+// One keep-alive HTTP/1.1 connection (plain or TLS) to the daemon, with connect,
+// first-byte and idle timeouts and cooperative cancellation. Bodies stream into a sink in
+// bounded buffers, so memory stays small whatever the response size. Beast and Asio stay
+// behind this header. Not thread-safe: DaemonClient hands each connection to one thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cancel_token.h"
+#include "daemon_address.h"
+
+namespace kacheryfs {
+
+struct HttpTimeouts {
+  std::chrono::milliseconds connect{5000};
+  std::chrono::milliseconds first_byte{10000};  // request sent -> response header
+  std::chrono::milliseconds idle{10000};        // between body reads
+};
+
+struct HttpRequest {
+  std::string method = "POST";
+  std::string target;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+};
+
+enum class TransportError { kNone, kConnect, kTimeout, kCancelled, kBroken, kProtocol, kSinkRefused };
+
+struct HttpOutcome {
+  TransportError error = TransportError::kNone;
+  std::string detail;         // one line, for errors
+  unsigned status = 0;        // HTTP status when a header arrived
+  std::uint64_t body_bytes = 0;  // bytes handed to the sink (2xx) or kept in error_body
+  std::string error_body;     // first 64 KiB of a non-2xx body
+};
+
+// Receives body bytes of a 2xx response. Return false to stop (the connection is closed).
+using BodySink = std::function<bool(const char* data, std::size_t size)>;
+
+class HttpConnection {
+ public:
+  explicit HttpConnection(const DaemonAddress& address);
+  ~HttpConnection();
+  HttpConnection(const HttpConnection&) = delete;
+  HttpConnection& operator=(const HttpConnection&) = delete;
+
+  // Sends one request and streams the response. Reconnects as needed; a request that
+  // fails on a reused connection before any response byte is retried once on a fresh one.
+  HttpOutcome exchange(const HttpRequest& request, const BodySink& sink,
+                       const HttpTimeouts& timeouts, const CancelToken& cancel);
+
+  bool is_open() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kacheryfs

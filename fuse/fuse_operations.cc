@@ -1,0 +1,240 @@
+#include "fuse_operations.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fuse_cancel_token.h"
+
+namespace kacheryfs {
+
+namespace {
+
+FuseContext& context(fuse_req_t req) { return *static_cast<FuseContext*>(fuse_req_userdata(req)); }
+
+const std::time_t kMountTime = std::time(nullptr);
+
+struct stat to_stat(const Attributes& attributes) {
+  struct stat st{};
+  st.st_ino = attributes.ino;
+  st.st_mode = attributes.directory ? (S_IFDIR | 0555) : (S_IFREG | 0444);
+  st.st_nlink = attributes.directory ? 2 : 1;
+  st.st_uid = getuid();
+  st.st_gid = getgid();
+  st.st_size = static_cast<off_t>(attributes.size);
+  st.st_blksize = 1 << 20;
+  st.st_blocks = static_cast<blkcnt_t>((attributes.size + 511) / 512);
+  st.st_atime = st.st_mtime = st.st_ctime = kMountTime;
+  return st;
+}
+
+double timeout_for(const FuseContext& ctx, const Attributes& attributes) {
+  return attributes.directory ? ctx.timeouts.directory
+                              : (attributes.content ? ctx.timeouts.content : 60.0);
+}
+
+void op_init(void* userdata, fuse_conn_info* conn) {
+  auto* ctx = static_cast<FuseContext*>(userdata);
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+  if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
+  conn->want &= ~static_cast<unsigned>(FUSE_CAP_AUTO_INVAL_DATA);  // content never changes
+  conn->max_read = ctx->max_read;
+  spdlog::info("FUSE protocol {}.{}: max_read={} max_readahead={} splice_write={} max_background={}",
+               conn->proto_major, conn->proto_minor, conn->max_read, conn->max_readahead,
+               (conn->want & FUSE_CAP_SPLICE_WRITE) != 0, conn->max_background);
+}
+
+void reply_entry_or_error(fuse_req_t req, int error, const Attributes& attributes) {
+  FuseContext& ctx = context(req);
+  if (error == -ENOENT) {
+    fuse_entry_param negative{};
+    negative.ino = 0;
+    negative.entry_timeout = ctx.timeouts.negative;
+    fuse_reply_entry(req, &negative);
+    return;
+  }
+  if (error != 0) {
+    fuse_reply_err(req, -error);
+    return;
+  }
+  fuse_entry_param entry{};
+  entry.ino = attributes.ino;
+  entry.generation = 1;
+  entry.attr = to_stat(attributes);
+  entry.attr_timeout = entry.entry_timeout = timeout_for(ctx, attributes);
+  fuse_reply_entry(req, &entry);
+}
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  FuseRequestCancelToken cancel(req);
+  Attributes attributes;
+  int error = context(req).filesystem->lookup(parent, name, attributes, cancel);
+  reply_entry_or_error(req, error, attributes);
+}
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  FuseRequestCancelToken cancel(req);
+  Attributes attributes;
+  int error = context(req).filesystem->getattr(ino, attributes, cancel);
+  if (error != 0) {
+    fuse_reply_err(req, -error);
+    return;
+  }
+  struct stat st = to_stat(attributes);
+  fuse_reply_attr(req, &st, timeout_for(context(req), attributes));
+}
+
+struct DirHandle {
+  std::vector<DirEntry> entries;
+};
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto handle = std::make_unique<DirHandle>();
+  int error = context(req).filesystem->list(ino, handle->entries);
+  if (error != 0) {
+    fuse_reply_err(req, -error);
+    return;
+  }
+  fi->fh = reinterpret_cast<std::uint64_t>(handle.get());
+  fi->cache_readdir = 0;
+  if (fuse_reply_open(req, fi) == 0) handle.release();
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_info* fi) {
+  auto* handle = reinterpret_cast<DirHandle*>(fi->fh);
+  std::vector<char> buffer(size);
+  std::size_t used = 0;
+  for (auto i = static_cast<std::size_t>(offset); i < handle->entries.size(); ++i) {
+    const DirEntry& entry = handle->entries[i];
+    struct stat st{};
+    st.st_ino = entry.ino;
+    st.st_mode = entry.directory ? S_IFDIR : S_IFREG;
+    std::size_t needed = fuse_add_direntry(req, buffer.data() + used, size - used, entry.name.c_str(),
+                                           &st, static_cast<off_t>(i + 1));
+    if (needed > size - used) break;
+    used += needed;
+  }
+  fuse_reply_buf(req, buffer.data(), used);
+}
+
+void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete reinterpret_cast<DirHandle*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+    fuse_reply_err(req, EROFS);
+    return;
+  }
+  FuseRequestCancelToken cancel(req);
+  auto file = std::make_unique<OpenedFile>();
+  int error = context(req).filesystem->open(ino, *file, cancel);
+  if (error != 0) {
+    fuse_reply_err(req, -error);
+    return;
+  }
+  fi->keep_cache = 1;  // content is immutable: keep the page cache across opens
+  fi->fh = reinterpret_cast<std::uint64_t>(file.get());
+  if (fuse_reply_open(req, fi) == 0) {
+    file.release();
+  } else if (file->fd >= 0) {
+    close(file->fd);  // the opener went away (interrupted)
+  }
+}
+
+void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_info* fi) {
+  auto* file = reinterpret_cast<OpenedFile*>(fi->fh);
+  if (file->fd < 0) {
+    const std::string& bytes = file->bytes;
+    auto start = std::min(static_cast<std::size_t>(offset), bytes.size());
+    fuse_reply_buf(req, bytes.data() + start, std::min(size, bytes.size() - start));
+    return;
+  }
+  fuse_bufvec buffer = FUSE_BUFVEC_INIT(size);
+  buffer.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  buffer.buf[0].fd = file->fd;
+  buffer.buf[0].pos = offset;
+  fuse_reply_data(req, &buffer, FUSE_BUF_SPLICE_MOVE);
+}
+
+void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  auto* file = reinterpret_cast<OpenedFile*>(fi->fh);
+  if (file->fd >= 0) close(file->fd);
+  delete file;
+  fuse_reply_err(req, 0);
+}
+
+void op_statfs(fuse_req_t req, fuse_ino_t) {
+  struct statvfs st{};
+  st.f_bsize = st.f_frsize = 4096;
+  st.f_namemax = 255;
+  st.f_flag = ST_RDONLY;
+  fuse_reply_statfs(req, &st);
+}
+
+// Every write operation: the tree is read-only.
+void erofs_mknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { fuse_reply_err(req, EROFS); }
+void erofs_mkdir(fuse_req_t req, fuse_ino_t, const char*, mode_t) { fuse_reply_err(req, EROFS); }
+void erofs_unlink(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void erofs_symlink(fuse_req_t req, const char*, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void erofs_rename(fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*, unsigned) {
+  fuse_reply_err(req, EROFS);
+}
+void erofs_link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void erofs_setattr(fuse_req_t req, fuse_ino_t, struct stat*, int, fuse_file_info*) {
+  fuse_reply_err(req, EROFS);
+}
+void erofs_create(fuse_req_t req, fuse_ino_t, const char*, mode_t, fuse_file_info*) {
+  fuse_reply_err(req, EROFS);
+}
+void erofs_write(fuse_req_t req, fuse_ino_t, const char*, size_t, off_t, fuse_file_info*) {
+  fuse_reply_err(req, EROFS);
+}
+void erofs_setxattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) {
+  fuse_reply_err(req, EROFS);
+}
+void erofs_removexattr(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+
+fuse_lowlevel_ops make_operations() {
+  fuse_lowlevel_ops ops{};
+  ops.init = op_init;
+  ops.lookup = op_lookup;
+  ops.getattr = op_getattr;
+  ops.opendir = op_opendir;
+  ops.readdir = op_readdir;
+  ops.releasedir = op_releasedir;
+  ops.open = op_open;
+  ops.read = op_read;
+  ops.release = op_release;
+  ops.statfs = op_statfs;
+  ops.mknod = erofs_mknod;
+  ops.mkdir = erofs_mkdir;
+  ops.unlink = erofs_unlink;
+  ops.rmdir = erofs_unlink;
+  ops.symlink = erofs_symlink;
+  ops.rename = erofs_rename;
+  ops.link = erofs_link;
+  ops.setattr = erofs_setattr;
+  ops.create = erofs_create;
+  ops.write = erofs_write;
+  ops.setxattr = erofs_setxattr;
+  ops.removexattr = erofs_removexattr;
+  return ops;
+}
+
+}  // namespace
+
+const fuse_lowlevel_ops& kacheryfs_operations() {
+  static const fuse_lowlevel_ops ops = make_operations();
+  return ops;
+}
+
+}  // namespace kacheryfs

@@ -1,0 +1,29 @@
+// The libfuse low-level operations of kacheryfs: each is a small function that makes one
+// call into the core Filesystem and sends exactly one reply. Writes of any kind: EROFS.
+#pragma once
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include <chrono>
+#include <cstdint>
+
+#include "filesystem.h"
+
+namespace kacheryfs {
+
+struct FuseTimeouts {
+  double content = 86400.0;   // entry/attr timeout of immutable content (seconds)
+  double directory = 3600.0;  // entry/attr timeout of directories (their shape never changes)
+  double negative = 10.0;     // how long the kernel remembers a name that does not exist
+};
+
+struct FuseContext {
+  Filesystem* filesystem = nullptr;
+  FuseTimeouts timeouts;
+  std::uint32_t max_read = 1 << 20;
+};
+
+const fuse_lowlevel_ops& kacheryfs_operations();
+
+}  // namespace kacheryfs

@@ -1,0 +1,63 @@
+#include "fuse_session_runner.h"
+
+#include <spdlog/spdlog.h>
+
+#include <memory>
+#include <string>
+
+namespace kacheryfs {
+
+int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
+                     const std::function<void(bool daemonized)>& after_daemonize) {
+  std::vector<std::string> args = {"kacheryfs", "-o", "ro,max_read=" + std::to_string(context.max_read)};
+  for (const std::string& option : config.options) {
+    args.push_back("-o");
+    args.push_back(option);
+  }
+  if (config.debug) args.push_back("-d");
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  fuse_args fuse_arguments = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+
+  const fuse_lowlevel_ops& ops = kacheryfs_operations();
+  fuse_session* session = fuse_session_new(&fuse_arguments, &ops, sizeof(ops), &context);
+  if (session == nullptr) {
+    spdlog::error("cannot create the FUSE session (see the message above)");
+    return 1;
+  }
+  std::unique_ptr<fuse_session, decltype(&fuse_session_destroy)> session_guard(session, fuse_session_destroy);
+  if (fuse_set_signal_handlers(session) != 0) {
+    spdlog::error("cannot install signal handlers");
+    return 1;
+  }
+  if (fuse_session_mount(session, config.mountpoint.c_str()) != 0) {
+    fuse_remove_signal_handlers(session);
+    spdlog::error("cannot mount on {} (see the message above)", config.mountpoint);
+    return 1;
+  }
+  if (fuse_daemonize(config.foreground ? 1 : 0) != 0) {
+    fuse_session_unmount(session);
+    fuse_remove_signal_handlers(session);
+    return 1;
+  }
+  after_daemonize(!config.foreground);
+  spdlog::info("mounted on {}", config.mountpoint);
+
+  int result = 0;
+  if (config.single_threaded) {
+    result = fuse_session_loop(session);
+  } else {
+    fuse_loop_config* loop_config = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_clone_fd(loop_config, 0);
+    fuse_loop_cfg_set_max_threads(loop_config, 64);
+    fuse_loop_cfg_set_idle_threads(loop_config, 10);
+    result = fuse_session_loop_mt(session, loop_config);
+    fuse_loop_cfg_destroy(loop_config);
+  }
+  fuse_session_unmount(session);
+  fuse_remove_signal_handlers(session);
+  spdlog::info("unmounted {}", config.mountpoint);
+  return result == 0 ? 0 : 1;
+}
+
+}  // namespace kacheryfs

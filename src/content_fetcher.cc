@@ -1,0 +1,201 @@
+#include "content_fetcher.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+
+#include "hash_name.h"
+#include "sha1_hasher.h"
+
+namespace kacheryfs {
+
+ContentFetcher::ContentFetcher(BlobSource& source, ContentCache& cache, FetcherConfig config)
+    : source_(source), cache_(cache), config_(config) {}
+
+int ContentFetcher::to_errno(const FetchResult& result, std::string_view sha1,
+                             std::string_view what) {
+  switch (result.status) {
+    case FetchStatus::kOk: return 0;
+    case FetchStatus::kNotFound: return -ENOENT;
+    case FetchStatus::kCancelled: return -EINTR;
+    default: break;
+  }
+  std::uint64_t n = io_errors_.fetch_add(1) + 1;
+  spdlog::warn("EIO #{} {} {}: {}: {}", n, what, sha1, to_string(result.status), result.detail);
+  return -EIO;
+}
+
+bool ContentFetcher::known_missing(const std::string& sha1) {
+  std::lock_guard lock(mutex_);
+  auto it = missing_until_.find(sha1);
+  if (it == missing_until_.end()) return false;
+  if (std::chrono::steady_clock::now() < it->second) return true;
+  missing_until_.erase(it);
+  return false;
+}
+
+void ContentFetcher::remember_size(const std::string& sha1, std::uint64_t size) {
+  std::lock_guard lock(mutex_);
+  sizes_[sha1] = size;
+}
+
+FetchResult ContentFetcher::read_with_load(const std::string& sha1, std::uint64_t start,
+                                           std::uint64_t end, const ByteSink& sink,
+                                           const CancelToken& cancel) {
+  FetchResult result = source_.read_range(sha1, start, end, sink, cancel);
+  if (result.status != FetchStatus::kNotFound || !config_.load_missing) return result;
+  spdlog::info("{} is not on the node; asking it to load the file from its channel", sha1);
+  FetchResult loaded = source_.load_blob(sha1, cancel);
+  if (!loaded.ok()) return loaded;
+  return source_.read_range(sha1, start, end, sink, cancel);
+}
+
+SizeAnswer ContentFetcher::blob_size(std::string_view sha1_view, const CancelToken& cancel) {
+  if (sha1_view == kEmptySha1) return {0, 0};
+  if (auto size = cache_.complete_size(sha1_view)) return {0, *size};
+  std::string sha1(sha1_view);
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = sizes_.find(sha1); it != sizes_.end()) return {0, it->second};
+  }
+  if (known_missing(sha1)) return {-ENOENT, 0};
+  for (;;) {
+    auto answer = size_flights_.run(sha1, [&] { return discover_size(sha1, cancel); }, cancel);
+    if (!answer) return {-EINTR, 0};
+    // The leader was interrupted but this caller was not: take over.
+    if (answer->error == -EINTR && !cancel.cancelled()) continue;
+    return *answer;
+  }
+}
+
+SizeAnswer ContentFetcher::discover_size(const std::string& sha1, const CancelToken& cancel) {
+  // One range answers every blob smaller than probe_size, and brings its bytes along.
+  std::string head;
+  FetchResult result = read_with_load(
+      sha1, 0, config_.probe_size,
+      [&](const char* data, std::size_t size) {
+        head.append(data, size);
+        return true;
+      },
+      cancel);
+  if (result.status == FetchStatus::kNotFound) {
+    std::lock_guard lock(mutex_);
+    missing_until_[sha1] = std::chrono::steady_clock::now() + config_.negative_ttl;
+  }
+  if (!result.ok()) return {to_errno(result, sha1, "size discovery of"), 0};
+  bytes_fetched_ += head.size();
+
+  if (head.size() < config_.probe_size) {
+    if (sha1_hex_of(head) == sha1) {
+      int error = 0;
+      if (auto tx = cache_.begin(sha1, &error)) {
+        if (tx->append(head.data(), head.size()) == 0 && tx->commit() == 0) ++downloads_;
+      }
+    }  // a mismatch is reported by the download that a read triggers
+    remember_size(sha1, head.size());
+    return {0, head.size()};
+  }
+
+  // size >= lo and size < hi; probe 1-byte ranges [k, k+1): one byte back iff k < size.
+  std::uint64_t lo = config_.probe_size;
+  std::uint64_t hi = 2 * lo;
+  auto has_byte = [&](std::uint64_t index, bool& present) {
+    std::size_t got = 0;
+    FetchResult probe = source_.read_range(
+        sha1, index, index + 1, [&](const char*, std::size_t size) { got += size; return true; },
+        cancel);
+    present = got > 0;
+    return probe;
+  };
+  for (;;) {
+    bool present = false;
+    FetchResult probe = has_byte(hi - 1, present);
+    if (!probe.ok()) return {to_errno(probe, sha1, "size probe of"), 0};
+    if (!present) break;
+    lo = hi;
+    hi *= 2;
+  }
+  while (hi - lo > 1) {
+    std::uint64_t mid = lo + (hi - lo) / 2;
+    bool present = false;
+    FetchResult probe = has_byte(mid - 1, present);
+    if (!probe.ok()) return {to_errno(probe, sha1, "size probe of"), 0};
+    (present ? lo : hi) = mid;
+  }
+  remember_size(sha1, lo);
+  return {0, lo};
+}
+
+int ContentFetcher::ensure_cached(std::string_view sha1_view, const CancelToken& cancel) {
+  if (cache_.complete_size(sha1_view)) return 0;
+  std::string sha1(sha1_view);
+  for (;;) {
+    auto error = download_flights_.run(
+        sha1,
+        [&] {
+          if (cache_.complete_size(sha1)) return 0;  // a previous leader just finished
+          SizeAnswer size = blob_size(sha1, cancel);
+          if (size.error != 0) return size.error;
+          if (cache_.complete_size(sha1)) return 0;  // small blobs arrive with their size
+          return download(sha1, size.size, cancel);
+        },
+        cancel);
+    if (!error) return -EINTR;
+    if (*error == -EINTR && !cancel.cancelled()) continue;
+    return *error;
+  }
+}
+
+int ContentFetcher::download(const std::string& sha1, std::uint64_t size,
+                             const CancelToken& cancel) {
+  int error = 0;
+  auto tx = cache_.begin(sha1, &error);
+  if (!tx) {
+    return to_errno({FetchStatus::kLocalError, "cannot create temp file: " +
+                                                   std::string(std::strerror(-error))},
+                    sha1, "download of");
+  }
+  Sha1Hasher hasher;
+  int write_error = 0;
+  ByteSink sink = [&](const char* data, std::size_t n) {
+    hasher.update(data, n);
+    write_error = tx->append(data, n);
+    return write_error == 0;
+  };
+  std::uint64_t offset = 0;
+  while (offset < size) {
+    std::uint64_t end = std::min(size, offset + config_.range_size);
+    FetchResult result = read_with_load(sha1, offset, end, sink, cancel);
+    if (result.status == FetchStatus::kLocalError && write_error != 0) {
+      result.detail = std::string("writing the cache: ") + std::strerror(-write_error);
+    }
+    if (!result.ok()) return to_errno(result, sha1, "download of");
+    if (tx->size() != end) {
+      return to_errno({FetchStatus::kProtocolError,
+                       "expected " + std::to_string(size) + " bytes, the node sent " +
+                           std::to_string(tx->size())},
+                      sha1, "download of");
+    }
+    bytes_fetched_ += end - offset;
+    offset = end;
+  }
+  std::string actual = hasher.final_hex();
+  if (actual != sha1) {
+    std::uint64_t n = io_errors_.fetch_add(1) + 1;
+    spdlog::error("EIO #{} sha1 mismatch for {}: the node's bytes hash to {}; nothing cached", n,
+                  sha1, actual);
+    std::lock_guard lock(mutex_);
+    sizes_.erase(sha1);
+    return -EIO;
+  }
+  if (int commit_error = tx->commit(); commit_error != 0) {
+    return to_errno({FetchStatus::kLocalError,
+                     std::string("committing to the cache: ") + std::strerror(-commit_error)},
+                    sha1, "download of");
+  }
+  ++downloads_;
+  spdlog::debug("cached {} ({} bytes)", sha1, size);
+  return 0;
+}
+
+}  // namespace kacheryfs

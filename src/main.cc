@@ -1,0 +1,119 @@
+// kacheryfs: mounts a kachery node's content read-only, addressed by SHA-1.
+// Parses the command line, wires the core (cache, fetcher, tree), the daemon client and
+// the FUSE glue together, and runs the mount. The only file that sees all three layers.
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <iostream>
+#include <system_error>
+
+#include "content_cache.h"
+#include "content_fetcher.h"
+#include "daemon_client.h"
+#include "filesystem.h"
+#include "fuse_session_runner.h"
+#include "logging.h"
+#include "options.h"
+#include "tree.h"
+
+namespace {
+
+using namespace kacheryfs;
+
+DaemonClientConfig client_config(const MountOptions& options) {
+  DaemonClientConfig config;
+  config.address = options.daemon;
+  config.auth_file = options.auth_file;
+  config.timeouts = {options.connect_timeout, options.timeout, options.timeout};
+  config.retries = options.retries;
+  config.channel = options.channel;
+  config.load_timeout = options.load_timeout;
+  return config;
+}
+
+bool check_mountpoint(const std::string& path) {
+  struct stat st{};
+  if (stat(path.c_str(), &st) != 0) {
+    std::cerr << "kacheryfs: bad mount point '" << path << "': " << std::strerror(errno) << "\n";
+    return false;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    std::cerr << "kacheryfs: bad mount point '" << path << "': not a directory\n";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  ParsedCommandLine parsed = parse_command_line(args, process_env);
+  const MountOptions& options = parsed.options;
+  if (options.show_help) {
+    std::cout << usage_text("kacheryfs");
+    return 0;
+  }
+  if (options.show_version) {
+    std::cout << "kacheryfs " KACHERYFS_VERSION "\n";
+    return 0;
+  }
+  if (!parsed.errors.empty()) {
+    for (const std::string& error : parsed.errors) std::cerr << "kacheryfs: " << error << "\n";
+    return 1;
+  }
+  if (!check_mountpoint(options.mountpoint)) return 1;
+  log_to_stderr(options.debug ? "debug" : options.log_level);
+
+  std::unique_ptr<ContentCache> cache;
+  try {
+    cache = std::make_unique<ContentCache>(options.cache_dir);
+  } catch (const std::exception& e) {
+    std::cerr << "kacheryfs: cannot use cache dir '" << options.cache_dir << "': " << e.what() << "\n";
+    return 1;
+  }
+  spdlog::info("{}", describe(options));
+
+  Tree tree;
+  // The daemon being down is not fatal: cached content stays readable. A probe with its
+  // own client (no connection may survive the fork of daemonizing) says so up front.
+  std::string node_id;
+  {
+    DaemonClient probe_client(client_config(options));
+    ProbeInfo info;
+    FetchResult probed = probe_client.probe(&info, NeverCancelled());
+    if (probed.ok()) {
+      node_id = info.node_id;
+      spdlog::info("daemon {} ({}), node {}", options.daemon.to_string(), info.daemon_version, info.node_id);
+    } else {
+      spdlog::warn("daemon {} unreachable ({}: {}); serving cached files only until it answers",
+                   options.daemon.to_string(), to_string(probed.status), probed.detail);
+    }
+  }
+
+  DaemonClient client(client_config(options));
+  FetcherConfig fetcher_config;
+  fetcher_config.range_size = options.range_size;
+  fetcher_config.negative_ttl = options.negative_timeout;
+  fetcher_config.load_missing = !options.channel.empty();
+  ContentFetcher fetcher(client, *cache, fetcher_config);
+  Filesystem filesystem(tree, *cache, fetcher, [&client](std::string* id, const CancelToken& cancel) {
+    ProbeInfo info;
+    FetchResult result = client.probe(&info, cancel);
+    if (result.ok()) *id = info.node_id;
+    return result;
+  });
+  if (!node_id.empty()) filesystem.set_node_id(node_id);
+
+  FuseContext context;
+  context.filesystem = &filesystem;
+  context.timeouts.negative = static_cast<double>(options.negative_timeout.count());
+  context.max_read = options.max_read;
+  FuseMountConfig mount{options.mountpoint, options.fuse_options, options.foreground, options.debug,
+                        options.single_threaded};
+  std::string level = options.debug ? "debug" : options.log_level;
+  return run_fuse_session(mount, context, [&level](bool daemonized) {
+    if (daemonized) log_to_syslog(level);
+  });
+}

@@ -1,0 +1,51 @@
+// The emulator's HTTP side: accepts connections on 127.0.0.1, one thread per connection,
+// HTTP/1.1 keep-alive with the daemon's 5 s idle timeout, and answers every route of the
+// kachery daemon API the way kachery-daemon-protocol.md describes, quirks included.
+// Fault switches make downloads slow, stalled, cut, wrong or failing, for client tests.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "auth_codes.h"
+#include "emulator_storage.h"
+
+namespace kachery_emulator {
+
+struct Faults {
+  std::string only_sha1;  // when set, timing and failure faults apply to this sha1 only
+  std::chrono::milliseconds first_byte_delay{0};
+  std::uint64_t stall_after_bytes = 0;  // 0 = off
+  std::chrono::milliseconds stall_duration{0};
+  std::uint64_t drop_after_bytes = 0;   // 0 = off
+  std::set<std::string> wrong_bytes;    // serve corrupted bytes for these sha1s
+  std::atomic<int> fail_500_remaining{0};
+};
+
+struct EmulatorConfig {
+  std::filesystem::path storage_dir;
+  std::filesystem::path network_dir;  // simulated kachery network for /loadFile ("" = none)
+  std::chrono::milliseconds load_delay{1000};
+  std::chrono::milliseconds auth_period{180000};
+  std::filesystem::path request_log;  // "" = none
+};
+
+class EmulatorServer {
+ public:
+  EmulatorServer(EmulatorConfig config, Faults& faults);
+  // Binds 127.0.0.1:port (0 = any free port) and returns the port bound.
+  std::uint16_t bind(std::uint16_t port);
+  // Serves until the process ends.
+  void run();
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
+}  // namespace kachery_emulator
