@@ -8,6 +8,7 @@
 #include <boost/beast/ssl.hpp>
 #include <openssl/ssl.h>
 
+#include <limits>
 #include <optional>
 
 namespace kacheryfs {
@@ -177,7 +178,7 @@ struct HttpConnection::Impl {
     }
 
     http::response_parser<http::buffer_body> parser;
-    parser.body_limit(boost::none);
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // not boost::none: Beast 1.74 rejects every Content-Length then
     done = false;
     with_stream([&](auto& stream) {
       http::async_read_header(stream, buffer, parser, [&](beast::error_code e, std::size_t) {
