@@ -1,0 +1,259 @@
+"""Shared helpers for kacheryfs's process-level tests: start the daemon emulator on a free
+loopback port, place content in its storage dir, mount kacheryfs on a temp dir, and always
+clean up what was started (by PID, never by name).
+
+Paths come from the environment that CTest sets: KACHERYFS_BIN, KACHERY_EMULATOR_BIN.
+"""
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+KACHERYFS = os.environ.get("KACHERYFS_BIN", "build/kacheryfs")
+EMULATOR = os.environ.get("KACHERY_EMULATOR_BIN", "build/tests/emulator/kachery-daemon-emulator")
+EMPTY_SHA1 = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
+
+
+def sha1_path(root, sha1):
+    return os.path.join(root, "sha1", sha1[0:2], sha1[2:4], sha1[4:6], sha1)
+
+
+def put_bytes(storage, data):
+    """Writes data into a kachery storage dir the way the daemon lays it out; returns its sha1."""
+    sha1 = hashlib.sha1(data).hexdigest()
+    path = sha1_path(storage, sha1)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "wb") as f:
+        f.write(data)
+    os.rename(path + ".tmp", path)
+    return sha1
+
+
+def put_random_file(storage, size, seed, original_dir):
+    """Writes `size` pseudo-random bytes both to original_dir (the reference copy that
+    tests compare against with cmp/sha1sum) and into storage. Streams; returns (sha1, original path)."""
+    os.makedirs(original_dir, exist_ok=True)
+    original = os.path.join(original_dir, "file-%d-%d" % (size, seed))
+    h = hashlib.sha1()
+    block = hashlib.sha256(str(seed).encode()).digest() * (1 << 15)  # 1 MiB pattern per seed
+    with open(original, "wb") as f:
+        left, counter = size, 0
+        while left > 0:
+            piece = (counter.to_bytes(8, "little") + block)[: min(len(block), left)]
+            f.write(piece)
+            h.update(piece)
+            left -= len(piece)
+            counter += 1
+    sha1 = h.hexdigest()
+    target = sha1_path(storage, sha1)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if not os.path.exists(target):
+        try:
+            os.link(original, target)
+        except OSError:
+            shutil.copyfile(original, target)
+    return sha1, original
+
+
+def tool_sha1(path):
+    """sha1 of a file by the independent sha1sum tool."""
+    out = subprocess.run(["sha1sum", path], check=True, capture_output=True, text=True).stdout
+    return out.split()[0]
+
+
+class Emulator:
+    """The kachery daemon emulator as a child process on 127.0.0.1."""
+
+    def __init__(self, storage, *flags, port=0, workdir=None):
+        self.storage = storage
+        self.flags = list(flags)
+        self.workdir = workdir or tempfile.mkdtemp(prefix="kfs-emu-")
+        self.request_log = os.path.join(self.workdir, "requests.log")
+        self.port = port
+        self.proc = None
+        self.start()
+
+    def start(self, *flags):
+        if flags:
+            self.flags = list(flags)
+        port_file = os.path.join(self.workdir, "port")
+        if os.path.exists(port_file):
+            os.unlink(port_file)
+        cmd = [EMULATOR, "--storage-dir", self.storage, "--port", str(self.port), "--port-file", port_file,
+               "--request-log", self.request_log] + self.flags
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if os.path.exists(port_file):
+                with open(port_file) as f:
+                    text = f.read().strip()
+                if text:
+                    self.port = int(text)
+                    return
+            if self.proc.poll() is not None:
+                raise RuntimeError("emulator exited: %s" % self.proc.stderr.read().decode())
+            time.sleep(0.02)
+        raise RuntimeError("emulator did not start")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc and self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+
+    def restart(self, *flags):
+        self.stop()
+        self.start(*flags)
+
+    @property
+    def address(self):
+        return "127.0.0.1:%d" % self.port
+
+    @property
+    def auth_file(self):
+        return os.path.join(self.storage, "client-auth")
+
+    def auth_code(self):
+        with open(self.auth_file) as f:
+            return f.read()
+
+    def log_lines(self):
+        if not os.path.exists(self.request_log):
+            return []
+        with open(self.request_log) as f:
+            return [line.rstrip("\n") for line in f]
+
+    def downloads(self, sha1=None):
+        return [l for l in self.log_lines() if l.startswith("POST /downloadFileData") and (sha1 is None or ("sha1=%s " % sha1) in l)]
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Mount:
+    """kacheryfs running in the foreground on a temp dir; unmount() always cleans up."""
+
+    def __init__(self, source, mountpoint, cache_dir, options=(), env=None, wait=True):
+        self.mountpoint = mountpoint
+        os.makedirs(mountpoint, exist_ok=True)
+        opts = ["cache_dir=" + cache_dir] + list(options)
+        self.log_path = os.path.join(os.path.dirname(mountpoint.rstrip("/")), "kacheryfs-%d.log" % time.monotonic_ns())
+        self.log = open(self.log_path, "wb")
+        cmd = [KACHERYFS, "-f", source, mountpoint, "-o", ",".join(opts)]
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        if wait:
+            self.wait_mounted()
+
+    def wait_mounted(self, timeout=15):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if is_mounted(self.mountpoint):
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError("kacheryfs exited with %d: %s" % (self.proc.returncode, self.output()))
+            time.sleep(0.02)
+        raise RuntimeError("kacheryfs did not mount: " + self.output())
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def unmount(self):
+        if is_mounted(self.mountpoint):
+            if subprocess.run(["fusermount3", "-u", self.mountpoint], capture_output=True).returncode != 0:
+                subprocess.run(["fusermount3", "-uz", self.mountpoint], capture_output=True)
+        if self.proc.poll() is None:
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+def is_mounted(path):
+    real = os.path.realpath(path)
+    with open("/proc/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 2 and fields[1] == real and fields[2].startswith("fuse"):
+                return True
+    return False
+
+
+def require_fuse():
+    """FUSE tests must run for real: fail (never skip) when FUSE is not usable."""
+    if not os.path.exists("/dev/fuse"):
+        raise AssertionError("/dev/fuse is missing: FUSE tests cannot run (they must not be skipped)")
+    if os.geteuid() != 0 and not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        raise AssertionError("no access to /dev/fuse")
+
+
+class MountTestCase(unittest.TestCase):
+    """A temp dir with storage/, cache/ and mnt/, an emulator, and helpers to mount."""
+
+    emulator_flags = ()
+
+    def setUp(self):
+        require_fuse()
+        self.tmp = tempfile.mkdtemp(prefix="kfs-test-")
+        self.storage = os.path.join(self.tmp, "storage")
+        self.cache = os.path.join(self.tmp, "cache")
+        self.mnt = os.path.join(self.tmp, "mnt")
+        self.originals = os.path.join(self.tmp, "originals")
+        os.makedirs(self.storage)
+        self.mounts = []
+        self.emulator = Emulator(self.storage, *self.emulator_flags, workdir=self.tmp)
+        self.addCleanup(self._cleanup)
+
+    def _cleanup(self):
+        for m in reversed(self.mounts):
+            m.unmount()
+        self.emulator.stop()
+        subprocess.run(["rm", "-rf", self.tmp])
+
+    def mount(self, *options, source=None, mountpoint=None, cache=None):
+        m = Mount(source or self.emulator.address, mountpoint or self.mnt, cache or self.cache,
+                  ["auth_file=" + self.emulator.auth_file] + list(options))
+        self.mounts.append(m)
+        return m
+
+    def unmount(self, m):
+        code = m.unmount()
+        self.mounts.remove(m)
+        return code
+
+    def content(self, sha1, layout=False):
+        if layout:
+            return os.path.join(self.mnt, "sha1", sha1[0:2], sha1[2:4], sha1[4:6], sha1)
+        return os.path.join(self.mnt, "sha1", sha1)
+
+    def assertSameBytes(self, mounted, original):
+        r = subprocess.run(["cmp", mounted, original], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, "cmp %s %s: %s%s" % (mounted, original, r.stdout, r.stderr))
+
+    def cache_entries(self):
+        """Complete entries and temp files in the cache dir."""
+        complete, temps = [], []
+        for root, _, files in os.walk(self.cache):
+            for name in files:
+                (temps if root.endswith("/tmp") else complete).append(os.path.join(root, name))
+        return complete, temps
