@@ -1,0 +1,193 @@
+"""The emulator's own behaviour beyond the conformance script: its fault switches, the
+simulated network behind /loadFile, stable read codes, auth rotation, its command line."""
+import hashlib
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from kacheryfs_testlib import EMULATOR, Emulator, put_bytes, put_random_file  # noqa: E402
+
+
+def parse_jsonsocket(data):
+    out, i = [], 0
+    while i < len(data):
+        j = data.index(b"#", i)
+        n = int(data[i:j])
+        out.append(json.loads(data[j + 1:j + 1 + n]))
+        i = j + 1 + n
+    return out
+
+
+class EmulatorCase(unittest.TestCase):
+    flags = ()
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="kfs-emu-test-")
+        self.storage = os.path.join(self.tmp, "storage")
+        os.makedirs(self.storage)
+        self.data = bytes(range(256)) * 4000  # 1,024,000 bytes
+        self.sha1 = put_bytes(self.storage, self.data)
+        self.emulator = Emulator(self.storage, *self.flags_for_test(), workdir=self.tmp)
+        self.addCleanup(self.cleanup)
+
+    def flags_for_test(self):
+        return self.flags
+
+    def cleanup(self):
+        self.emulator.stop()
+        subprocess.run(["rm", "-rf", self.tmp])
+
+    def post(self, path, body, code=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.emulator.port, timeout=30)
+        try:
+            headers = {"Content-Type": "application/json",
+                       "KACHERY-CLIENT-AUTH-CODE": code if code is not None else self.emulator.auth_code()}
+            c.request("POST", path, body=json.dumps(body), headers=headers)
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+
+    def download(self, start, end, sha1=None, **kw):
+        return self.post("/downloadFileData", {"fileKey": {"sha1": sha1 or self.sha1}, "startByte": start, "endByte": end}, **kw)
+
+
+class Basics(EmulatorCase):
+    def test_prints_its_port_and_binds_loopback_only(self):
+        out = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
+        listening = [l.split()[3] for l in out.splitlines() if l.split()[3].endswith(":%d" % self.emulator.port)]
+        self.assertEqual(listening, ["127.0.0.1:%d" % self.emulator.port])
+
+    def test_writes_node_id_and_auth_file(self):
+        with open(os.path.join(self.storage, "kachery-node-id")) as f:
+            node_id = f.read()
+        self.assertRegex(node_id, r"^[0-9a-f]{64}$")
+        self.emulator.restart()
+        with open(os.path.join(self.storage, "kachery-node-id")) as f:
+            self.assertEqual(f.read(), node_id, "the node id survives a restart")
+        self.assertRegex(self.emulator.auth_code(), r"^[A-Za-z]{12}$")
+
+    def test_request_log_names_sha1_and_range(self):
+        self.assertEqual(self.download(10, 20), (200, self.data[10:20]))
+        self.assertIn("POST /downloadFileData sha1=%s start=10 end=20 status=200 bytes=10" % self.sha1,
+                      self.emulator.log_lines())
+
+    def test_stable_read_codes(self):
+        status, _ = self.post("/mutable/set", {"key": "_other_client_auth_codes", "value": ["StableCodeAB"]})
+        self.assertEqual(status, 200)
+        status, body = self.post("/mutable/get", {"key": "_other_client_auth_codes"})
+        self.assertEqual(json.loads(body), {"success": True, "found": True, "value": ["StableCodeAB"]})
+        self.assertEqual(self.download(0, 5, code="StableCodeAB"), (200, self.data[:5]))
+        self.assertEqual(self.post("/storeFile", {"localFilePath": "/etc/hostname"}, code="StableCodeAB")[0], 403)
+        self.emulator.restart()
+        self.assertEqual(self.download(0, 5, code="StableCodeAB"), (200, self.data[:5]), "mutables persist")
+
+    def test_bad_command_line(self):
+        r = subprocess.run([EMULATOR, "--port", "x", "--storage-dir", self.tmp], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--port", r.stderr)
+        r = subprocess.run([EMULATOR], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--storage-dir is required", r.stderr)
+
+
+class AuthRotation(EmulatorCase):
+    flags = ("--auth-period", "0.5")
+
+    def test_previous_code_valid_older_rejected(self):
+        first = self.emulator.auth_code()
+        seen = [first]
+        deadline = time.time() + 10
+        while len(seen) < 3 and time.time() < deadline:
+            try:
+                code = self.emulator.auth_code()
+            except FileNotFoundError:
+                continue
+            if code and code != seen[-1]:
+                seen.append(code)
+                if len(seen) == 2:
+                    self.assertEqual(self.download(0, 1, code=first)[0], 200)
+        self.assertEqual(len(seen), 3)
+        self.assertEqual(self.download(0, 1, code=first)[0], 403)
+
+
+class Faults(EmulatorCase):
+    def flags_for_test(self):
+        name = self._testMethodName
+        other = hashlib.sha1(b"other").hexdigest()
+        return {
+            "test_wrong_bytes": ("--wrong-bytes", self.sha1_of_data()),
+            "test_fail_500": ("--fail-500", "2"),
+            "test_drop": ("--drop-after-bytes", "5000"),
+            "test_stall": ("--stall-after-bytes", "5000", "--stall-ms", "300"),
+            "test_first_byte_delay": ("--first-byte-delay-ms", "300"),
+            "test_fault_only_one_sha1": ("--fault-sha1", other, "--fail-500", "5"),
+        }.get(name, ())
+
+    def sha1_of_data(self):
+        return hashlib.sha1(bytes(range(256)) * 4000).hexdigest()
+
+    def test_wrong_bytes(self):
+        status, body = self.download(0, 100000)
+        self.assertEqual(status, 200)
+        self.assertEqual(len(body), 100000)
+        self.assertNotEqual(body, self.data[:100000])
+        self.assertIn("corrupted", self.emulator.log_lines()[-1])
+
+    def test_fail_500(self):
+        self.assertEqual(self.download(0, 10)[0], 500)
+        self.assertEqual(self.download(0, 10)[0], 500)
+        self.assertEqual(self.download(0, 10), (200, self.data[:10]))
+
+    def test_drop(self):
+        with self.assertRaises(http.client.IncompleteRead) as ctx:
+            self.download(0, 100000)
+        self.assertEqual(len(ctx.exception.partial), 5000)
+        self.assertIn("dropped", self.emulator.log_lines()[-1])
+
+    def test_stall(self):
+        started = time.monotonic()
+        self.assertEqual(self.download(0, 100000), (200, self.data[:100000]))
+        self.assertGreaterEqual(time.monotonic() - started, 0.3)
+        self.assertIn("stalled", self.emulator.log_lines()[-1])
+
+    def test_first_byte_delay(self):
+        started = time.monotonic()
+        self.assertEqual(self.download(0, 10), (200, self.data[:10]))
+        self.assertGreaterEqual(time.monotonic() - started, 0.3)
+
+    def test_fault_only_one_sha1(self):
+        self.assertEqual(self.download(0, 10), (200, self.data[:10]))
+
+
+class SimulatedNetwork(EmulatorCase):
+    def flags_for_test(self):
+        self.network = os.path.join(self.tmp, "network")
+        self.remote, self.remote_original = put_random_file(self.network, 300_000, 7, os.path.join(self.tmp, "orig"))
+        return ("--network-dir", self.network, "--load-delay-ms", "400")
+
+    def test_load_from_network(self):
+        status, _ = self.download(0, 10, sha1=self.remote)
+        self.assertEqual(status, 500)
+        status, body = self.post("/loadFile", {"fileKey": {"sha1": self.remote}})
+        self.assertEqual(parse_jsonsocket(body), [{"type": "error", "error": "Unable to find file. No channelName specified."}])
+        status, body = self.post("/loadFile", {"fileKey": {"sha1": self.remote}, "channelName": "testchannel"})
+        messages = parse_jsonsocket(body)
+        self.assertEqual(status, 200)
+        self.assertEqual(messages[-1]["type"], "finished")
+        progress = [m for m in messages if m["type"] == "progress"]
+        self.assertGreaterEqual(len(progress), 2)
+        self.assertTrue(all(m["bytesTotal"] == 300_000 for m in progress))
+        with open(self.remote_original, "rb") as f:
+            original = f.read()
+        self.assertEqual(self.download(0, 400_000, sha1=self.remote), (200, original))
+
+
+if __name__ == "__main__":
+    unittest.main()
