@@ -115,15 +115,22 @@ SizeAnswer ContentFetcher::discover_size(const std::string& sha1, const CancelTo
     lo = hi;
     hi *= 2;
   }
-  while (hi - lo > 1) {
+  // Bisect until the window is narrower than one probe; then a short read of the window
+  // itself tells the exact size: about 2*log2(size/probe_size) + 1 requests in all.
+  while (hi - lo > config_.probe_size) {
     std::uint64_t mid = lo + (hi - lo) / 2;
     bool present = false;
     FetchResult probe = has_byte(mid - 1, present);
     if (!probe.ok()) return {to_errno(probe, sha1, "size probe of"), 0};
     (present ? lo : hi) = mid;
   }
-  remember_size(sha1, lo);
-  return {0, lo};
+  std::uint64_t tail = 0;
+  FetchResult last = source_.read_range(
+      sha1, lo, hi, [&](const char*, std::size_t size) { tail += size; return true; }, cancel);
+  if (!last.ok()) return {to_errno(last, sha1, "size probe of"), 0};
+  std::uint64_t size = lo + tail;
+  remember_size(sha1, size);
+  return {0, size};
 }
 
 int ContentFetcher::ensure_cached(std::string_view sha1_view, const CancelToken& cancel) {

@@ -145,6 +145,7 @@ struct EmulatorServer::Impl {
   std::mutex log_mutex;
   std::atomic<std::uint64_t> requests{0};
   std::atomic<std::uint64_t> bytes_sent{0};
+  std::atomic<std::uint64_t> connections{0};
 
   void log_request(const std::string& line) {
     if (config.request_log.empty()) return;
@@ -230,7 +231,8 @@ struct EmulatorServer::Impl {
     if (get && target == "/stats") {
       if (!authorized(socket, request, false, keep)) return keep;
       json body = {{"success", true}, {"format", "json"},
-                   {"stats", {{"requests", requests.load()}, {"bytesSent", bytes_sent.load()}}}};
+                   {"stats", {{"requests", requests.load()}, {"bytesSent", bytes_sent.load()},
+                              {"connections", connections.load()}}}};
       return send_simple(socket, request, 200, body.dump(), kJson);
     }
     if (post && target == "/store") {
@@ -511,6 +513,7 @@ struct EmulatorServer::Impl {
 
   // ---------------------------------------------------------------- connections
   void serve(tcp::socket socket) {
+    ++connections;
     beast::flat_buffer buffer;
     for (;;) {
       if (buffer.size() == 0) {

@@ -1,0 +1,245 @@
+// DaemonClient against a real kachery-daemon-emulator process, including its faults.
+#include "daemon_client.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "emulator_process.h"
+#include "sha1_hasher.h"
+
+namespace kacheryfs {
+namespace {
+
+using testing::EmulatorProcess;
+using Clock = std::chrono::steady_clock;
+
+std::string pattern(std::size_t size, unsigned seed) {
+  std::string s(size, '\0');
+  for (std::size_t i = 0; i < size; ++i) s[i] = static_cast<char>((i * 131 + seed) ^ (i >> 10));
+  return s;
+}
+
+DaemonClientConfig config_for(const EmulatorProcess& emulator, unsigned timeout_ms = 5000) {
+  DaemonClientConfig config;
+  config.address.host = "127.0.0.1";
+  config.address.port = emulator.port();
+  config.auth_file = emulator.auth_file().string();
+  config.timeouts = {std::chrono::milliseconds(2000), std::chrono::milliseconds(timeout_ms),
+                     std::chrono::milliseconds(timeout_ms)};
+  config.retries = 2;
+  return config;
+}
+
+struct Collected {
+  FetchResult result;
+  std::string bytes;
+};
+
+Collected read(DaemonClient& client, const std::string& sha1, std::uint64_t start, std::uint64_t end,
+               const CancelToken& cancel = NeverCancelled()) {
+  Collected c;
+  c.result = client.read_range(sha1, start, end, [&](const char* d, std::size_t n) {
+    c.bytes.append(d, n);
+    return true;
+  }, cancel);
+  return c;
+}
+
+std::uint64_t connections(DaemonClient& client, const EmulatorProcess& emulator) {
+  (void)client;
+  DaemonClient other(config_for(emulator));
+  std::string body;
+  // /stats is an authenticated GET; use a raw read through load of the JSON.
+  HttpConnection connection(other.config().address);
+  HttpRequest request{"GET", "/stats", {}, {}};
+  std::ifstream code_file(emulator.auth_file());
+  std::string code((std::istreambuf_iterator<char>(code_file)), {});
+  request.headers.emplace_back("KACHERY-CLIENT-AUTH-CODE", code);
+  HttpOutcome outcome = connection.exchange(request, [&](const char* d, std::size_t n) {
+    body.append(d, n);
+    return true;
+  }, other.config().timeouts, NeverCancelled());
+  EXPECT_EQ(outcome.status, 200u);
+  return nlohmann::json::parse(body)["stats"]["connections"].get<std::uint64_t>() - 1;  // minus this one
+}
+
+TEST(DaemonClient, ProbeGivesTheNodeId) {
+  EmulatorProcess emulator;
+  DaemonClient client(config_for(emulator));
+  ProbeInfo info;
+  ASSERT_TRUE(client.probe(&info, NeverCancelled()).ok());
+  std::ifstream id_file(emulator.storage() / "kachery-node-id");
+  std::string id((std::istreambuf_iterator<char>(id_file)), {});
+  EXPECT_EQ(info.node_id, id);
+  EXPECT_EQ(info.daemon_version, "kachery-daemon-1.2.1");
+}
+
+TEST(DaemonClient, RangesAreExactAndShortAtEndOfFile) {
+  EmulatorProcess emulator;
+  std::string data = pattern(1'000'000, 1);
+  std::string sha1 = emulator.put(data);
+  DaemonClient client(config_for(emulator));
+  auto whole = read(client, sha1, 0, 2'000'000);
+  ASSERT_TRUE(whole.result.ok()) << whole.result.detail;
+  EXPECT_EQ(whole.bytes, data);
+  auto middle = read(client, sha1, 12345, 54321);
+  EXPECT_EQ(middle.bytes, data.substr(12345, 54321 - 12345));
+  auto past = read(client, sha1, 1'000'000, 1'000'010);
+  EXPECT_TRUE(past.result.ok());
+  EXPECT_EQ(past.bytes, "");
+}
+
+TEST(DaemonClient, KeepAliveReusesOneConnection) {
+  EmulatorProcess emulator;
+  std::string sha1 = emulator.put(pattern(10000, 2));
+  DaemonClient client(config_for(emulator));
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(read(client, sha1, i, i + 100).result.ok());
+  EXPECT_EQ(read(client, std::string(40, '1'), 0, 10).result.status, FetchStatus::kNotFound);
+  EXPECT_TRUE(read(client, sha1, 0, 1).result.ok());
+  EXPECT_EQ(connections(client, emulator), 1u);
+}
+
+TEST(DaemonClient, StaleKeepAliveConnectionIsReplaced) {
+  EmulatorProcess emulator;
+  std::string data = pattern(5000, 3);
+  std::string sha1 = emulator.put(data);
+  DaemonClient client(config_for(emulator));
+  ASSERT_TRUE(read(client, sha1, 0, 10).result.ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(5600));  // the daemon's keep-alive is 5 s
+  auto again = read(client, sha1, 0, 5000);
+  ASSERT_TRUE(again.result.ok()) << again.result.detail;
+  EXPECT_EQ(again.bytes, data);
+}
+
+TEST(DaemonClient, NotFoundIsTyped) {
+  EmulatorProcess emulator;
+  DaemonClient client(config_for(emulator));
+  auto missing = read(client, sha1_hex_of("absent"), 0, 100);
+  EXPECT_EQ(missing.result.status, FetchStatus::kNotFound);
+}
+
+TEST(DaemonClient, WrongAuthCodeIsRejectedAfterOneReread) {
+  EmulatorProcess emulator;
+  std::string sha1 = emulator.put("x");
+  auto bad = emulator.dir() / "bad-auth";
+  std::ofstream(bad) << "WRONGWRONGXX";
+  DaemonClientConfig config = config_for(emulator);
+  config.auth_file = bad.string();
+  DaemonClient client(config);
+  EXPECT_EQ(read(client, sha1, 0, 1).result.status, FetchStatus::kAuthRejected);
+  DaemonClientConfig none = config_for(emulator);
+  none.auth_file = "";
+  DaemonClient anonymous(none);
+  EXPECT_EQ(read(anonymous, sha1, 0, 1).result.status, FetchStatus::kAuthRejected);
+}
+
+TEST(DaemonClient, AuthRotationIsFollowed) {
+  EmulatorProcess emulator({"--auth-period", "0.3"});
+  std::string data = pattern(200000, 4);
+  std::string sha1 = emulator.put(data);
+  DaemonClient client(config_for(emulator));
+  auto until = Clock::now() + std::chrono::seconds(3);
+  int reads = 0;
+  while (Clock::now() < until) {
+    auto r = read(client, sha1, 0, 200000);
+    ASSERT_TRUE(r.result.ok()) << r.result.detail;
+    ASSERT_EQ(r.bytes, data);
+    ++reads;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  EXPECT_GE(reads, 5);
+}
+
+TEST(DaemonClient, A500IsRetried) {
+  EmulatorProcess emulator({"--fail-500", "2"});
+  std::string data = pattern(3000, 5);
+  std::string sha1 = emulator.put(data);
+  DaemonClient client(config_for(emulator));
+  auto r = read(client, sha1, 0, 3000);
+  ASSERT_TRUE(r.result.ok()) << r.result.detail;
+  EXPECT_EQ(r.bytes, data);
+  emulator.restart({"--fail-500", "100"});
+  DaemonClient again(config_for(emulator));
+  EXPECT_EQ(read(again, sha1, 0, 3000).result.status, FetchStatus::kServerError);
+}
+
+TEST(DaemonClient, DroppedBodyIsResumedWithoutGapsOrRepeats) {
+  EmulatorProcess emulator({"--drop-after-bytes", "300000"});
+  std::string data = pattern(2'000'000, 6);
+  std::string sha1 = emulator.put(data);
+  DaemonClient client(config_for(emulator));
+  auto r = read(client, sha1, 0, 2'000'000);
+  ASSERT_TRUE(r.result.ok()) << r.result.detail;
+  EXPECT_EQ(r.bytes, data);
+}
+
+TEST(DaemonClient, TimeoutsAreTyped) {
+  EmulatorProcess emulator({"--first-byte-delay-ms", "3000"});
+  std::string sha1 = emulator.put(pattern(1000, 7));
+  DaemonClient client(config_for(emulator, 500));
+  auto started = Clock::now();
+  EXPECT_EQ(read(client, sha1, 0, 1000).result.status, FetchStatus::kTimeout);
+  EXPECT_LT(Clock::now() - started, std::chrono::milliseconds(2900)) << "gave up before the delay ended";
+  emulator.restart({"--stall-after-bytes", "100", "--stall-ms", "3000"});
+  DaemonClient stalled(config_for(emulator, 500));
+  EXPECT_EQ(read(stalled, sha1, 0, 1000).result.status, FetchStatus::kTimeout);
+}
+
+TEST(DaemonClient, ConnectionRefusedIsUnreachable) {
+  EmulatorProcess emulator;
+  DaemonClientConfig config = config_for(emulator);
+  emulator.stop();
+  DaemonClient client(config);
+  auto r = read(client, std::string(40, 'a'), 0, 1);
+  EXPECT_EQ(r.result.status, FetchStatus::kUnreachable);
+  EXPECT_NE(r.result.detail.find("refused"), std::string::npos) << r.result.detail;
+  ProbeInfo info;
+  EXPECT_EQ(client.probe(&info, NeverCancelled()).status, FetchStatus::kUnreachable);
+}
+
+TEST(DaemonClient, CancellationAbandonsAStalledTransfer) {
+  EmulatorProcess emulator({"--stall-after-bytes", "100", "--stall-ms", "20000"});
+  std::string sha1 = emulator.put(pattern(5000, 8));
+  DaemonClient client(config_for(emulator, 30000));
+  struct Token final : CancelToken {
+    bool cancelled() const override { return Clock::now() > at; }
+    Clock::time_point at = Clock::now() + std::chrono::milliseconds(300);
+  } token;
+  auto started = Clock::now();
+  EXPECT_EQ(read(client, sha1, 0, 5000, token).result.status, FetchStatus::kCancelled);
+  EXPECT_LT(Clock::now() - started, std::chrono::seconds(5));
+}
+
+TEST(DaemonClient, LoadFileStoredMissingAndFromTheNetwork) {
+  EmulatorProcess emulator;
+  std::string stored = emulator.put("stored");
+  // a second storage dir plays the kachery network
+  std::string remote_data = pattern(100000, 9);
+  std::string remote = sha1_hex_of(remote_data);
+  auto network = emulator.dir() / "network";
+  auto path = network / "sha1" / remote.substr(0, 2) / remote.substr(2, 2) / remote.substr(4, 2) / remote;
+  std::filesystem::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::binary) << remote_data;
+  emulator.restart({"--network-dir", network.string(), "--load-delay-ms", "300"});
+
+  DaemonClient client(config_for(emulator));
+  std::vector<LoadProgress> progress;
+  auto note = [&](const LoadProgress& p) { progress.push_back(p); };
+  EXPECT_TRUE(client.load_file(stored, "", note, NeverCancelled()).ok());
+  EXPECT_EQ(client.load_file(remote, "", note, NeverCancelled()).status, FetchStatus::kNotFound);
+  progress.clear();
+  FetchResult loaded = client.load_file(remote, "testchannel", note, NeverCancelled());
+  ASSERT_TRUE(loaded.ok()) << loaded.detail;
+  ASSERT_FALSE(progress.empty());
+  EXPECT_EQ(progress.back().bytes_total, remote_data.size());
+  EXPECT_EQ(read(client, remote, 0, 200000).bytes, remote_data);
+  EXPECT_EQ(client.load_file(sha1_hex_of("nowhere"), "testchannel", note, NeverCancelled()).status,
+            FetchStatus::kNotFound);
+}
+
+}  // namespace
+}  // namespace kacheryfs

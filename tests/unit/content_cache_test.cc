@@ -1,0 +1,90 @@
+#include "content_cache.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "hash_name.h"
+#include "sha1_hasher.h"
+
+namespace kacheryfs {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ContentCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() / ("kfs-cache-test-" + std::to_string(getpid()) + "-" +
+                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+  fs::path root_;
+};
+
+TEST_F(ContentCacheTest, CommittedEntryAppearsInTheStorageLayout) {
+  ContentCache cache(root_);
+  std::string data = "hello kachery\n";
+  std::string sha1 = sha1_hex_of(data);
+  EXPECT_FALSE(cache.complete_size(sha1));
+  int error = 0;
+  auto tx = cache.begin(sha1, &error);
+  ASSERT_TRUE(tx);
+  ASSERT_EQ(tx->append(data.data(), data.size()), 0);
+  EXPECT_FALSE(cache.complete_size(sha1)) << "invisible before commit";
+  ASSERT_EQ(tx->commit(), 0);
+  EXPECT_EQ(cache.complete_size(sha1), data.size());
+  EXPECT_TRUE(fs::exists(root_ / storage_relpath(sha1)));
+  int fd = cache.open_complete(sha1);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  EXPECT_EQ(cache.list_all(), std::vector<std::string>{sha1});
+  EXPECT_EQ(cache.list_level(""), std::vector<std::string>{sha1.substr(0, 2)});
+  EXPECT_EQ(cache.list_level(sha1.substr(0, 6)), std::vector<std::string>{sha1});
+  EXPECT_TRUE(fs::is_empty(root_ / "tmp"));
+}
+
+TEST_F(ContentCacheTest, AbandonedTransactionLeavesNothing) {
+  ContentCache cache(root_);
+  std::string sha1(40, 'a');
+  {
+    int error = 0;
+    auto tx = cache.begin(sha1, &error);
+    ASSERT_TRUE(tx);
+    tx->append("xyz", 3);
+  }
+  EXPECT_FALSE(cache.complete_size(sha1));
+  EXPECT_EQ(cache.open_complete(sha1), -ENOENT);
+  EXPECT_TRUE(fs::is_empty(root_ / "tmp"));
+}
+
+TEST_F(ContentCacheTest, StartupRemovesTempFilesOfDeadProcessesOnly) {
+  fs::create_directories(root_ / "tmp");
+  std::string dead = std::string(40, 'b') + ".999999999.0.tmp";
+  std::string alive = std::string(40, 'c') + "." + std::to_string(getpid()) + ".0.tmp";
+  std::ofstream(root_ / "tmp" / dead) << "partial";
+  std::ofstream(root_ / "tmp" / alive) << "partial";
+  ContentCache cache(root_);
+  EXPECT_FALSE(fs::exists(root_ / "tmp" / dead));
+  EXPECT_TRUE(fs::exists(root_ / "tmp" / alive));
+}
+
+TEST_F(ContentCacheTest, MetaValuesPersist) {
+  {
+    ContentCache cache(root_);
+    EXPECT_FALSE(cache.read_meta("kachery-node-id"));
+    cache.write_meta("kachery-node-id", "abc");
+  }
+  ContentCache again(root_);
+  EXPECT_EQ(again.read_meta("kachery-node-id"), "abc");
+}
+
+TEST_F(ContentCacheTest, UnwritableRootIsAnError) {
+  EXPECT_THROW(ContentCache("/proc/kacheryfs-cannot-be-here"), std::exception);
+}
+
+}  // namespace
+}  // namespace kacheryfs

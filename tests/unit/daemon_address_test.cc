@@ -1,0 +1,66 @@
+#include "daemon_address.h"
+
+#include <gtest/gtest.h>
+
+namespace kacheryfs {
+namespace {
+
+DaemonAddress parse_ok(std::string_view source, std::string_view host = "", std::string_view port = "") {
+  std::string error;
+  auto address = parse_daemon_address(source, host, port, &error);
+  EXPECT_TRUE(address) << source << ": " << error;
+  return address.value_or(DaemonAddress{});
+}
+
+std::string parse_error(std::string_view source) {
+  std::string error;
+  EXPECT_FALSE(parse_daemon_address(source, "", "", &error)) << source;
+  return error;
+}
+
+TEST(DaemonAddress, HostAndPort) {
+  auto a = parse_ok("kacherybox:20431");
+  EXPECT_EQ(a.host, "kacherybox");
+  EXPECT_EQ(a.port, 20431);
+  EXPECT_FALSE(a.tls);
+  EXPECT_EQ(parse_ok("kacherybox").port, kDefaultDaemonPort);
+  EXPECT_EQ(parse_ok("[::1]:8080").host, "::1");
+  EXPECT_EQ(parse_ok("[::1]:8080").to_string(), "http://[::1]:8080");
+}
+
+TEST(DaemonAddress, Urls) {
+  auto a = parse_ok("https://proxy.example.org/kachery/");
+  EXPECT_TRUE(a.tls);
+  EXPECT_EQ(a.port, 443);
+  EXPECT_EQ(a.base_path, "/kachery");
+  EXPECT_EQ(parse_ok("http://h").port, 80);
+  EXPECT_EQ(parse_ok("http://h:1234").port, 1234);
+}
+
+TEST(DaemonAddress, PortEndingIn443SpeaksHttps) {
+  EXPECT_TRUE(parse_ok("h:20443").tls);
+  EXPECT_FALSE(parse_ok("http://h:20443").tls) << "an explicit scheme wins";
+}
+
+TEST(DaemonAddress, EmptySourceUsesEnvironmentDefaults) {
+  auto a = parse_ok("", "nodehost", "3000");
+  EXPECT_EQ(a.host, "nodehost");
+  EXPECT_EQ(a.port, 3000);
+  auto b = parse_ok("", "", "");
+  EXPECT_EQ(b.host, "localhost");
+  EXPECT_EQ(b.port, kDefaultDaemonPort);
+  EXPECT_EQ(parse_ok("other", "", "3000").port, 3000) << "KACHERY_DAEMON_PORT when no port is given";
+}
+
+TEST(DaemonAddress, Errors) {
+  EXPECT_NE(parse_error("h:0").find("bad port"), std::string::npos);
+  EXPECT_NE(parse_error("h:65536").find("bad port"), std::string::npos);
+  EXPECT_NE(parse_error("h:x").find("bad port"), std::string::npos);
+  EXPECT_NE(parse_error("ftp://h").find("scheme"), std::string::npos);
+  EXPECT_NE(parse_error("h/path").find("not HOST"), std::string::npos);
+  EXPECT_NE(parse_error("[::1").find("unbalanced"), std::string::npos);
+  EXPECT_NE(parse_error(":80").find("no host"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kacheryfs

@@ -1,0 +1,53 @@
+#include "jsonsocket_parser.h"
+
+#include <gtest/gtest.h>
+
+namespace kacheryfs {
+namespace {
+
+const std::string kStream =
+    R"(50#{"type":"progress","bytesLoaded":0,"bytesTotal":0}40#{"type":"finished","localFilePath":"/x"})";
+
+TEST(JsonSocketParser, WholeStream) {
+  JsonSocketParser parser;
+  auto messages = parser.feed(kStream);
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_EQ(messages[0]["type"], "progress");
+  EXPECT_EQ(messages[1]["localFilePath"], "/x");
+  EXPECT_TRUE(parser.at_boundary());
+  EXPECT_TRUE(parser.error().empty());
+}
+
+TEST(JsonSocketParser, ByteByByte) {
+  JsonSocketParser parser;
+  std::vector<nlohmann::json> all;
+  for (char c : kStream) {
+    for (auto& m : parser.feed(std::string_view(&c, 1))) all.push_back(m);
+  }
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[1]["type"], "finished");
+}
+
+TEST(JsonSocketParser, MalformedFraming) {
+  JsonSocketParser bad_prefix;
+  EXPECT_TRUE(bad_prefix.feed("x5#{}").empty());
+  EXPECT_FALSE(bad_prefix.error().empty());
+
+  JsonSocketParser bad_json;
+  EXPECT_TRUE(bad_json.feed("3#{x}").empty());
+  EXPECT_FALSE(bad_json.error().empty());
+
+  JsonSocketParser no_hash;
+  no_hash.feed(std::string(30, '1'));
+  EXPECT_FALSE(no_hash.error().empty());
+}
+
+TEST(JsonSocketParser, IncompleteMessageWaits) {
+  JsonSocketParser parser;
+  EXPECT_TRUE(parser.feed("13#{\"type\":\"pro").empty());
+  EXPECT_FALSE(parser.at_boundary());
+  EXPECT_TRUE(parser.error().empty());
+}
+
+}  // namespace
+}  // namespace kacheryfs
