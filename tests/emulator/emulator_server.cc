@@ -514,6 +514,8 @@ struct EmulatorServer::Impl {
   // ---------------------------------------------------------------- connections
   void serve(tcp::socket socket) {
     ++connections;
+    beast::error_code option_error;
+    socket.set_option(tcp::no_delay(true), option_error);  // as Node's http server does
     beast::flat_buffer buffer;
     for (;;) {
       if (buffer.size() == 0) {
