@@ -21,7 +21,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr std::size_t kReceiveBuffer = 256 * 1024;
+constexpr std::size_t kReceiveBuffer = 1024 * 1024;
 constexpr std::size_t kErrorBodyLimit = 64 * 1024;
 constexpr auto kPollSlice = std::chrono::milliseconds(50);
 
@@ -194,16 +194,55 @@ struct HttpConnection::Impl {
       return failure(TransportError::kBroken, "reading the response header: " + ec.message());
     }
     *nothing_received = false;
+    parser.eager(true);
     outcome.status = parser.get().result_int();
     bool success = outcome.status >= 200 && outcome.status < 300;
 
+    // The body: large socket reads fed to Beast's parser (its composed read would go
+    // 64 KiB at a time), which writes the decoded body bytes into receive_buffer.
+    auto deliver = [&](std::size_t got) {
+      if (got == 0) return true;
+      if (success) {
+        if (!sink(receive_buffer.data(), got)) return false;
+        outcome.body_bytes += got;
+      } else if (outcome.error_body.size() < kErrorBodyLimit) {
+        outcome.error_body.append(receive_buffer.data(), std::min(got, kErrorBodyLimit - outcome.error_body.size()));
+      }
+      return true;
+    };
     while (!parser.is_done()) {
-      parser.get().body().data = receive_buffer.data();
-      parser.get().body().size = receive_buffer.size();
+      while (buffer.size() > 0 && !parser.is_done()) {
+        parser.get().body().data = receive_buffer.data();
+        parser.get().body().size = receive_buffer.size();
+        std::size_t used = parser.put(buffer.data(), ec);
+        buffer.consume(used);
+        std::size_t got = receive_buffer.size() - parser.get().body().size;
+        if (ec == http::error::need_buffer) ec = {};
+        if (!deliver(got)) {
+          close();
+          outcome.error = TransportError::kSinkRefused;
+          outcome.detail = "the receiver refused the bytes";
+          return outcome;
+        }
+        if (ec == http::error::need_more) {
+          ec = {};
+          break;
+        }
+        if (ec) {
+          close();
+          outcome.error = TransportError::kProtocol;
+          outcome.detail = "malformed response body: " + ec.message();
+          return outcome;
+        }
+        if (used == 0 && got == 0) break;
+      }
+      if (parser.is_done()) break;
       done = false;
+      std::size_t received = 0;
       with_stream([&](auto& stream) {
-        http::async_read(stream, buffer, parser, [&](beast::error_code e, std::size_t) {
+        stream.async_read_some(buffer.prepare(kReceiveBuffer), [&](beast::error_code e, std::size_t n) {
           ec = e;
+          received = n;
           done = true;
         });
       });
@@ -212,21 +251,7 @@ struct HttpConnection::Impl {
         outcome.detail = why == TransportError::kTimeout ? "the body stalled past the idle timeout" : "cancelled";
         return outcome;
       }
-      if (ec == http::error::need_buffer) ec = {};
-      std::size_t got = receive_buffer.size() - parser.get().body().size;
-      if (got > 0) {
-        if (success) {
-          if (!sink(receive_buffer.data(), got)) {
-            close();
-            outcome.error = TransportError::kSinkRefused;
-            outcome.detail = "the receiver refused the bytes";
-            return outcome;
-          }
-          outcome.body_bytes += got;
-        } else if (outcome.error_body.size() < kErrorBodyLimit) {
-          outcome.error_body.append(receive_buffer.data(), std::min(got, kErrorBodyLimit - outcome.error_body.size()));
-        }
-      }
+      buffer.commit(received);
       if (ec) {
         close();
         outcome.error = TransportError::kBroken;
