@@ -13,7 +13,7 @@ namespace kacheryfs {
 AuthCodeFile::AuthCodeFile(std::string path) : path_(std::move(path)) {}
 
 bool AuthCodeFile::read_locked() {
-  struct stat st{};
+  struct stat st {};
   if (stat(path_.c_str(), &st) != 0) return false;
   std::ifstream in(path_, std::ios::binary);
   if (!in) return false;
@@ -33,10 +33,10 @@ bool AuthCodeFile::read_locked() {
 std::string AuthCodeFile::current() {
   if (!enabled()) return {};
   std::lock_guard lock(mutex_);
-  struct stat st{};
-  bool changed = stat(path_.c_str(), &st) == 0 &&
-                 (st.st_ino != inode_ || st.st_mtim.tv_sec != mtime_.tv_sec ||
-                  st.st_mtim.tv_nsec != mtime_.tv_nsec);
+  struct stat st {};
+  bool changed =
+      stat(path_.c_str(), &st) == 0 && (st.st_ino != inode_ || st.st_mtim.tv_sec != mtime_.tv_sec ||
+                                        st.st_mtim.tv_nsec != mtime_.tv_nsec);
   if (code_.empty() || changed) read_locked();
   return code_;
 }

@@ -34,23 +34,32 @@ bool sleep_unless_cancelled(std::chrono::milliseconds duration, const CancelToke
 
 FetchResult classify_failure(const HttpOutcome& outcome) {
   switch (outcome.error) {
-    case TransportError::kNone: break;
-    case TransportError::kConnect: return {FetchStatus::kUnreachable, outcome.detail};
-    case TransportError::kTimeout: return {FetchStatus::kTimeout, outcome.detail};
-    case TransportError::kCancelled: return {FetchStatus::kCancelled, outcome.detail};
-    case TransportError::kBroken: return {FetchStatus::kServerError, outcome.detail};
-    case TransportError::kProtocol: return {FetchStatus::kProtocolError, outcome.detail};
-    case TransportError::kSinkRefused: return {FetchStatus::kLocalError, outcome.detail};
+    case TransportError::kNone:
+      break;
+    case TransportError::kConnect:
+      return {FetchStatus::kUnreachable, outcome.detail};
+    case TransportError::kTimeout:
+      return {FetchStatus::kTimeout, outcome.detail};
+    case TransportError::kCancelled:
+      return {FetchStatus::kCancelled, outcome.detail};
+    case TransportError::kBroken:
+      return {FetchStatus::kServerError, outcome.detail};
+    case TransportError::kProtocol:
+      return {FetchStatus::kProtocolError, outcome.detail};
+    case TransportError::kSinkRefused:
+      return {FetchStatus::kLocalError, outcome.detail};
   }
-  if (outcome.status == 403) return {FetchStatus::kAuthRejected, "403 " + one_line(outcome.error_body)};
+  if (outcome.status == 403)
+    return {FetchStatus::kAuthRejected, "403 " + one_line(outcome.error_body)};
   if (outcome.status == 500 && outcome.error_body.find(kNotFoundBody) != std::string::npos) {
     return {FetchStatus::kNotFound, "not on the node"};
   }
   if (outcome.status >= 500) {
-    return {FetchStatus::kServerError, std::to_string(outcome.status) + " " + one_line(outcome.error_body)};
+    return {FetchStatus::kServerError,
+            std::to_string(outcome.status) + " " + one_line(outcome.error_body)};
   }
-  return {FetchStatus::kProtocolError, "unexpected HTTP " + std::to_string(outcome.status) + " " +
-                                           one_line(outcome.error_body)};
+  return {FetchStatus::kProtocolError,
+          "unexpected HTTP " + std::to_string(outcome.status) + " " + one_line(outcome.error_body)};
 }
 
 DaemonClient::DaemonClient(DaemonClientConfig config)
@@ -100,17 +109,20 @@ FetchResult DaemonClient::probe(ProbeInfo* info, const CancelToken& cancel) {
   HttpRequest request{"GET", "/probe", {}, {}};
   auto connection = acquire();
   HttpOutcome outcome = connection->exchange(
-      request, [&](const char* data, std::size_t size) {
+      request,
+      [&](const char* data, std::size_t size) {
         body.append(data, size);
         return body.size() < (1 << 20);
       },
       config_.timeouts, cancel);
   release(std::move(connection));
-  if (outcome.error != TransportError::kNone || outcome.status != 200) return classify_failure(outcome);
+  if (outcome.error != TransportError::kNone || outcome.status != 200)
+    return classify_failure(outcome);
   auto json = nlohmann::json::parse(body, nullptr, false);
   if (json.is_discarded() || !json.is_object() || !json.value("success", false) ||
       !json.contains("nodeId") || !json["nodeId"].is_string()) {
-    return {FetchStatus::kProtocolError, "/probe answered something that is not a kachery daemon's JSON"};
+    return {FetchStatus::kProtocolError,
+            "/probe answered something that is not a kachery daemon's JSON"};
   }
   info->node_id = json["nodeId"].get<std::string>();
   info->daemon_version = json.value("daemonVersion", "");
@@ -126,18 +138,18 @@ FetchResult DaemonClient::read_range(std::string_view sha1, std::uint64_t start,
   unsigned failures = 0;
   unsigned resumes = 0;
   for (;;) {
-    nlohmann::json body = {{"fileKey", {{"sha1", std::string(sha1)}}},
-                           {"startByte", position},
-                           {"endByte", end}};
+    nlohmann::json body = {
+        {"fileKey", {{"sha1", std::string(sha1)}}}, {"startByte", position}, {"endByte", end}};
     std::uint64_t before = position;
-    HttpOutcome outcome = send({"POST", "/downloadFileData", {}, body.dump()},
-                               [&](const char* data, std::size_t size) {
-                                 std::size_t keep = static_cast<std::size_t>(
-                                     std::min<std::uint64_t>(size, end - position));
-                                 position += keep;
-                                 return sink(data, keep);
-                               },
-                               config_.timeouts, cancel);
+    HttpOutcome outcome = send(
+        {"POST", "/downloadFileData", {}, body.dump()},
+        [&](const char* data, std::size_t size) {
+          std::size_t keep =
+              static_cast<std::size_t>(std::min<std::uint64_t>(size, end - position));
+          position += keep;
+          return sink(data, keep);
+        },
+        config_.timeouts, cancel);
     if (outcome.error == TransportError::kNone && outcome.status == 200) return {};
     FetchResult failure = classify_failure(outcome);
     bool progressed = position > before;
@@ -156,11 +168,12 @@ FetchResult DaemonClient::read_range(std::string_view sha1, std::uint64_t start,
 }
 
 FetchResult DaemonClient::load_blob(std::string_view sha1, const CancelToken& cancel) {
-  return load_file(sha1, config_.channel,
-                   [&](const LoadProgress& p) {
-                     spdlog::info("node loading {}: {} of {} bytes", sha1, p.bytes_loaded, p.bytes_total);
-                   },
-                   cancel);
+  return load_file(
+      sha1, config_.channel,
+      [&](const LoadProgress& p) {
+        spdlog::info("node loading {}: {} of {} bytes", sha1, p.bytes_loaded, p.bytes_total);
+      },
+      cancel);
 }
 
 FetchResult DaemonClient::load_file(std::string_view sha1, const std::string& channel,
@@ -184,18 +197,20 @@ FetchResult DaemonClient::load_file(std::string_view sha1, const std::string& ch
             final_result = FetchResult{};
           } else if (type == "error") {
             std::string text = message.value("error", "");
-            final_result = FetchResult{text.starts_with("Unable to find file")
-                                           ? FetchStatus::kNotFound
-                                           : FetchStatus::kServerError,
-                                       "/loadFile: " + one_line(text)};
+            final_result =
+                FetchResult{text.starts_with("Unable to find file") ? FetchStatus::kNotFound
+                                                                    : FetchStatus::kServerError,
+                            "/loadFile: " + one_line(text)};
           }
         }
         return parser.error().empty();
       },
       timeouts, cancel);
   if (!parser.error().empty()) return {FetchStatus::kProtocolError, "/loadFile: " + parser.error()};
-  if (outcome.error != TransportError::kNone || outcome.status != 200) return classify_failure(outcome);
-  if (!final_result) return {FetchStatus::kProtocolError, "/loadFile ended without finished or error"};
+  if (outcome.error != TransportError::kNone || outcome.status != 200)
+    return classify_failure(outcome);
+  if (!final_result)
+    return {FetchStatus::kProtocolError, "/loadFile ended without finished or error"};
   return *final_result;
 }
 

@@ -24,8 +24,8 @@ struct DaemonClientConfig {
   DaemonAddress address;
   std::string auth_file;  // "" = no auth header
   HttpTimeouts timeouts;
-  unsigned retries = 2;   // extra attempts after a 5xx or a broken connection
-  std::string channel;    // for /loadFile; "" = none
+  unsigned retries = 2;  // extra attempts after a 5xx or a broken connection
+  std::string channel;   // for /loadFile; "" = none
   std::chrono::milliseconds load_timeout{600000};
   std::size_t max_idle_connections = 8;
 };

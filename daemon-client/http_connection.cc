@@ -1,13 +1,13 @@
 #include "http_connection.h"
 
+#include <openssl/ssl.h>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <openssl/ssl.h>
-
 #include <limits>
 #include <optional>
 
@@ -56,12 +56,17 @@ struct HttpConnection::Impl {
   std::vector<char> receive_buffer = std::vector<char>(kReceiveBuffer);
 
   beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
-  bool open() const { return (plain && plain->socket().is_open()) || (tls && beast::get_lowest_layer(*tls).socket().is_open()); }
+  bool open() const {
+    return (plain && plain->socket().is_open()) ||
+           (tls && beast::get_lowest_layer(*tls).socket().is_open());
+  }
 
   template <class F>
   void with_stream(F&& f) {
-    if (tls) f(*tls);
-    else f(*plain);
+    if (tls)
+      f(*tls);
+    else
+      f(*plain);
   }
 
   void close() {
@@ -82,8 +87,10 @@ struct HttpConnection::Impl {
       ioc.run_one_for(kPollSlice);
       if (done) break;
       TransportError why = TransportError::kNone;
-      if (cancel.cancelled()) why = TransportError::kCancelled;
-      else if (Clock::now() >= deadline) why = TransportError::kTimeout;
+      if (cancel.cancelled())
+        why = TransportError::kCancelled;
+      else if (Clock::now() >= deadline)
+        why = TransportError::kTimeout;
       if (why != TransportError::kNone) {
         beast::error_code ignored;
         resolver.cancel();
@@ -113,12 +120,16 @@ struct HttpConnection::Impl {
                            });
     if (auto why = run(done, deadline, cancel); why != TransportError::kNone) {
       return failure(why == TransportError::kTimeout ? TransportError::kConnect : why,
-              "resolving " + address.host + (why == TransportError::kTimeout ? ": timed out" : ": cancelled"));
+                     "resolving " + address.host +
+                         (why == TransportError::kTimeout ? ": timed out" : ": cancelled"));
     }
-    if (ec) return failure(TransportError::kConnect, "resolving " + address.host + ": " + ec.message());
+    if (ec)
+      return failure(TransportError::kConnect, "resolving " + address.host + ": " + ec.message());
 
-    if (address.tls) tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(ioc, shared_tls_context());
-    else plain = std::make_unique<beast::tcp_stream>(ioc);
+    if (address.tls)
+      tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(ioc, shared_tls_context());
+    else
+      plain = std::make_unique<beast::tcp_stream>(ioc);
     done = false;
     lowest().async_connect(endpoints, [&](beast::error_code e, const tcp::endpoint&) {
       ec = e;
@@ -126,15 +137,17 @@ struct HttpConnection::Impl {
     });
     std::string where = address.host + ":" + std::to_string(address.port);
     if (auto why = run(done, deadline, cancel); why != TransportError::kNone) {
-      return failure(why == TransportError::kTimeout ? TransportError::kConnect : why,
-              "connect " + where + (why == TransportError::kTimeout ? ": timed out" : ": cancelled"));
+      return failure(
+          why == TransportError::kTimeout ? TransportError::kConnect : why,
+          "connect " + where + (why == TransportError::kTimeout ? ": timed out" : ": cancelled"));
     }
     if (ec) {
       close();
       return failure(TransportError::kConnect, "connect " + where + ": " + ec.message());
     }
     lowest().socket().set_option(tcp::no_delay(true), ec);
-    lowest().socket().set_option(net::socket_base::receive_buffer_size(static_cast<int>(kReceiveBuffer)), ec);
+    lowest().socket().set_option(
+        net::socket_base::receive_buffer_size(static_cast<int>(kReceiveBuffer)), ec);
     if (tls) {
       SSL_set_tlsext_host_name(tls->native_handle(), address.host.c_str());
       tls->set_verify_callback(net::ssl::host_name_verification(address.host));
@@ -144,11 +157,13 @@ struct HttpConnection::Impl {
         done = true;
       });
       if (auto why = run(done, deadline, cancel); why != TransportError::kNone) {
-        return failure(why == TransportError::kTimeout ? TransportError::kConnect : why, "TLS handshake with " + where + ": timed out");
+        return failure(why == TransportError::kTimeout ? TransportError::kConnect : why,
+                       "TLS handshake with " + where + ": timed out");
       }
       if (ec) {
         close();
-        return failure(TransportError::kConnect, "TLS handshake with " + where + ": " + ec.message());
+        return failure(TransportError::kConnect,
+                       "TLS handshake with " + where + ": " + ec.message());
       }
     }
     return outcome;
@@ -169,8 +184,10 @@ struct HttpConnection::Impl {
         done = true;
       });
     });
-    if (auto why = run(done, Clock::now() + timeouts.first_byte, cancel); why != TransportError::kNone) {
-      return failure(why, why == TransportError::kTimeout ? "sending the request timed out" : "cancelled");
+    if (auto why = run(done, Clock::now() + timeouts.first_byte, cancel);
+        why != TransportError::kNone) {
+      return failure(
+          why, why == TransportError::kTimeout ? "sending the request timed out" : "cancelled");
     }
     if (ec) {
       close();
@@ -178,7 +195,9 @@ struct HttpConnection::Impl {
     }
 
     http::response_parser<http::buffer_body> parser;
-    parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // not boost::none: Beast 1.74 rejects every Content-Length then
+    parser.body_limit(
+        std::numeric_limits<std::uint64_t>::max());  // not boost::none: Beast 1.74 rejects every
+                                                     // Content-Length then
     done = false;
     with_stream([&](auto& stream) {
       http::async_read_header(stream, buffer, parser, [&](beast::error_code e, std::size_t) {
@@ -186,8 +205,11 @@ struct HttpConnection::Impl {
         done = true;
       });
     });
-    if (auto why = run(done, Clock::now() + timeouts.first_byte, cancel); why != TransportError::kNone) {
-      return failure(why, why == TransportError::kTimeout ? "no response within the first-byte timeout" : "cancelled");
+    if (auto why = run(done, Clock::now() + timeouts.first_byte, cancel);
+        why != TransportError::kNone) {
+      return failure(why, why == TransportError::kTimeout
+                              ? "no response within the first-byte timeout"
+                              : "cancelled");
     }
     if (ec) {
       close();
@@ -206,7 +228,8 @@ struct HttpConnection::Impl {
         if (!sink(receive_buffer.data(), got)) return false;
         outcome.body_bytes += got;
       } else if (outcome.error_body.size() < kErrorBodyLimit) {
-        outcome.error_body.append(receive_buffer.data(), std::min(got, kErrorBodyLimit - outcome.error_body.size()));
+        outcome.error_body.append(receive_buffer.data(),
+                                  std::min(got, kErrorBodyLimit - outcome.error_body.size()));
       }
       return true;
     };
@@ -240,15 +263,18 @@ struct HttpConnection::Impl {
       done = false;
       std::size_t received = 0;
       with_stream([&](auto& stream) {
-        stream.async_read_some(buffer.prepare(kReceiveBuffer), [&](beast::error_code e, std::size_t n) {
-          ec = e;
-          received = n;
-          done = true;
-        });
+        stream.async_read_some(buffer.prepare(kReceiveBuffer),
+                               [&](beast::error_code e, std::size_t n) {
+                                 ec = e;
+                                 received = n;
+                                 done = true;
+                               });
       });
-      if (auto why = run(done, Clock::now() + timeouts.idle, cancel); why != TransportError::kNone) {
+      if (auto why = run(done, Clock::now() + timeouts.idle, cancel);
+          why != TransportError::kNone) {
         outcome.error = why;
-        outcome.detail = why == TransportError::kTimeout ? "the body stalled past the idle timeout" : "cancelled";
+        outcome.detail = why == TransportError::kTimeout ? "the body stalled past the idle timeout"
+                                                         : "cancelled";
         return outcome;
       }
       buffer.commit(received);
@@ -264,7 +290,8 @@ struct HttpConnection::Impl {
   }
 };
 
-HttpConnection::HttpConnection(const DaemonAddress& address) : impl_(std::make_unique<Impl>(address)) {}
+HttpConnection::HttpConnection(const DaemonAddress& address)
+    : impl_(std::make_unique<Impl>(address)) {}
 HttpConnection::~HttpConnection() { impl_->close(); }
 
 bool HttpConnection::is_open() const { return impl_->open(); }

@@ -30,14 +30,22 @@ struct HttpRequest {
   std::string body;
 };
 
-enum class TransportError { kNone, kConnect, kTimeout, kCancelled, kBroken, kProtocol, kSinkRefused };
+enum class TransportError {
+  kNone,
+  kConnect,
+  kTimeout,
+  kCancelled,
+  kBroken,
+  kProtocol,
+  kSinkRefused
+};
 
 struct HttpOutcome {
   TransportError error = TransportError::kNone;
-  std::string detail;         // one line, for errors
-  unsigned status = 0;        // HTTP status when a header arrived
+  std::string detail;            // one line, for errors
+  unsigned status = 0;           // HTTP status when a header arrived
   std::uint64_t body_bytes = 0;  // bytes handed to the sink (2xx) or kept in error_body
-  std::string error_body;     // first 64 KiB of a non-2xx body
+  std::string error_body;        // first 64 KiB of a non-2xx body
 };
 
 // Receives body bytes of a 2xx response. Return false to stop (the connection is closed).

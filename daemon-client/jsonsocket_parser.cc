@@ -24,9 +24,9 @@ std::vector<nlohmann::json> JsonSocketParser::feed(std::string_view bytes) {
       break;
     }
     if (pending_.size() - (hash + 1) < length) break;  // wait for more bytes
-    auto message = nlohmann::json::parse(pending_.begin() + static_cast<std::ptrdiff_t>(hash + 1),
-                                         pending_.begin() + static_cast<std::ptrdiff_t>(hash + 1 + length),
-                                         nullptr, false);
+    auto message = nlohmann::json::parse(
+        pending_.begin() + static_cast<std::ptrdiff_t>(hash + 1),
+        pending_.begin() + static_cast<std::ptrdiff_t>(hash + 1 + length), nullptr, false);
     if (message.is_discarded()) {
       error_ = "JsonSocket message is not JSON";
       break;

@@ -22,7 +22,7 @@ FuseContext& context(fuse_req_t req) { return *static_cast<FuseContext*>(fuse_re
 const std::time_t kMountTime = std::time(nullptr);
 
 struct stat to_stat(const Attributes& attributes) {
-  struct stat st{};
+  struct stat st {};
   st.st_ino = attributes.ino;
   st.st_mode = attributes.directory ? (S_IFDIR | 0555) : (S_IFREG | 0444);
   st.st_nlink = attributes.directory ? 2 : 1;
@@ -46,9 +46,10 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
   conn->want &= ~static_cast<unsigned>(FUSE_CAP_AUTO_INVAL_DATA);  // content never changes
   conn->max_read = ctx->max_read;
-  spdlog::info("FUSE protocol {}.{}: max_read={} max_readahead={} splice_write={} max_background={}",
-               conn->proto_major, conn->proto_minor, conn->max_read, conn->max_readahead,
-               (conn->want & FUSE_CAP_SPLICE_WRITE) != 0, conn->max_background);
+  spdlog::info(
+      "FUSE protocol {}.{}: max_read={} max_readahead={} splice_write={} max_background={}",
+      conn->proto_major, conn->proto_minor, conn->max_read, conn->max_readahead,
+      (conn->want & FUSE_CAP_SPLICE_WRITE) != 0, conn->max_background);
 }
 
 void reply_entry_or_error(fuse_req_t req, int error, const Attributes& attributes) {
@@ -113,11 +114,11 @@ void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file
   std::size_t used = 0;
   for (auto i = static_cast<std::size_t>(offset); i < handle->entries.size(); ++i) {
     const DirEntry& entry = handle->entries[i];
-    struct stat st{};
+    struct stat st {};
     st.st_ino = entry.ino;
     st.st_mode = entry.directory ? S_IFDIR : S_IFREG;
-    std::size_t needed = fuse_add_direntry(req, buffer.data() + used, size - used, entry.name.c_str(),
-                                           &st, static_cast<off_t>(i + 1));
+    std::size_t needed = fuse_add_direntry(req, buffer.data() + used, size - used,
+                                           entry.name.c_str(), &st, static_cast<off_t>(i + 1));
     if (needed > size - used) break;
     used += needed;
   }
@@ -173,7 +174,7 @@ void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 void op_statfs(fuse_req_t req, fuse_ino_t) {
-  struct statvfs st{};
+  struct statvfs st {};
   st.f_bsize = st.f_frsize = 4096;
   st.f_namemax = 255;
   st.f_flag = ST_RDONLY;
@@ -181,10 +182,14 @@ void op_statfs(fuse_req_t req, fuse_ino_t) {
 }
 
 // Every write operation: the tree is read-only.
-void erofs_mknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { fuse_reply_err(req, EROFS); }
+void erofs_mknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) {
+  fuse_reply_err(req, EROFS);
+}
 void erofs_mkdir(fuse_req_t req, fuse_ino_t, const char*, mode_t) { fuse_reply_err(req, EROFS); }
 void erofs_unlink(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
-void erofs_symlink(fuse_req_t req, const char*, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void erofs_symlink(fuse_req_t req, const char*, fuse_ino_t, const char*) {
+  fuse_reply_err(req, EROFS);
+}
 void erofs_rename(fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*, unsigned) {
   fuse_reply_err(req, EROFS);
 }

@@ -9,7 +9,8 @@ namespace kacheryfs {
 
 int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
                      const std::function<void(bool daemonized)>& after_daemonize) {
-  std::vector<std::string> args = {"kacheryfs", "-o", "ro,max_read=" + std::to_string(context.max_read)};
+  std::vector<std::string> args = {"kacheryfs", "-o",
+                                   "ro,max_read=" + std::to_string(context.max_read)};
   for (const std::string& option : config.options) {
     args.push_back("-o");
     args.push_back(option);
@@ -25,7 +26,8 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
     spdlog::error("cannot create the FUSE session (see the message above)");
     return 1;
   }
-  std::unique_ptr<fuse_session, decltype(&fuse_session_destroy)> session_guard(session, fuse_session_destroy);
+  std::unique_ptr<fuse_session, decltype(&fuse_session_destroy)> session_guard(
+      session, fuse_session_destroy);
   if (fuse_set_signal_handlers(session) != 0) {
     spdlog::error("cannot install signal handlers");
     return 1;

@@ -60,8 +60,8 @@ void ContentCache::remove_stale_temp_files() const {
     std::size_t second = name.find('.', first + 1);
     bool stale = true;
     if (first != std::string::npos && second != std::string::npos) {
-      pid_t pid = static_cast<pid_t>(std::strtol(name.substr(first + 1, second - first - 1).c_str(),
-                                                 nullptr, 10));
+      pid_t pid = static_cast<pid_t>(
+          std::strtol(name.substr(first + 1, second - first - 1).c_str(), nullptr, 10));
       stale = pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH);
     }
     if (stale) unlink((root_ / "tmp" / name).c_str());
@@ -73,7 +73,7 @@ fs::path ContentCache::complete_path(std::string_view sha1) const {
 }
 
 std::optional<std::uint64_t> ContentCache::complete_size(std::string_view sha1) const {
-  struct stat st{};
+  struct stat st {};
   if (stat(complete_path(sha1).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
   return static_cast<std::uint64_t>(st.st_size);
 }
@@ -124,7 +124,7 @@ void ContentCache::write_meta(std::string_view key, std::string_view value) cons
 }
 
 std::unique_ptr<ContentCache::Transaction> ContentCache::begin(std::string_view sha1,
-                                                                int* error) const {
+                                                               int* error) const {
   fs::path temp_path = root_ / "tmp" / temp_name(sha1);
   int fd = open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) {

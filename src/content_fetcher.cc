@@ -15,10 +15,14 @@ ContentFetcher::ContentFetcher(BlobSource& source, ContentCache& cache, FetcherC
 int ContentFetcher::to_errno(const FetchResult& result, std::string_view sha1,
                              std::string_view what) {
   switch (result.status) {
-    case FetchStatus::kOk: return 0;
-    case FetchStatus::kNotFound: return -ENOENT;
-    case FetchStatus::kCancelled: return -EINTR;
-    default: break;
+    case FetchStatus::kOk:
+      return 0;
+    case FetchStatus::kNotFound:
+      return -ENOENT;
+    case FetchStatus::kCancelled:
+      return -EINTR;
+    default:
+      break;
   }
   std::uint64_t n = io_errors_.fetch_add(1) + 1;
   spdlog::warn("EIO #{} {} {}: {}: {}", n, what, sha1, to_string(result.status), result.detail);
@@ -60,7 +64,8 @@ SizeAnswer ContentFetcher::blob_size(std::string_view sha1_view, const CancelTok
   }
   if (known_missing(sha1)) return {-ENOENT, 0};
   for (;;) {
-    auto answer = size_flights_.run(sha1, [&] { return discover_size(sha1, cancel); }, cancel);
+    auto answer = size_flights_.run(
+        sha1, [&] { return discover_size(sha1, cancel); }, cancel);
     if (!answer) return {-EINTR, 0};
     // The leader was interrupted but this caller was not: take over.
     if (answer->error == -EINTR && !cancel.cancelled()) continue;
@@ -102,7 +107,11 @@ SizeAnswer ContentFetcher::discover_size(const std::string& sha1, const CancelTo
   auto has_byte = [&](std::uint64_t index, bool& present) {
     std::size_t got = 0;
     FetchResult probe = source_.read_range(
-        sha1, index, index + 1, [&](const char*, std::size_t size) { got += size; return true; },
+        sha1, index, index + 1,
+        [&](const char*, std::size_t size) {
+          got += size;
+          return true;
+        },
         cancel);
     present = got > 0;
     return probe;
@@ -126,7 +135,12 @@ SizeAnswer ContentFetcher::discover_size(const std::string& sha1, const CancelTo
   }
   std::uint64_t tail = 0;
   FetchResult last = source_.read_range(
-      sha1, lo, hi, [&](const char*, std::size_t size) { tail += size; return true; }, cancel);
+      sha1, lo, hi,
+      [&](const char*, std::size_t size) {
+        tail += size;
+        return true;
+      },
+      cancel);
   if (!last.ok()) return {to_errno(last, sha1, "size probe of"), 0};
   std::uint64_t size = lo + tail;
   remember_size(sha1, size);
@@ -158,8 +172,8 @@ int ContentFetcher::download(const std::string& sha1, std::uint64_t size,
   int error = 0;
   auto tx = cache_.begin(sha1, &error);
   if (!tx) {
-    return to_errno({FetchStatus::kLocalError, "cannot create temp file: " +
-                                                   std::string(std::strerror(-error))},
+    return to_errno({FetchStatus::kLocalError,
+                     "cannot create temp file: " + std::string(std::strerror(-error))},
                     sha1, "download of");
   }
   Sha1Hasher hasher;
@@ -178,10 +192,10 @@ int ContentFetcher::download(const std::string& sha1, std::uint64_t size,
     }
     if (!result.ok()) return to_errno(result, sha1, "download of");
     if (tx->size() != end) {
-      return to_errno({FetchStatus::kProtocolError,
-                       "expected " + std::to_string(size) + " bytes, the node sent " +
-                           std::to_string(tx->size())},
-                      sha1, "download of");
+      return to_errno(
+          {FetchStatus::kProtocolError, "expected " + std::to_string(size) +
+                                            " bytes, the node sent " + std::to_string(tx->size())},
+          sha1, "download of");
     }
     bytes_fetched_ += end - offset;
     offset = end;

@@ -23,10 +23,10 @@
 namespace kacheryfs {
 
 struct FetcherConfig {
-  std::uint64_t range_size = 4 << 20;   // bytes per download request
-  std::uint64_t probe_size = 1 << 20;   // first size-discovery range
+  std::uint64_t range_size = 4 << 20;     // bytes per download request
+  std::uint64_t probe_size = 1 << 20;     // first size-discovery range
   std::chrono::seconds negative_ttl{10};  // how long "the node lacks X" is remembered
-  bool load_missing = false;            // ask the source to load blobs it lacks (/loadFile)
+  bool load_missing = false;              // ask the source to load blobs it lacks (/loadFile)
 };
 
 struct SizeAnswer {

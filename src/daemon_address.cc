@@ -60,7 +60,8 @@ std::optional<DaemonAddress> parse_daemon_address(std::string_view source,
       return std::nullopt;
     }
     std::string_view after = host.substr(close + 1);
-    if (after.starts_with(':')) port_text = after.substr(1);
+    if (after.starts_with(':'))
+      port_text = after.substr(1);
     else if (!after.empty()) {
       *error = "unexpected text after ']' in '" + std::string(source) + "'";
       return std::nullopt;

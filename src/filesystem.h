@@ -34,8 +34,8 @@ struct DirEntry {
 };
 
 struct OpenedFile {
-  int fd = -1;          // content: the complete cache file
-  std::string bytes;    // small synthetic files (kachery-node-id)
+  int fd = -1;        // content: the complete cache file
+  std::string bytes;  // small synthetic files (kachery-node-id)
 };
 
 // Fetches the node id from the daemon (main.cc binds it to the daemon client's /probe).
@@ -45,7 +45,8 @@ class Filesystem {
  public:
   Filesystem(Tree& tree, ContentCache& cache, ContentFetcher& fetcher, NodeIdFetch fetch_node_id);
 
-  int lookup(std::uint64_t parent, std::string_view name, Attributes& out, const CancelToken& cancel);
+  int lookup(std::uint64_t parent, std::string_view name, Attributes& out,
+             const CancelToken& cancel);
   int getattr(std::uint64_t ino, Attributes& out, const CancelToken& cancel);
   int list(std::uint64_t ino, std::vector<DirEntry>& out);
   int open(std::uint64_t ino, OpenedFile& out, const CancelToken& cancel);
@@ -54,7 +55,8 @@ class Filesystem {
   void set_node_id(const std::string& node_id);
 
  private:
-  int attributes_of(std::uint64_t ino, const Node& node, Attributes& out, const CancelToken& cancel);
+  int attributes_of(std::uint64_t ino, const Node& node, Attributes& out,
+                    const CancelToken& cancel);
   int node_id(std::string& out, const CancelToken& cancel);
 
   Tree& tree_;

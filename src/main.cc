@@ -33,7 +33,7 @@ DaemonClientConfig client_config(const MountOptions& options) {
 }
 
 bool check_mountpoint(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (stat(path.c_str(), &st) != 0) {
     std::cerr << "kacheryfs: bad mount point '" << path << "': " << std::strerror(errno) << "\n";
     return false;
@@ -70,7 +70,8 @@ int main(int argc, char** argv) {
   try {
     cache = std::make_unique<ContentCache>(options.cache_dir);
   } catch (const std::exception& e) {
-    std::cerr << "kacheryfs: cannot use cache dir '" << options.cache_dir << "': " << e.what() << "\n";
+    std::cerr << "kacheryfs: cannot use cache dir '" << options.cache_dir << "': " << e.what()
+              << "\n";
     return 1;
   }
   spdlog::info("{}", describe(options));
@@ -85,7 +86,8 @@ int main(int argc, char** argv) {
     FetchResult probed = probe_client.probe(&info, NeverCancelled());
     if (probed.ok()) {
       node_id = info.node_id;
-      spdlog::info("daemon {} ({}), node {}", options.daemon.to_string(), info.daemon_version, info.node_id);
+      spdlog::info("daemon {} ({}), node {}", options.daemon.to_string(), info.daemon_version,
+                   info.node_id);
     } else {
       spdlog::warn("daemon {} unreachable ({}: {}); serving cached files only until it answers",
                    options.daemon.to_string(), to_string(probed.status), probed.detail);
@@ -98,12 +100,13 @@ int main(int argc, char** argv) {
   fetcher_config.negative_ttl = options.negative_timeout;
   fetcher_config.load_missing = !options.channel.empty();
   ContentFetcher fetcher(client, *cache, fetcher_config);
-  Filesystem filesystem(tree, *cache, fetcher, [&client](std::string* id, const CancelToken& cancel) {
-    ProbeInfo info;
-    FetchResult result = client.probe(&info, cancel);
-    if (result.ok()) *id = info.node_id;
-    return result;
-  });
+  Filesystem filesystem(tree, *cache, fetcher,
+                        [&client](std::string* id, const CancelToken& cancel) {
+                          ProbeInfo info;
+                          FetchResult result = client.probe(&info, cancel);
+                          if (result.ok()) *id = info.node_id;
+                          return result;
+                        });
   if (!node_id.empty()) filesystem.set_node_id(node_id);
 
   FuseContext context;

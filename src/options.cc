@@ -14,11 +14,10 @@ namespace kacheryfs {
 
 namespace {
 
-constexpr std::array kIgnoredFstabOptions = {"_netdev", "auto",  "noauto", "user",   "users",
-                                             "nouser",  "nofail", "defaults", "ro",  "rw",
-                                             "exec",    "noexec", "suid",   "nosuid", "dev",
-                                             "nodev",   "atime",  "noatime", "relatime",
-                                             "nodiratime", "sync", "async"};
+constexpr std::array kIgnoredFstabOptions = {
+    "_netdev", "auto",    "noauto",   "user",       "users", "nouser", "nofail", "defaults",
+    "ro",      "rw",      "exec",     "noexec",     "suid",  "nosuid", "dev",    "nodev",
+    "atime",   "noatime", "relatime", "nodiratime", "sync",  "async"};
 constexpr std::array kFuseFlagOptions = {"allow_other", "allow_root", "default_permissions",
                                          "auto_unmount"};
 constexpr std::array kFuseValueOptions = {"fsname", "subtype"};
@@ -65,7 +64,8 @@ void apply_option(std::string_view item, MountOptions& o, std::vector<std::strin
   auto duration_into = [&](auto& field) {
     if (!need_value()) return;
     auto d = parse_duration(*value);
-    if (!d || d->count() == 0) return bad("expected a positive duration in seconds, e.g. 10 or 500ms");
+    if (!d || d->count() == 0)
+      return bad("expected a positive duration in seconds, e.g. 10 or 500ms");
     field = std::chrono::ceil<std::remove_reference_t<decltype(field)>>(*d);
   };
 
@@ -97,7 +97,8 @@ void apply_option(std::string_view item, MountOptions& o, std::vector<std::strin
   } else if (name == "max_read") {
     if (!need_value()) return;
     auto size = parse_size(*value);
-    if (!size || *size < 4096 || *size > (1u << 20)) return bad("expected a size between 4K and 1M");
+    if (!size || *size < 4096 || *size > (1u << 20))
+      return bad("expected a size between 4K and 1M");
     o.max_read = static_cast<std::uint32_t>(*size);
   } else if (name == "retries") {
     if (!need_value()) return;
@@ -106,7 +107,8 @@ void apply_option(std::string_view item, MountOptions& o, std::vector<std::strin
     o.retries = static_cast<unsigned>(*n);
   } else if (name == "channel") {
     if (!need_value()) return;
-    if (!is_channel_name(*value)) return bad("a channel name is 3-160 letters, digits, '.', '_' or '-'");
+    if (!is_channel_name(*value))
+      return bad("a channel name is 3-160 letters, digits, '.', '_' or '-'");
     o.channel = std::string(*value);
   } else if (name == "log_level") {
     constexpr std::array kLevels = {"trace", "debug", "info", "warn", "error", "off"};
@@ -133,23 +135,33 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end == text.data()) return std::nullopt;
   std::string_view suffix(end, static_cast<std::size_t>(text.data() + text.size() - end));
-  if (suffix.ends_with("iB")) suffix.remove_suffix(2);
-  else if (suffix.size() == 2 && (suffix.ends_with('B') || suffix.ends_with('b'))) suffix.remove_suffix(1);
+  if (suffix.ends_with("iB"))
+    suffix.remove_suffix(2);
+  else if (suffix.size() == 2 && (suffix.ends_with('B') || suffix.ends_with('b')))
+    suffix.remove_suffix(1);
   int shift = 0;
-  if (suffix.empty()) shift = 0;
-  else if (suffix == "K" || suffix == "k") shift = 10;
-  else if (suffix == "M" || suffix == "m") shift = 20;
-  else if (suffix == "G" || suffix == "g") shift = 30;
-  else if (suffix == "T" || suffix == "t") shift = 40;
-  else return std::nullopt;
+  if (suffix.empty())
+    shift = 0;
+  else if (suffix == "K" || suffix == "k")
+    shift = 10;
+  else if (suffix == "M" || suffix == "m")
+    shift = 20;
+  else if (suffix == "G" || suffix == "g")
+    shift = 30;
+  else if (suffix == "T" || suffix == "t")
+    shift = 40;
+  else
+    return std::nullopt;
   if (shift > 0 && value > (~std::uint64_t{0} >> shift)) return std::nullopt;
   return value << shift;
 }
 
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   bool millis = text.ends_with("ms");
-  if (millis) text.remove_suffix(2);
-  else if (text.ends_with('s')) text.remove_suffix(1);
+  if (millis)
+    text.remove_suffix(2);
+  else if (text.ends_with('s'))
+    text.remove_suffix(1);
   if (text.empty()) return std::nullopt;
   double value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -208,7 +220,8 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, const
     o.source = positional[0];
     o.mountpoint = positional[1];
   } else if (positional.empty()) {
-    errors.push_back("missing mount point (usage: kacheryfs [options] [HOST[:PORT]|URL] MOUNTPOINT)");
+    errors.push_back(
+        "missing mount point (usage: kacheryfs [options] [HOST[:PORT]|URL] MOUNTPOINT)");
   } else {
     errors.push_back("too many arguments: expected [HOST[:PORT]|URL] MOUNTPOINT");
   }
@@ -216,8 +229,10 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, const
   std::string address_error;
   auto address = parse_daemon_address(o.source, env("KACHERY_DAEMON_HOST").value_or(""),
                                       env("KACHERY_DAEMON_PORT").value_or(""), &address_error);
-  if (address) o.daemon = *address;
-  else errors.push_back("daemon address: " + address_error);
+  if (address)
+    o.daemon = *address;
+  else
+    errors.push_back("daemon address: " + address_error);
 
   if (o.cache_dir.empty()) o.cache_dir = default_cache_dir(env);
   if (o.auth_file.empty()) {
@@ -238,7 +253,8 @@ std::string usage_text(std::string_view program) {
   out << "usage: " << program << " [options] [HOST[:PORT]|URL] MOUNTPOINT\n"
       << "\n"
       << "Mounts the content of a kachery node read-only: MOUNTPOINT/sha1/<sha1>.\n"
-      << "HOST and PORT default to $KACHERY_DAEMON_HOST and $KACHERY_DAEMON_PORT (localhost:20431).\n"
+      << "HOST and PORT default to $KACHERY_DAEMON_HOST and $KACHERY_DAEMON_PORT "
+         "(localhost:20431).\n"
       << "\n"
       << "general options:\n"
       << "    -o opt,[opt...]        mount options\n"
@@ -249,7 +265,8 @@ std::string usage_text(std::string_view program) {
       << "    -V   --version         print the version\n"
       << "\n"
       << "kacheryfs options:\n"
-      << "    -o cache_dir=DIR       local cache (default ~/.cache/kacheryfs, /var/cache/kacheryfs for root)\n"
+      << "    -o cache_dir=DIR       local cache (default ~/.cache/kacheryfs, /var/cache/kacheryfs "
+         "for root)\n"
       << "    -o auth_file=FILE      file holding the client auth code\n"
       << "                           (default $KACHERY_STORAGE_DIR/client-auth if it exists)\n"
       << "    -o timeout=SEC         first-byte and idle timeout per request (default 10)\n"
@@ -271,7 +288,8 @@ std::string usage_text(std::string_view program) {
 std::string describe(const MountOptions& o) {
   std::ostringstream out;
   out << "daemon=" << o.daemon.to_string() << " mountpoint=" << o.mountpoint
-      << " cache_dir=" << o.cache_dir << " auth_file=" << (o.auth_file.empty() ? "(none)" : o.auth_file)
+      << " cache_dir=" << o.cache_dir
+      << " auth_file=" << (o.auth_file.empty() ? "(none)" : o.auth_file)
       << " timeout=" << o.timeout.count() << "ms connect_timeout=" << o.connect_timeout.count()
       << "ms retries=" << o.retries << " range_size=" << o.range_size
       << " negative_timeout=" << o.negative_timeout.count() << "s"

@@ -42,7 +42,7 @@ class Tree {
 
  private:
   mutable std::mutex mutex_;
-  std::vector<Node> nodes_;  // index = ino - 1
+  std::vector<Node> nodes_;                              // index = ino - 1
   std::unordered_map<std::string, std::uint64_t> inos_;  // "p:<prefix>" / "c:<sha1>"
 };
 

@@ -39,13 +39,16 @@ struct Collected {
   std::string bytes;
 };
 
-Collected read(DaemonClient& client, const std::string& sha1, std::uint64_t start, std::uint64_t end,
-               const CancelToken& cancel = NeverCancelled()) {
+Collected read(DaemonClient& client, const std::string& sha1, std::uint64_t start,
+               std::uint64_t end, const CancelToken& cancel = NeverCancelled()) {
   Collected c;
-  c.result = client.read_range(sha1, start, end, [&](const char* d, std::size_t n) {
-    c.bytes.append(d, n);
-    return true;
-  }, cancel);
+  c.result = client.read_range(
+      sha1, start, end,
+      [&](const char* d, std::size_t n) {
+        c.bytes.append(d, n);
+        return true;
+      },
+      cancel);
   return c;
 }
 
@@ -59,12 +62,16 @@ std::uint64_t connections(DaemonClient& client, const EmulatorProcess& emulator)
   std::ifstream code_file(emulator.auth_file());
   std::string code((std::istreambuf_iterator<char>(code_file)), {});
   request.headers.emplace_back("KACHERY-CLIENT-AUTH-CODE", code);
-  HttpOutcome outcome = connection.exchange(request, [&](const char* d, std::size_t n) {
-    body.append(d, n);
-    return true;
-  }, other.config().timeouts, NeverCancelled());
+  HttpOutcome outcome = connection.exchange(
+      request,
+      [&](const char* d, std::size_t n) {
+        body.append(d, n);
+        return true;
+      },
+      other.config().timeouts, NeverCancelled());
   EXPECT_EQ(outcome.status, 200u);
-  return nlohmann::json::parse(body)["stats"]["connections"].get<std::uint64_t>() - 1;  // minus this one
+  return nlohmann::json::parse(body)["stats"]["connections"].get<std::uint64_t>() -
+         1;  // minus this one
 }
 
 TEST(DaemonClient, ProbeGivesTheNodeId) {
@@ -183,7 +190,8 @@ TEST(DaemonClient, TimeoutsAreTyped) {
   DaemonClient client(config_for(emulator, 500));
   auto started = Clock::now();
   EXPECT_EQ(read(client, sha1, 0, 1000).result.status, FetchStatus::kTimeout);
-  EXPECT_LT(Clock::now() - started, std::chrono::milliseconds(2900)) << "gave up before the delay ended";
+  EXPECT_LT(Clock::now() - started, std::chrono::milliseconds(2900))
+      << "gave up before the delay ended";
   emulator.restart({"--stall-after-bytes", "100", "--stall-ms", "3000"});
   DaemonClient stalled(config_for(emulator, 500));
   EXPECT_EQ(read(stalled, sha1, 0, 1000).result.status, FetchStatus::kTimeout);
@@ -221,7 +229,8 @@ TEST(DaemonClient, LoadFileStoredMissingAndFromTheNetwork) {
   std::string remote_data = pattern(100000, 9);
   std::string remote = sha1_hex_of(remote_data);
   auto network = emulator.dir() / "network";
-  auto path = network / "sha1" / remote.substr(0, 2) / remote.substr(2, 2) / remote.substr(4, 2) / remote;
+  auto path =
+      network / "sha1" / remote.substr(0, 2) / remote.substr(2, 2) / remote.substr(4, 2) / remote;
   std::filesystem::create_directories(path.parent_path());
   std::ofstream(path, std::ios::binary) << remote_data;
   emulator.restart({"--network-dir", network.string(), "--load-delay-ms", "300"});

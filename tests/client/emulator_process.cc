@@ -33,8 +33,9 @@ EmulatorProcess::~EmulatorProcess() {
 void EmulatorProcess::start() {
   fs::path port_file = dir_ / "port";
   fs::remove(port_file);
-  std::vector<std::string> args = {KACHERY_EMULATOR_BIN, "--storage-dir", storage_.string(), "--port",
-                                   std::to_string(port_), "--port-file", port_file.string()};
+  std::vector<std::string> args = {
+      KACHERY_EMULATOR_BIN,  "--storage-dir", storage_.string(), "--port",
+      std::to_string(port_), "--port-file",   port_file.string()};
   args.insert(args.end(), flags_.begin(), flags_.end());
   pid_ = fork();
   if (pid_ == 0) {

@@ -67,26 +67,39 @@ int main(int argc, char** argv) {
     }
     if (i + 1 >= args.size()) usage_error("unknown flag or missing value: " + flag);
     const std::string& value = args[++i];
-    if (flag == "--storage-dir") config.storage_dir = value;
-    else if (flag == "--port") port = static_cast<std::uint16_t>(number(flag, value));
-    else if (flag == "--port-file") port_file = value;
+    if (flag == "--storage-dir")
+      config.storage_dir = value;
+    else if (flag == "--port")
+      port = static_cast<std::uint16_t>(number(flag, value));
+    else if (flag == "--port-file")
+      port_file = value;
     else if (flag == "--auth-period") {
       double seconds = std::atof(value.c_str());
       if (seconds <= 0) usage_error("--auth-period: expected a positive number of seconds");
       config.auth_period = std::chrono::milliseconds(static_cast<long long>(seconds * 1000));
-    } else if (flag == "--network-dir") config.network_dir = value;
-    else if (flag == "--load-delay-ms") config.load_delay = std::chrono::milliseconds(number(flag, value));
-    else if (flag == "--request-log") config.request_log = value;
-    else if (flag == "--fault-sha1") faults.only_sha1 = value;
-    else if (flag == "--first-byte-delay-ms") faults.first_byte_delay = std::chrono::milliseconds(number(flag, value));
-    else if (flag == "--stall-after-bytes") faults.stall_after_bytes = number(flag, value);
-    else if (flag == "--stall-ms") faults.stall_duration = std::chrono::milliseconds(number(flag, value));
-    else if (flag == "--drop-after-bytes") faults.drop_after_bytes = number(flag, value);
+    } else if (flag == "--network-dir")
+      config.network_dir = value;
+    else if (flag == "--load-delay-ms")
+      config.load_delay = std::chrono::milliseconds(number(flag, value));
+    else if (flag == "--request-log")
+      config.request_log = value;
+    else if (flag == "--fault-sha1")
+      faults.only_sha1 = value;
+    else if (flag == "--first-byte-delay-ms")
+      faults.first_byte_delay = std::chrono::milliseconds(number(flag, value));
+    else if (flag == "--stall-after-bytes")
+      faults.stall_after_bytes = number(flag, value);
+    else if (flag == "--stall-ms")
+      faults.stall_duration = std::chrono::milliseconds(number(flag, value));
+    else if (flag == "--drop-after-bytes")
+      faults.drop_after_bytes = number(flag, value);
     else if (flag == "--wrong-bytes") {
       if (!kacheryfs::is_sha1_name(value)) usage_error("--wrong-bytes: expected a lower-case sha1");
       faults.wrong_bytes.insert(value);
-    } else if (flag == "--fail-500") faults.fail_500_remaining = static_cast<int>(number(flag, value));
-    else usage_error("unknown flag " + flag + " (see --help)");
+    } else if (flag == "--fail-500")
+      faults.fail_500_remaining = static_cast<int>(number(flag, value));
+    else
+      usage_error("unknown flag " + flag + " (see --help)");
   }
   if (config.storage_dir.empty()) usage_error("--storage-dir is required (see --help)");
   try {

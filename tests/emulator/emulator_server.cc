@@ -9,11 +9,10 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <nlohmann/json.hpp>
-
 #include <cmath>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <thread>
 #include <vector>
@@ -34,10 +33,12 @@ namespace {
 constexpr const char* kHtml = "text/html; charset=utf-8";
 constexpr const char* kJson = "application/json; charset=utf-8";
 const std::string kMissingCode =
-    "Missing client auth code in daemon request. You probably need to upgrade kachery-daemon or kachery.";
+    "Missing client auth code in daemon request. You probably need to upgrade kachery-daemon or "
+    "kachery.";
 const std::string kWrongCode = "Incorrect or invalid client authorization code.";
 const std::string kNotFound = "Error downloading file: Unable get data read stream for local file.";
-const std::string kInvalidDownload = "Error downloading file: Invalid request in _apiDownloadFileData";
+const std::string kInvalidDownload =
+    "Error downloading file: Invalid request in _apiDownloadFileData";
 constexpr double kMaxSafeInteger = 9007199254740991.0;
 constexpr std::size_t kChunk = 128 * 1024;
 constexpr auto kKeepAliveTimeout = std::chrono::seconds(5);
@@ -63,15 +64,17 @@ bool only_keys(const json& object, std::initializer_list<const char*> allowed) {
 }
 
 bool valid_file_key(const json& key) {
-  if (!only_keys(key, {"sha1", "manifestSha1", "chunkOf"}) || !is_hex40_any_case(key.value("sha1", json()))) {
+  if (!only_keys(key, {"sha1", "manifestSha1", "chunkOf"}) ||
+      !is_hex40_any_case(key.value("sha1", json()))) {
     return false;
   }
   if (key.contains("manifestSha1") && !is_hex40_any_case(key["manifestSha1"])) return false;
   if (key.contains("chunkOf")) {
     const json& chunk = key["chunkOf"];
     if (!only_keys(chunk, {"fileKey", "startByte", "endByte"}) || !chunk.contains("fileKey") ||
-        !valid_file_key(chunk["fileKey"]) || !chunk.contains("startByte") || !chunk.contains("endByte") ||
-        !chunk["startByte"].is_number() || !chunk["endByte"].is_number()) {
+        !valid_file_key(chunk["fileKey"]) || !chunk.contains("startByte") ||
+        !chunk.contains("endByte") || !chunk["startByte"].is_number() ||
+        !chunk["endByte"].is_number()) {
       return false;
     }
   }
@@ -85,7 +88,8 @@ std::string node_number(double value) {
     out << value;
     return out.str();
   }
-  std::string digits = std::to_string(static_cast<long long>(std::llabs(static_cast<long long>(value))));
+  std::string digits =
+      std::to_string(static_cast<long long>(std::llabs(static_cast<long long>(value))));
   if (std::fabs(value) > 4294967296.0) {
     std::string grouped;
     int count = 0;
@@ -107,9 +111,11 @@ std::string read_stream_range_error(std::optional<double> start, double end_incl
   };
   if (start) {
     if (*start != std::floor(*start)) return out_of_range("start", "an integer", *start);
-    if (*start < 0 || *start > kMaxSafeInteger) return out_of_range("start", ">= 0 && <= 9007199254740991", *start);
+    if (*start < 0 || *start > kMaxSafeInteger)
+      return out_of_range("start", ">= 0 && <= 9007199254740991", *start);
   }
-  if (end_inclusive != std::floor(end_inclusive)) return out_of_range("end", "an integer", end_inclusive);
+  if (end_inclusive != std::floor(end_inclusive))
+    return out_of_range("end", "an integer", end_inclusive);
   if (end_inclusive < 0 || end_inclusive > kMaxSafeInteger) {
     return out_of_range("end", ">= 0 && <= 9007199254740991", end_inclusive);
   }
@@ -120,8 +126,10 @@ std::string read_stream_range_error(std::optional<double> start, double end_incl
 }
 
 std::string express_error_page(const std::string& message) {
-  return "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Error</title>\n"
-         "</head>\n<body>\n<pre>" + message + "</pre>\n</body>\n</html>\n";
+  return "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta "
+         "charset=\"utf-8\">\n<title>Error</title>\n"
+         "</head>\n<body>\n<pre>" +
+         message + "</pre>\n</body>\n</html>\n";
 }
 
 std::string frame(const nlohmann::ordered_json& message) {
@@ -133,7 +141,10 @@ std::string frame(const nlohmann::ordered_json& message) {
 
 struct EmulatorServer::Impl {
   Impl(EmulatorConfig c, Faults& f)
-      : config(std::move(c)), faults(f), storage(config.storage_dir), codes(storage.root(), config.auth_period),
+      : config(std::move(c)),
+        faults(f),
+        storage(config.storage_dir),
+        codes(storage.root(), config.auth_period),
         acceptor(ioc) {}
 
   EmulatorConfig config;
@@ -230,23 +241,29 @@ struct EmulatorServer::Impl {
     }
     if (get && target == "/stats") {
       if (!authorized(socket, request, false, keep)) return keep;
-      json body = {{"success", true}, {"format", "json"},
-                   {"stats", {{"requests", requests.load()}, {"bytesSent", bytes_sent.load()},
-                              {"connections", connections.load()}}}};
+      json body = {{"success", true},
+                   {"format", "json"},
+                   {"stats",
+                    {{"requests", requests.load()},
+                     {"bytesSent", bytes_sent.load()},
+                     {"connections", connections.load()}}}};
       return send_simple(socket, request, 200, body.dump(), kJson);
     }
     if (post && target == "/store") {
       if (!authorized(socket, request, false, keep)) return keep;
       return store(socket, request);
     }
-    static const std::set<std::string> json_routes = {"/downloadFileData", "/loadFile", "/storeFile",
-                                                      "/linkFile", "/mutable/get", "/mutable/set"};
+    static const std::set<std::string> json_routes = {"/downloadFileData", "/loadFile",
+                                                      "/storeFile",        "/linkFile",
+                                                      "/mutable/get",      "/mutable/set"};
     if (post && json_routes.count(target)) {
       bool browser = target != "/storeFile" && target != "/linkFile";
       if (!authorized(socket, request, browser, keep)) return keep;
-      json body = request.body().empty() ? json::object() : json::parse(request.body(), nullptr, false);
+      json body =
+          request.body().empty() ? json::object() : json::parse(request.body(), nullptr, false);
       if (body.is_discarded()) {
-        return send_simple(socket, request, 400, express_error_page("SyntaxError: Unexpected token in JSON"), kHtml);
+        return send_simple(socket, request, 400,
+                           express_error_page("SyntaxError: Unexpected token in JSON"), kHtml);
       }
       if (target == "/downloadFileData") return download(socket, request, body);
       if (target == "/loadFile") return load_file(socket, request, body);
@@ -255,7 +272,8 @@ struct EmulatorServer::Impl {
       return mutable_route(socket, request, body, target == "/mutable/set");
     }
     std::string method(request.method_string());
-    return send_simple(socket, request, 404, express_error_page("Cannot " + method + " " + target), kHtml);
+    return send_simple(socket, request, 404, express_error_page("Cannot " + method + " " + target),
+                       kHtml);
   }
 
   bool probe(tcp::socket& socket, const Request& request) {
@@ -287,14 +305,17 @@ struct EmulatorServer::Impl {
   }
 
   bool store_file(tcp::socket& socket, const Request& request, const json& body) {
-    if (!only_keys(body, {"localFilePath"}) || !body.contains("localFilePath") || !body["localFilePath"].is_string()) {
+    if (!only_keys(body, {"localFilePath"}) || !body.contains("localFilePath") ||
+        !body["localFilePath"].is_string()) {
       return send_simple(socket, request, 500, "Unexpected request data for storeFile.", kHtml);
     }
     std::string path = body["localFilePath"];
-    struct stat st{};
+    struct stat st {};
     if (stat(path.c_str(), &st) != 0 || access(path.c_str(), R_OK) != 0) {
       return send_simple(socket, request, 500,
-                         "Unable to stat file. Perhaps the kachery daemon does not have permission to read this file: " + path,
+                         "Unable to stat file. Perhaps the kachery daemon does not have permission "
+                         "to read this file: " +
+                             path,
                          kHtml);
     }
     if (st.st_size == 0) {
@@ -312,17 +333,19 @@ struct EmulatorServer::Impl {
       return send_simple(socket, request, 500, "Unexpected request data for linkFile.", kHtml);
     }
     std::string path = body["localFilePath"];
-    struct stat st{};
+    struct stat st {};
     if (stat(path.c_str(), &st) != 0) {
       return send_simple(socket, request, 500,
-                         "Unable to stat file. Perhaps the kachery daemon does not have permission to read this file: " + path,
+                         "Unable to stat file. Perhaps the kachery daemon does not have permission "
+                         "to read this file: " +
+                             path,
                          kHtml);
     }
     double given = body["size"].get<double>();
     if (static_cast<double>(st.st_size) != given) {
       return send_simple(socket, request, 500,
-                         "Mismatch of file size in linkLocalFile: " + path + " " + std::to_string(st.st_size) +
-                             " <> " + node_number(given),
+                         "Mismatch of file size in linkLocalFile: " + path + " " +
+                             std::to_string(st.st_size) + " <> " + node_number(given),
                          kHtml);
     }
     auto result = storage.link_file(path, body["mtime"].get<double>());
@@ -343,7 +366,8 @@ struct EmulatorServer::Impl {
     nlohmann::ordered_json answer;
     answer["success"] = true;
     answer["found"] = value.has_value();
-    answer["value"] = value ? nlohmann::ordered_json::parse(value->dump()) : nlohmann::ordered_json(nullptr);
+    answer["value"] =
+        value ? nlohmann::ordered_json::parse(value->dump()) : nlohmann::ordered_json(nullptr);
     return send_simple(socket, request, 200, answer.dump(), kJson);
   }
 
@@ -357,10 +381,13 @@ struct EmulatorServer::Impl {
       return send_last_chunk(socket) && request.keep_alive();
     };
     bool valid = only_keys(body, {"fileKey", "channelName"}) && body.contains("fileKey") &&
-                 valid_file_key(body["fileKey"]) && (!body.contains("channelName") || is_channel_name(body["channelName"]));
-    if (!valid) return finish_with({{{"type", "error"}, {"error", "Invalid api load file request"}}});
+                 valid_file_key(body["fileKey"]) &&
+                 (!body.contains("channelName") || is_channel_name(body["channelName"]));
+    if (!valid)
+      return finish_with({{{"type", "error"}, {"error", "Invalid api load file request"}}});
     std::string sha1 = body["fileKey"]["sha1"];
-    nlohmann::ordered_json progress0 = nlohmann::ordered_json{{"type", "progress"}, {"bytesLoaded", 0}, {"bytesTotal", 0}};
+    nlohmann::ordered_json progress0 =
+        nlohmann::ordered_json{{"type", "progress"}, {"bytesLoaded", 0}, {"bytesTotal", 0}};
     auto finished = [&] {
       nlohmann::ordered_json message;
       message["type"] = "finished";
@@ -372,10 +399,13 @@ struct EmulatorServer::Impl {
       return finish_with({progress0, finished()});
     }
     if (body["fileKey"].contains("chunkOf")) {
-      return finish_with({progress0, {{"type", "error"}, {"error", "Unexpected: load completed, but localFilePath is null."}}});
+      return finish_with({progress0,
+                          {{"type", "error"},
+                           {"error", "Unexpected: load completed, but localFilePath is null."}}});
     }
     if (!body.contains("channelName")) {
-      return finish_with({{{"type", "error"}, {"error", "Unable to find file. No channelName specified."}}});
+      return finish_with(
+          {{{"type", "error"}, {"error", "Unable to find file. No channelName specified."}}});
     }
     std::filesystem::path remote;
     if (!config.network_dir.empty() && kacheryfs::is_sha1_name(sha1)) {
@@ -402,7 +432,8 @@ struct EmulatorServer::Impl {
     storage.store_file(remote);
     log_request("POST /loadFile sha1=" + sha1 + " status=200 result=loaded");
     std::string framed = frame(finished());
-    return send_chunk(socket, framed.data(), framed.size()) && send_last_chunk(socket) && request.keep_alive();
+    return send_chunk(socket, framed.data(), framed.size()) && send_last_chunk(socket) &&
+           request.keep_alive();
   }
 
   bool download(tcp::socket& socket, const Request& request, const json& body) {
@@ -412,8 +443,9 @@ struct EmulatorServer::Impl {
     auto log = [&](unsigned status, std::uint64_t sent, const std::string& note) {
       std::string range = "start=" + (body.contains("startByte") ? body["startByte"].dump() : "-") +
                           " end=" + (body.contains("endByte") ? body["endByte"].dump() : "-");
-      log_request("POST /downloadFileData sha1=" + sha1 + " " + range + " status=" + std::to_string(status) +
-                  " bytes=" + std::to_string(sent) + (note.empty() ? "" : " " + note));
+      log_request("POST /downloadFileData sha1=" + sha1 + " " + range +
+                  " status=" + std::to_string(status) + " bytes=" + std::to_string(sent) +
+                  (note.empty() ? "" : " " + note));
     };
     auto fail = [&](const std::string& text) {
       log(500, 0, "");
@@ -428,7 +460,8 @@ struct EmulatorServer::Impl {
     }
     const json& key = body["fileKey"];
     bool faulted = faults.only_sha1.empty() || faults.only_sha1 == sha1;
-    if (faulted && faults.fail_500_remaining.load() > 0 && faults.fail_500_remaining.fetch_sub(1) > 0) {
+    if (faulted && faults.fail_500_remaining.load() > 0 &&
+        faults.fail_500_remaining.fetch_sub(1) > 0) {
       return fail("Error downloading file: injected fault (emulator --fail-500)");
     }
 
@@ -442,7 +475,8 @@ struct EmulatorServer::Impl {
       file = storage.find(chunk["fileKey"]["sha1"]);
       if (!file) return fail(kNotFound);
       base = static_cast<std::uint64_t>(chunk["startByte"].get<double>());
-      std::uint64_t chunk_end = std::min<std::uint64_t>(file->size, static_cast<std::uint64_t>(chunk["endByte"].get<double>()));
+      std::uint64_t chunk_end = std::min<std::uint64_t>(
+          file->size, static_cast<std::uint64_t>(chunk["endByte"].get<double>()));
       length = chunk_end > base ? chunk_end - base : 0;
     } else {
       return fail(kNotFound);
@@ -460,9 +494,11 @@ struct EmulatorServer::Impl {
       return fail("Error downloading file: " + error);
     }
     std::uint64_t from = start ? static_cast<std::uint64_t>(*start) : 0;
-    std::uint64_t to = std::min<std::uint64_t>(length, static_cast<std::uint64_t>(end_inclusive) + 1);
+    std::uint64_t to =
+        std::min<std::uint64_t>(length, static_cast<std::uint64_t>(end_inclusive) + 1);
 
-    if (faulted && faults.first_byte_delay.count() > 0) std::this_thread::sleep_for(faults.first_byte_delay);
+    if (faulted && faults.first_byte_delay.count() > 0)
+      std::this_thread::sleep_for(faults.first_byte_delay);
     if (from >= to) {
       log(200, 0, "");
       return send_simple(socket, request, 200, "", nullptr);
@@ -476,8 +512,10 @@ struct EmulatorServer::Impl {
     bool stalled = false;
     std::string note;
     while (ok && from + sent < to) {
-      std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, to - from - sent));
-      if (faulted && faults.stall_after_bytes > 0 && !stalled && sent + want > faults.stall_after_bytes) {
+      std::size_t want =
+          static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, to - from - sent));
+      if (faulted && faults.stall_after_bytes > 0 && !stalled &&
+          sent + want > faults.stall_after_bytes) {
         want = static_cast<std::size_t>(faults.stall_after_bytes - sent);
         if (want == 0) {
           stalled = true;
@@ -499,7 +537,8 @@ struct EmulatorServer::Impl {
         ok = false;
         break;
       }
-      if (corrupt) for (ssize_t i = 0; i < n; ++i) buffer[static_cast<std::size_t>(i)] ^= 0x5a;
+      if (corrupt)
+        for (ssize_t i = 0; i < n; ++i) buffer[static_cast<std::size_t>(i)] ^= 0x5a;
       ok = send_chunk(socket, buffer.data(), static_cast<std::size_t>(n));
       if (ok) sent += static_cast<std::uint64_t>(n);
     }
@@ -520,7 +559,8 @@ struct EmulatorServer::Impl {
     for (;;) {
       if (buffer.size() == 0) {
         pollfd waiting{socket.native_handle(), POLLIN, 0};
-        int ready = poll(&waiting, 1, static_cast<int>(std::chrono::milliseconds(kKeepAliveTimeout).count()));
+        int ready = poll(&waiting, 1,
+                         static_cast<int>(std::chrono::milliseconds(kKeepAliveTimeout).count()));
         if (ready <= 0) break;  // keep-alive timeout, as the daemon's
       }
       http::request_parser<http::string_body> parser;
@@ -536,7 +576,8 @@ struct EmulatorServer::Impl {
   }
 };
 
-EmulatorServer::EmulatorServer(EmulatorConfig config, Faults& faults) : impl_(new Impl(std::move(config), faults)) {}
+EmulatorServer::EmulatorServer(EmulatorConfig config, Faults& faults)
+    : impl_(new Impl(std::move(config), faults)) {}
 
 std::uint16_t EmulatorServer::bind(std::uint16_t port) {
   tcp::endpoint endpoint(net::ip::make_address("127.0.0.1"), port);

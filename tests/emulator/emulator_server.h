@@ -22,8 +22,8 @@ struct Faults {
   std::chrono::milliseconds first_byte_delay{0};
   std::uint64_t stall_after_bytes = 0;  // 0 = off
   std::chrono::milliseconds stall_duration{0};
-  std::uint64_t drop_after_bytes = 0;   // 0 = off
-  std::set<std::string> wrong_bytes;    // serve corrupted bytes for these sha1s
+  std::uint64_t drop_after_bytes = 0;  // 0 = off
+  std::set<std::string> wrong_bytes;   // serve corrupted bytes for these sha1s
   std::atomic<int> fail_500_remaining{0};
 };
 

@@ -70,7 +70,7 @@ fs::path Storage::content_path(const std::string& sha1) const {
 
 std::optional<StoredFile> Storage::find(const std::string& sha1) const {
   if (!kacheryfs::is_sha1_name(sha1)) return std::nullopt;  // upper case is never stored
-  struct stat st{};
+  struct stat st {};
   fs::path path = content_path(sha1);
   if (stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
     return StoredFile{path, static_cast<std::uint64_t>(st.st_size)};
@@ -78,7 +78,8 @@ std::optional<StoredFile> Storage::find(const std::string& sha1) const {
   fs::path link = path.string() + ".link";
   if (stat(link.c_str(), &st) != 0) return std::nullopt;
   auto json = nlohmann::json::parse(read_all(link), nullptr, false);
-  if (json.is_discarded() || !json.contains("path") || !json["path"].is_string()) return std::nullopt;
+  if (json.is_discarded() || !json.contains("path") || !json["path"].is_string())
+    return std::nullopt;
   fs::path target = json["path"].get<std::string>();
   if (stat(target.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
   return StoredFile{target, static_cast<std::uint64_t>(st.st_size)};
@@ -86,7 +87,8 @@ std::optional<StoredFile> Storage::find(const std::string& sha1) const {
 
 fs::path Storage::temp_path() const {
   static std::atomic<unsigned> counter{0};
-  return root_ / ("store.file." + std::to_string(getpid()) + "." + std::to_string(counter++) + ".tmp");
+  return root_ /
+         ("store.file." + std::to_string(getpid()) + "." + std::to_string(counter++) + ".tmp");
 }
 
 void Storage::place(const std::string& sha1, const fs::path& source_temp) {
@@ -141,7 +143,8 @@ std::optional<StoreResult> Storage::link_file(const fs::path& path, double mtime
   std::optional<std::string> manifest = manifest_for(path, size, sha1);
   nlohmann::ordered_json link;
   link["path"] = path.string();
-  link["manifestSha1"] = manifest ? nlohmann::ordered_json(*manifest) : nlohmann::ordered_json(nullptr);
+  link["manifestSha1"] =
+      manifest ? nlohmann::ordered_json(*manifest) : nlohmann::ordered_json(nullptr);
   link["stat"] = {{"size", size}, {"mtime", mtime}};
   fs::path link_path = content_path(sha1).string() + ".link";
   fs::create_directories(link_path.parent_path());

@@ -3,11 +3,10 @@
 // id, and the mutables the daemon keeps (as mutables.json). Thread-safe.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <cstdint>
 #include <filesystem>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -55,6 +54,7 @@ class Storage {
   std::mutex mutables_mutex_;
 };
 
-std::string sha1_of_file(const std::filesystem::path& path, std::uint64_t offset, std::uint64_t length);
+std::string sha1_of_file(const std::filesystem::path& path, std::uint64_t offset,
+                         std::uint64_t length);
 
 }  // namespace kachery_emulator

@@ -29,8 +29,8 @@ class FakeSource final : public BlobSource {
     return sha1;
   }
 
-  FetchResult read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end, const ByteSink& sink,
-                         const CancelToken& cancel) override {
+  FetchResult read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
+                         const ByteSink& sink, const CancelToken& cancel) override {
     ++requests;
     std::string bytes;
     {
@@ -79,15 +79,17 @@ class FlagToken final : public CancelToken {
 
 std::string pattern(std::size_t size, unsigned seed) {
   std::string s(size, '\0');
-  for (std::size_t i = 0; i < size; ++i) s[i] = static_cast<char>((i * 31 + seed * 7 + (i >> 8)) & 0xff);
+  for (std::size_t i = 0; i < size; ++i)
+    s[i] = static_cast<char>((i * 31 + seed * 7 + (i >> 8)) & 0xff);
   return s;
 }
 
 class ContentFetcherTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() / ("kfs-fetcher-test-" + std::to_string(getpid()) + "-" +
-                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    root_ = fs::temp_directory_path() /
+            ("kfs-fetcher-test-" + std::to_string(getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(root_);
     cache_ = std::make_unique<ContentCache>(root_);
     config_.probe_size = 1024;
@@ -137,7 +139,8 @@ TEST_F(ContentFetcherTest, SizeDiscoveryFindsEverySizeAroundTheProbe) {
     int used = source_.requests.load() - before;
     if (size >= 1024) {
       // about 2*log2(size/probe) one-byte probes
-      EXPECT_LE(used, 3 + 2 * static_cast<int>(std::log2(static_cast<double>(size) / 1024) + 1)) << size;
+      EXPECT_LE(used, 3 + 2 * static_cast<int>(std::log2(static_cast<double>(size) / 1024) + 1))
+          << size;
     }
   }
 }

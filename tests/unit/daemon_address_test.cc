@@ -5,7 +5,8 @@
 namespace kacheryfs {
 namespace {
 
-DaemonAddress parse_ok(std::string_view source, std::string_view host = "", std::string_view port = "") {
+DaemonAddress parse_ok(std::string_view source, std::string_view host = "",
+                       std::string_view port = "") {
   std::string error;
   auto address = parse_daemon_address(source, host, port, &error);
   EXPECT_TRUE(address) << source << ": " << error;
@@ -49,7 +50,8 @@ TEST(DaemonAddress, EmptySourceUsesEnvironmentDefaults) {
   auto b = parse_ok("", "", "");
   EXPECT_EQ(b.host, "localhost");
   EXPECT_EQ(b.port, kDefaultDaemonPort);
-  EXPECT_EQ(parse_ok("other", "", "3000").port, 3000) << "KACHERY_DAEMON_PORT when no port is given";
+  EXPECT_EQ(parse_ok("other", "", "3000").port, 3000)
+      << "KACHERY_DAEMON_PORT when no port is given";
 }
 
 TEST(DaemonAddress, Errors) {

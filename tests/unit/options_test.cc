@@ -10,7 +10,8 @@
 namespace kacheryfs {
 namespace {
 
-ParsedCommandLine parse(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
+ParsedCommandLine parse(std::vector<std::string> args,
+                        std::map<std::string, std::string> env = {}) {
   args.insert(args.begin(), "kacheryfs");
   return parse_command_line(args, [env](const char* name) -> std::optional<std::string> {
     auto it = env.find(name);
@@ -55,7 +56,8 @@ TEST(CommandLine, SourceMountpointAndDefaults) {
 }
 
 TEST(CommandLine, MountpointAloneUsesEnvironment) {
-  auto p = parse({"/kachery"}, {{"KACHERY_DAEMON_HOST", "nodehost"}, {"KACHERY_DAEMON_PORT", "4000"}});
+  auto p =
+      parse({"/kachery"}, {{"KACHERY_DAEMON_HOST", "nodehost"}, {"KACHERY_DAEMON_PORT", "4000"}});
   ASSERT_TRUE(p.errors.empty());
   EXPECT_EQ(p.options.daemon.host, "nodehost");
   EXPECT_EQ(p.options.daemon.port, 4000);
@@ -80,13 +82,16 @@ TEST(CommandLine, KacheryfsOptions) {
 }
 
 TEST(CommandLine, FstabOptionsAreIgnoredAndFuseOptionsPassed) {
-  auto p = parse({"-o", "_netdev,noauto,nofail,user,rw,defaults,x-systemd.automount,allow_other,fsname=lab", "h", "/m"});
+  auto p = parse(
+      {"-o", "_netdev,noauto,nofail,user,rw,defaults,x-systemd.automount,allow_other,fsname=lab",
+       "h", "/m"});
   ASSERT_TRUE(p.errors.empty()) << p.errors[0];
   const auto& fuse = p.options.fuse_options;
   EXPECT_NE(std::find(fuse.begin(), fuse.end(), "allow_other"), fuse.end());
   EXPECT_NE(std::find(fuse.begin(), fuse.end(), "fsname=lab"), fuse.end());
   EXPECT_NE(std::find(fuse.begin(), fuse.end(), "subtype=kacheryfs"), fuse.end());
-  EXPECT_EQ(std::count_if(fuse.begin(), fuse.end(), [](auto& s) { return s.starts_with("fsname="); }), 1);
+  EXPECT_EQ(
+      std::count_if(fuse.begin(), fuse.end(), [](auto& s) { return s.starts_with("fsname="); }), 1);
 }
 
 TEST(CommandLine, DefaultFsnameIsTheDaemonUrl) {
@@ -96,7 +101,8 @@ TEST(CommandLine, DefaultFsnameIsTheDaemonUrl) {
 }
 
 TEST(CommandLine, AllErrorsAreReportedTogether) {
-  auto p = parse({"-o", "bogus,timeout=x,range_size=1,channel=a b,retries=-1,cache_dir", "--wat", "h", "/m", "extra"});
+  auto p = parse({"-o", "bogus,timeout=x,range_size=1,channel=a b,retries=-1,cache_dir", "--wat",
+                  "h", "/m", "extra"});
   EXPECT_EQ(p.errors.size(), 8u);
   for (const auto& e : p.errors) EXPECT_EQ(e.find('\n'), std::string::npos) << e;
 }

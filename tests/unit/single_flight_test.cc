@@ -24,11 +24,14 @@ TEST(SingleFlight, ConcurrentCallersShareOneRun) {
   NeverCancelled never;
   for (int i = 0; i < 8; ++i) {
     threads.emplace_back([&, i] {
-      results[i] = *flights.run("key", [&] {
-        ++runs;
-        while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        return 42;
-      }, never);
+      results[i] = *flights.run(
+          "key",
+          [&] {
+            ++runs;
+            while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            return 42;
+          },
+          never);
     });
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -44,19 +47,28 @@ TEST(SingleFlight, CancelledFollowerLeavesEarly) {
   std::atomic<bool> started{false};
   NeverCancelled never;
   std::thread leader([&] {
-    flights.run("k", [&] {
-      started = true;
-      while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      return 1;
-    }, never);
+    flights.run(
+        "k",
+        [&] {
+          started = true;
+          while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          return 1;
+        },
+        never);
   });
   while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   FlagToken token;
   token.flag = true;
-  EXPECT_FALSE(flights.run("k", [] { return 2; }, token).has_value());
+  EXPECT_FALSE(flights
+                   .run(
+                       "k", [] { return 2; }, token)
+                   .has_value());
   release = true;
   leader.join();
-  EXPECT_EQ(*flights.run("k", [] { return 3; }, never), 3) << "a finished key runs again";
+  EXPECT_EQ(*flights.run(
+                "k", [] { return 3; }, never),
+            3)
+      << "a finished key runs again";
 }
 
 }  // namespace
