@@ -1,11 +1,36 @@
 #include "fuse_session_runner.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
+#include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 
 namespace kacheryfs {
+
+namespace {
+
+// The kernel gives a FUSE mount 128 KiB of readahead and init() can only lower it; raise it
+// through the mount's backing device info once the mount answers (needs root; best effort).
+void raise_readahead(std::string mountpoint, std::uint32_t kib) {
+  struct stat st {};
+  if (stat(mountpoint.c_str(), &st) != 0) return;
+  std::string path = "/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
+                     std::to_string(minor(st.st_dev)) + "/read_ahead_kb";
+  std::ofstream out(path);
+  out << kib;
+  out.flush();
+  if (out) {
+    spdlog::info("readahead raised to {} KiB", kib);
+  } else {
+    spdlog::debug("cannot raise readahead through {} (not root?)", path);
+  }
+}
+
+}  // namespace
 
 int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
                      const std::function<void(bool daemonized)>& after_daemonize) {
@@ -43,6 +68,9 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
     return 1;
   }
   after_daemonize(!config.foreground);
+  if (config.readahead_kib > 0) {
+    std::thread(raise_readahead, config.mountpoint, config.readahead_kib).detach();
+  }
   spdlog::info("mounted on {}", config.mountpoint);
 
   int result = 0;

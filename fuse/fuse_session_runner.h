@@ -3,6 +3,7 @@
 // runs the multi-threaded loop. Returns the process exit code.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@ struct FuseMountConfig {
   bool foreground = false;
   bool debug = false;
   bool single_threaded = false;
+  std::uint32_t readahead_kib = 1024;  // 0 = leave the kernel's default
 };
 
 // after_daemonize runs once the process is in its final form (forked or not), before the
