@@ -153,7 +153,14 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_info* fi) {
   auto* file = reinterpret_cast<OpenedFile*>(fi->fh);
-  if (file->fd < 0) {
+  FuseRequestCancelToken cancel(req);
+  int fd = -1;
+  int error = context(req).filesystem->prepare_read(*file, static_cast<std::uint64_t>(offset), size, &fd, cancel);
+  if (error != 0) {
+    fuse_reply_err(req, -error);
+    return;
+  }
+  if (fd < 0) {
     const std::string& bytes = file->bytes;
     auto start = std::min(static_cast<std::size_t>(offset), bytes.size());
     fuse_reply_buf(req, bytes.data() + start, std::min(size, bytes.size() - start));
@@ -161,9 +168,43 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_in
   }
   fuse_bufvec buffer = FUSE_BUFVEC_INIT(size);
   buffer.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  buffer.buf[0].fd = file->fd;
+  buffer.buf[0].fd = fd;
   buffer.buf[0].pos = offset;
   fuse_reply_data(req, &buffer, FUSE_BUF_SPLICE_MOVE);
+}
+
+// getxattr/listxattr protocol: size 0 asks for the length; too small a buffer is ERANGE.
+void reply_xattr_value(fuse_req_t req, const std::string& value, size_t size) {
+  if (size == 0) {
+    fuse_reply_xattr(req, value.size());
+  } else if (size < value.size()) {
+    fuse_reply_err(req, ERANGE);
+  } else {
+    fuse_reply_buf(req, value.data(), value.size());
+  }
+}
+
+void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  FuseRequestCancelToken cancel(req);
+  std::string value;
+  int error = context(req).filesystem->get_xattr(ino, name, value, cancel);
+  if (error != 0) {
+    fuse_reply_err(req, -error);
+    return;
+  }
+  reply_xattr_value(req, value, size);
+}
+
+void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  std::vector<std::string> names;
+  int error = context(req).filesystem->list_xattrs(ino, names);
+  if (error != 0) {
+    fuse_reply_err(req, -error);
+    return;
+  }
+  std::string list;
+  for (const std::string& name : names) list.append(name).push_back('\0');
+  reply_xattr_value(req, list, size);
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
@@ -220,6 +261,8 @@ fuse_lowlevel_ops make_operations() {
   ops.read = op_read;
   ops.release = op_release;
   ops.statfs = op_statfs;
+  ops.getxattr = op_getxattr;
+  ops.listxattr = op_listxattr;
   ops.mknod = erofs_mknod;
   ops.mkdir = erofs_mkdir;
   ops.unlink = erofs_unlink;

@@ -123,6 +123,15 @@ void ContentCache::write_meta(std::string_view key, std::string_view value) cons
   if (rename(temp_path.c_str(), final_path.c_str()) != 0) unlink(temp_path.c_str());
 }
 
+int ContentCache::adopt(std::string_view sha1, const fs::path& verified_file) const {
+  fs::path final_path = complete_path(sha1);
+  std::error_code ec;
+  fs::create_directories(final_path.parent_path(), ec);
+  if (ec) return -ec.value();
+  if (rename(verified_file.c_str(), final_path.c_str()) != 0) return -errno;
+  return 0;
+}
+
 std::unique_ptr<ContentCache::Transaction> ContentCache::begin(std::string_view sha1,
                                                                int* error) const {
   fs::path temp_path = root_ / "tmp" / temp_name(sha1);

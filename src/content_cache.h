@@ -35,6 +35,11 @@ class ContentCache {
   // Every complete sha1 in the cache.
   std::vector<std::string> list_all() const;
 
+  // Where partially fetched large files live (see PartialFile); never the complete layout.
+  std::filesystem::path partial_dir() const { return root_ / "partial"; }
+  // Moves a verified file into the complete layout (atomic rename); 0 or -errno.
+  int adopt(std::string_view sha1, const std::filesystem::path& verified_file) const;
+
   // Small persistent facts (e.g. the node id), stored as ROOT/meta/<key>.
   std::optional<std::string> read_meta(std::string_view key) const;
   void write_meta(std::string_view key, std::string_view value) const;

@@ -45,6 +45,9 @@ class ContentFetcher {
   // Maps a failed fetch to the errno a reader sees and counts it (the one place for that).
   int to_errno(const FetchResult& result, std::string_view sha1, std::string_view what);
 
+  // Counts an EIO reported elsewhere (e.g. by the block fetcher); returns its number.
+  std::uint64_t count_io_error() { return io_errors_.fetch_add(1) + 1; }
+
   std::uint64_t io_errors() const { return io_errors_.load(); }
   std::uint64_t bytes_fetched() const { return bytes_fetched_.load(); }
   std::uint64_t downloads_completed() const { return downloads_.load(); }

@@ -2,7 +2,11 @@
 
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+
 #include <cerrno>
+#include <cstring>
+#include <fstream>
 
 #include "hash_name.h"
 
@@ -12,9 +16,14 @@ namespace {
 constexpr std::string_view kNodeIdMetaKey = "kachery-node-id";
 }
 
-Filesystem::Filesystem(Tree& tree, ContentCache& cache, ContentFetcher& fetcher,
-                       NodeIdFetch fetch_node_id)
-    : tree_(tree), cache_(cache), fetcher_(fetcher), fetch_node_id_(std::move(fetch_node_id)) {
+Filesystem::Filesystem(Tree& tree, ContentCache& cache, ContentFetcher& fetcher, BlockFetcher& blocks,
+                       StreamingConfig streaming, NodeIdFetch fetch_node_id)
+    : tree_(tree),
+      cache_(cache),
+      fetcher_(fetcher),
+      blocks_(blocks),
+      streaming_(streaming),
+      fetch_node_id_(std::move(fetch_node_id)) {
   node_id_ = cache_.read_meta(kNodeIdMetaKey);
 }
 
@@ -71,6 +80,10 @@ int Filesystem::lookup(std::uint64_t parent, std::string_view name, Attributes& 
                        const CancelToken& cancel) {
   std::optional<std::uint64_t> ino = tree_.child(parent, name);
   if (!ino) return -ENOENT;  // malformed: no request
+  if (auto content = parse_content_name(name); content && !content->manifest_sha1.empty()) {
+    std::lock_guard lock(manifests_mutex_);
+    manifest_names_[content->sha1] = content->manifest_sha1;
+  }
   return getattr(*ino, out, cancel);
 }
 
@@ -125,19 +138,126 @@ int Filesystem::open(std::uint64_t ino, OpenedFile& out, const CancelToken& canc
       return -EISDIR;
     case NodeKind::kNodeIdFile:
       return node_id(out.bytes, cancel);
-    case NodeKind::kContent: {
-      if (node->key == kEmptySha1) return 0;  // no fd: reads return nothing
-      int fd = cache_.open_complete(node->key);
-      if (fd == -ENOENT) {
-        if (int error = fetcher_.ensure_cached(node->key, cancel); error != 0) return error;
-        fd = cache_.open_complete(node->key);
-      }
-      if (fd < 0) return fd;
-      out.fd = fd;
+    case NodeKind::kContent:
+      return open_content(node->key, out, cancel);
+  }
+  return -EIO;
+}
+
+int Filesystem::open_content(const std::string& sha1, OpenedFile& out, const CancelToken& cancel) {
+  if (sha1 == kEmptySha1) return 0;  // no fd: reads return nothing
+  int fd = cache_.open_complete(sha1);
+  if (fd >= 0) {
+    out.fd = fd;
+    return 0;
+  }
+  SizeAnswer size = fetcher_.blob_size(sha1, cancel);
+  if (size.error != 0) return size.error;
+  if (size.size <= streaming_.whole_max) {
+    // Small enough to fetch whole and verify before any byte is served.
+    if (int error = fetcher_.ensure_cached(sha1, cancel); error != 0) return error;
+  } else {
+    std::optional<Manifest> manifest = manifest_for(sha1, size.size, cancel);
+    int error = 0;
+    auto partial = blocks_.partial(sha1, size.size, manifest, &error);
+    if (!partial) {
+      return fetcher_.to_errno({FetchStatus::kLocalError, std::string("cannot create the block cache entry: ") +
+                                                              std::strerror(-error)},
+                               sha1, "open of");
+    }
+    if (streaming_.strict && !manifest) {
+      // Nothing can be verified before the whole file is: fetch it all (in parallel) first.
+      if (int fetched = blocks_.fetch_all(partial, cancel); fetched != 0) return fetched;
+    } else if (!partial->complete()) {
+      out.partial = std::move(partial);
       return 0;
     }
   }
-  return -EIO;
+  fd = cache_.open_complete(sha1);
+  if (fd < 0) return fd;
+  out.fd = fd;
+  return 0;
+}
+
+std::optional<Manifest> Filesystem::manifest_for(const std::string& sha1, std::uint64_t size,
+                                                 const CancelToken& cancel) {
+  std::string manifest_sha1;
+  {
+    std::lock_guard lock(manifests_mutex_);
+    auto it = manifest_names_.find(sha1);
+    if (it == manifest_names_.end()) return std::nullopt;
+    manifest_sha1 = it->second;
+  }
+  if (fetcher_.ensure_cached(manifest_sha1, cancel) != 0) {
+    spdlog::warn("cannot fetch manifest {} of {}; verifying the whole file only", manifest_sha1, sha1);
+    return std::nullopt;
+  }
+  std::ifstream in(cache_.complete_path(manifest_sha1), std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  std::string error;
+  auto manifest = parse_manifest(text, &error);
+  if (manifest && (manifest->sha1 != sha1 || manifest->size != size)) error = "it describes another file";
+  if (!manifest || !error.empty()) {
+    spdlog::warn("ignoring manifest {} of {}: {}", manifest_sha1, sha1, error);
+    return std::nullopt;
+  }
+  return manifest;
+}
+
+int Filesystem::prepare_read(OpenedFile& file, std::uint64_t offset, std::uint64_t size, int* fd,
+                             const CancelToken& cancel) {
+  if (!file.partial) {
+    *fd = file.fd;
+    return 0;
+  }
+  const std::shared_ptr<PartialFile>& partial = file.partial;
+  std::uint64_t block_size = partial->block_size();
+  std::uint64_t first = offset / block_size;
+  std::uint64_t window = 0;
+  {
+    // A reader that stays in the block it read last, or moves to the next, is sequential:
+    // its readahead window doubles up to max_readahead; any jump resets it.
+    std::lock_guard lock(file.readahead_mutex);
+    bool sequential = first == file.last_block || first == file.last_block + 1;
+    file.window = sequential ? std::min(streaming_.max_readahead, std::max(2 * block_size, 2 * file.window)) : 0;
+    file.last_block = (offset + std::max<std::uint64_t>(size, 1) - 1) / block_size;
+    window = file.window;
+  }
+  if (window > 0) blocks_.prefetch(partial, offset + size, window);
+  if (int error = blocks_.ensure(partial, offset, size, streaming_.strict, cancel); error != 0) return error;
+  *fd = partial->data_fd();
+  return 0;
+}
+
+int Filesystem::list_xattrs(std::uint64_t ino, std::vector<std::string>& names) {
+  std::optional<Node> node = tree_.node(ino);
+  if (!node) return -ENOENT;
+  names.clear();
+  if (node->kind == NodeKind::kContent) {
+    names = {"user.kachery.sha1", "user.kachery.cached_bytes", "user.kachery.verified"};
+  }
+  return 0;
+}
+
+int Filesystem::get_xattr(std::uint64_t ino, std::string_view name, std::string& value, const CancelToken& cancel) {
+  std::optional<Node> node = tree_.node(ino);
+  if (!node) return -ENOENT;
+  if (node->kind != NodeKind::kContent) return -ENODATA;
+  const std::string& sha1 = node->key;
+  if (name == "user.kachery.sha1") {
+    value = sha1;
+    return 0;
+  }
+  if (name != "user.kachery.cached_bytes" && name != "user.kachery.verified") return -ENODATA;
+  bool complete = sha1 == kEmptySha1 || cache_.complete_size(sha1).has_value();
+  if (name == "user.kachery.verified") {
+    value = complete ? "yes" : (blocks_.verified_chunks(sha1) > 0 ? "partial" : "no");
+    return 0;
+  }
+  SizeAnswer size = fetcher_.blob_size(sha1, cancel);
+  if (size.error != 0) return size.error;
+  value = std::to_string(complete ? size.size : blocks_.partial_bytes(sha1, size.size));
+  return 0;
 }
 
 }  // namespace kacheryfs

@@ -11,6 +11,16 @@ bool is_lower_hex(std::string_view s) {
 
 bool is_sha1_name(std::string_view s) { return s.size() == 40 && is_lower_hex(s); }
 
+std::optional<ContentName> parse_content_name(std::string_view name) {
+  constexpr std::string_view kQuery = "?manifest=";
+  if (is_sha1_name(name)) return ContentName{std::string(name), ""};
+  if (name.size() == 40 + kQuery.size() + 40 && is_sha1_name(name.substr(0, 40)) &&
+      name.substr(40, kQuery.size()) == kQuery && is_sha1_name(name.substr(40 + kQuery.size()))) {
+    return ContentName{std::string(name.substr(0, 40)), std::string(name.substr(40 + kQuery.size()))};
+  }
+  return std::nullopt;
+}
+
 std::string storage_relpath(std::string_view sha1) {
   std::string p = "sha1/";
   p.append(sha1.substr(0, 2)).append("/");

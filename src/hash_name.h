@@ -2,6 +2,7 @@
 // kachery storage layout (sha1/ab/cd/ef/<sha1>). Used by the tree, the cache and the fetcher.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -15,6 +16,15 @@ bool is_lower_hex(std::string_view s);
 
 // True for exactly 40 lower-case hex characters.
 bool is_sha1_name(std::string_view s);
+
+// A content file name under sha1/: "<sha1>", or "<sha1>?manifest=<manifest sha1>", the
+// query part of a kachery URI (sha1://<sha1>/name?manifest=<sha1>) that names the file's
+// manifest so that its chunks can be verified while it streams.
+struct ContentName {
+  std::string sha1;
+  std::string manifest_sha1;  // "" when not given
+};
+std::optional<ContentName> parse_content_name(std::string_view name);
 
 // "sha1/ab/cd/ef/<sha1>" for a well-formed sha1.
 std::string storage_relpath(std::string_view sha1);

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <system_error>
 
+#include "block_fetcher.h"
 #include "content_cache.h"
 #include "content_fetcher.h"
 #include "daemon_client.h"
@@ -100,7 +101,9 @@ int main(int argc, char** argv) {
   fetcher_config.negative_ttl = options.negative_timeout;
   fetcher_config.load_missing = !options.channel.empty();
   ContentFetcher fetcher(client, *cache, fetcher_config);
-  Filesystem filesystem(tree, *cache, fetcher,
+  BlockFetcher blocks(client, *cache, fetcher, {options.block_size, options.max_conns});
+  StreamingConfig streaming{options.whole_max, options.max_readahead, options.verify_strict};
+  Filesystem filesystem(tree, *cache, fetcher, blocks, streaming,
                         [&client](std::string* id, const CancelToken& cancel) {
                           ProbeInfo info;
                           FetchResult result = client.probe(&info, cancel);

@@ -33,7 +33,7 @@ std::optional<std::uint64_t> Tree::child(std::uint64_t parent, std::string_view 
       if (name == kNodeIdName) return kNodeIdIno;
       return std::nullopt;
     case NodeKind::kSha1Dir:
-      if (is_sha1_name(name)) return ino_of(NodeKind::kContent, name);
+      if (auto content = parse_content_name(name)) return ino_of(NodeKind::kContent, content->sha1);
       if (name.size() == 2 && is_lower_hex(name)) return ino_of(NodeKind::kPrefixDir, name);
       return std::nullopt;
     case NodeKind::kPrefixDir:

@@ -1,5 +1,6 @@
 // The shape of the mounted tree, independent of FUSE:
 //   /sha1/<sha1>             content
+//   /sha1/<sha1>?manifest=<m>  the same content, naming its manifest (see ContentName)
 //   /sha1/ab/cd/ef/<sha1>    the same content (same inode) in the kachery storage layout
 //   /kachery-node-id         the node's id
 // Resolving a name is purely syntactic: a malformed name has no node, so it is rejected

@@ -1,0 +1,276 @@
+#include "block_fetcher.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+
+#include "sha1_hasher.h"
+
+namespace kacheryfs {
+
+namespace {
+
+constexpr std::size_t kMaxQueuedBlocks = 1024;
+
+// Hashes [start, end) of fd into hasher; false on a read error.
+bool hash_range(int fd, std::uint64_t start, std::uint64_t end, Sha1Hasher& hasher) {
+  std::vector<char> buffer(1 << 20);
+  while (start < end) {
+    ssize_t n = pread(fd, buffer.data(), std::min<std::uint64_t>(buffer.size(), end - start), static_cast<off_t>(start));
+    if (n <= 0) return false;
+    hasher.update(buffer.data(), static_cast<std::size_t>(n));
+    start += static_cast<std::uint64_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
+
+BlockFetcher::BlockFetcher(BlobSource& source, ContentCache& cache, ContentFetcher& errors,
+                           BlockFetcherConfig config)
+    : source_(source), cache_(cache), errors_(errors), config_(config) {}
+
+BlockFetcher::~BlockFetcher() {
+  {
+    std::lock_guard lock(queue_mutex_);
+    stopping_ = true;
+  }
+  queue_changed_.notify_all();
+  for (auto& thread : threads_) thread.join();
+}
+
+void BlockFetcher::start_threads() {
+  std::call_once(started_, [this] {
+    for (unsigned i = 0; i < config_.max_conns; ++i) threads_.emplace_back([this] { worker_loop(); });
+    threads_.emplace_back([this] { verifier_loop(); });
+  });
+}
+
+std::shared_ptr<PartialFile> BlockFetcher::partial(const std::string& sha1, std::uint64_t size,
+                                                   const std::optional<Manifest>& manifest, int* error) {
+  std::shared_ptr<PartialFile> file;
+  {
+    std::lock_guard lock(registry_mutex_);
+    auto it = registry_.find(sha1);
+    if (it != registry_.end()) file = it->second.lock();
+    if (file && file->failed()) file.reset();
+    if (!file) {
+      file = PartialFile::open(cache_.partial_dir(), sha1, size, config_.block_size, error);
+      if (!file) return nullptr;
+      registry_[sha1] = file;
+    }
+  }
+  if (manifest && !file->manifest()) file->set_manifest(*manifest);
+  schedule_verify(file);  // blocks from an earlier mount are verified as they are found
+  return file;
+}
+
+std::uint64_t BlockFetcher::partial_bytes(const std::string& sha1, std::uint64_t size) {
+  {
+    std::lock_guard lock(registry_mutex_);
+    auto it = registry_.find(sha1);
+    if (it != registry_.end()) {
+      if (auto file = it->second.lock()) return file->cached_bytes();
+    }
+  }
+  std::ifstream map(cache_.partial_dir() / (sha1 + ".blocks"), std::ios::binary);
+  std::uint64_t bytes = 0;
+  std::uint64_t block = 0;
+  for (char c; map.get(c); ++block) {
+    if (c == 1) bytes += std::min(size, (block + 1) * config_.block_size) - std::min(size, block * config_.block_size);
+  }
+  return bytes;
+}
+
+std::size_t BlockFetcher::verified_chunks(const std::string& sha1) {
+  std::lock_guard lock(registry_mutex_);
+  auto it = registry_.find(sha1);
+  if (it == registry_.end()) return 0;
+  auto file = it->second.lock();
+  return file ? file->verified_chunk_count() : 0;
+}
+
+int BlockFetcher::fetch_block(PartialFile& file, std::uint64_t block, const CancelToken& cancel) {
+  std::uint64_t start = file.block_start(block);
+  std::uint64_t end = file.block_end(block);
+  std::uint64_t position = start;
+  int write_error = 0;
+  FetchResult result = source_.read_range(
+      file.sha1(), start, end,
+      [&](const char* data, std::size_t size) {
+        while (size > 0) {
+          ssize_t n = pwrite(file.data_fd(), data, size, static_cast<off_t>(position));
+          if (n < 0) {
+            if (errno == EINTR) continue;
+            write_error = errno;
+            return false;
+          }
+          data += n;
+          size -= static_cast<std::size_t>(n);
+          position += static_cast<std::uint64_t>(n);
+        }
+        return true;
+      },
+      cancel);
+  if (result.ok() && position != end) {
+    result = {FetchStatus::kProtocolError, "block " + std::to_string(block) + ": expected " +
+                                               std::to_string(end - start) + " bytes, got " +
+                                               std::to_string(position - start)};
+  }
+  if (result.status == FetchStatus::kLocalError && write_error != 0) {
+    result.detail = std::string("writing the block: ") + std::strerror(write_error);
+  }
+  file.finish(block, result.ok());
+  if (!result.ok()) return errors_.to_errno(result, file.sha1(), "block fetch of");
+  return 0;
+}
+
+int BlockFetcher::ensure(const std::shared_ptr<PartialFile>& shared, std::uint64_t offset, std::uint64_t length,
+                         bool verified_only, const CancelToken& cancel) {
+  PartialFile& file = *shared;
+  if (file.failed()) return -EIO;
+  if (offset >= file.size() || length == 0) return 0;
+  std::uint64_t last_byte = std::min(file.size(), offset + length) - 1;
+  bool fetched_any = false;
+  for (std::uint64_t block = offset / file.block_size(); block <= last_byte / file.block_size(); ++block) {
+    for (;;) {
+      if (file.present(block)) break;
+      if (file.claim(block)) {
+        if (int error = fetch_block(file, block, cancel); error != 0) return error;
+        fetched_any = true;
+        break;
+      }
+      auto waited = file.wait(block, cancel);
+      if (waited == PartialFile::WaitResult::kPresent) break;
+      if (waited == PartialFile::WaitResult::kCancelled) return -EINTR;
+      if (waited == PartialFile::WaitResult::kFailed) return -EIO;
+      // kAbsent: the other fetch failed; try it here, so the reader sees the real error.
+    }
+  }
+  if (fetched_any) schedule_verify(shared);
+  if (verified_only && file.manifest()) {
+    const auto& chunks = file.manifest()->chunks;
+    for (std::size_t c = 0; c < chunks.size(); ++c) {
+      if (chunks[c].end <= offset || chunks[c].start > last_byte) continue;
+      if (!file.wait_chunk_verified(c, cancel)) return file.failed() ? -EIO : -EINTR;
+    }
+  }
+  return file.failed() ? -EIO : 0;
+}
+
+void BlockFetcher::prefetch(const std::shared_ptr<PartialFile>& file, std::uint64_t offset, std::uint64_t length) {
+  if (file->failed() || offset >= file->size() || length == 0) return;
+  start_threads();
+  std::uint64_t last_byte = std::min(file->size(), offset + length) - 1;
+  {
+    std::lock_guard lock(queue_mutex_);
+    for (std::uint64_t block = offset / file->block_size(); block <= last_byte / file->block_size(); ++block) {
+      if (blocks_to_fetch_.size() >= kMaxQueuedBlocks) break;
+      if (!file->present(block)) blocks_to_fetch_.emplace_back(file, block);
+    }
+  }
+  queue_changed_.notify_all();
+}
+
+int BlockFetcher::fetch_all(const std::shared_ptr<PartialFile>& file, const CancelToken& cancel) {
+  prefetch(file, 0, file->size());
+  if (int error = ensure(file, 0, file->size(), false, cancel); error != 0) return error;
+  schedule_verify(file);
+  while (!file->complete()) {
+    if (file->failed()) return -EIO;
+    if (cancel.cancelled()) return -EINTR;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return 0;
+}
+
+void BlockFetcher::schedule_verify(const std::shared_ptr<PartialFile>& file) {
+  if (file->verify_scheduled.exchange(true)) return;
+  start_threads();
+  {
+    std::lock_guard lock(queue_mutex_);
+    files_to_verify_.push_back(file);
+  }
+  queue_changed_.notify_all();
+}
+
+void BlockFetcher::worker_loop() {
+  NeverCancelled never;
+  for (;;) {
+    std::pair<std::shared_ptr<PartialFile>, std::uint64_t> job;
+    {
+      std::unique_lock lock(queue_mutex_);
+      queue_changed_.wait(lock, [this] { return stopping_ || !blocks_to_fetch_.empty(); });
+      if (stopping_) return;
+      job = std::move(blocks_to_fetch_.front());
+      blocks_to_fetch_.pop_front();
+    }
+    auto& [file, block] = job;
+    if (file->claim(block) && fetch_block(*file, block, never) == 0) schedule_verify(file);
+  }
+}
+
+void BlockFetcher::verifier_loop() {
+  for (;;) {
+    std::shared_ptr<PartialFile> file;
+    {
+      std::unique_lock lock(queue_mutex_);
+      queue_changed_.wait(lock, [this] { return stopping_ || !files_to_verify_.empty(); });
+      if (stopping_) return;
+      file = std::move(files_to_verify_.front());
+      files_to_verify_.pop_front();
+    }
+    file->verify_scheduled = false;  // completions from now on schedule another pass
+    verify(*file);
+  }
+}
+
+void BlockFetcher::verify(PartialFile& file) {
+  std::lock_guard lock(file.hash_mutex);
+  if (file.failed() || file.complete()) return;
+  auto fail = [&](const std::string& what) {
+    std::uint64_t n = errors_.count_io_error();
+    spdlog::error("EIO #{} sha1 mismatch for {}: {}; its blocks are dropped and its readers get EIO until it is "
+                  "fetched again", n, file.sha1(), what);
+    file.fail();
+  };
+  if (const auto& manifest = file.manifest()) {
+    for (std::size_t c = 0; c < manifest->chunks.size(); ++c) {
+      const ManifestChunk& chunk = manifest->chunks[c];
+      if (file.chunk_verified(c)) continue;
+      bool ready = true;
+      for (std::uint64_t b = chunk.start / file.block_size(); b <= (chunk.end - 1) / file.block_size() && ready; ++b) {
+        ready = file.present(b);
+      }
+      if (!ready) continue;
+      Sha1Hasher hasher;
+      if (!hash_range(file.data_fd(), chunk.start, chunk.end, hasher)) return fail("cannot read chunk back");
+      std::string actual = hasher.final_hex();
+      if (actual != chunk.sha1) {
+        return fail("manifest chunk " + std::to_string(c) + " [" + std::to_string(chunk.start) + ", " +
+                    std::to_string(chunk.end) + ") hashes to " + actual);
+      }
+      file.set_chunk_verified(c);
+    }
+  }
+  while (file.hashed_blocks < file.block_count() && file.present(file.hashed_blocks)) {
+    std::uint64_t b = file.hashed_blocks;
+    if (!hash_range(file.data_fd(), file.block_start(b), file.block_end(b), file.whole_file_hasher)) {
+      return fail("cannot read block back");
+    }
+    ++file.hashed_blocks;
+  }
+  if (file.hashed_blocks < file.block_count()) return;
+  std::string actual = file.whole_file_hasher.final_hex();
+  if (actual != file.sha1()) return fail("the file hashes to " + actual);
+  if (int error = cache_.adopt(file.sha1(), file.data_path()); error != 0) {
+    spdlog::warn("cannot move verified {} into the cache: {}", file.sha1(), std::strerror(-error));
+    return;
+  }
+  file.set_complete();
+  spdlog::debug("verified and cached {} ({} bytes, streamed in blocks)", file.sha1(), file.size());
+}
+
+}  // namespace kacheryfs

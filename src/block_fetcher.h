@@ -1,0 +1,88 @@
+// Streams large files through the sparse block cache (PartialFile): fetches the blocks a
+// read needs (each block once, whoever asks first), prefetches ahead of sequential readers
+// on a pool of max_conns workers, and verifies in the background: manifest chunks as soon
+// as their blocks are present, and the whole-file SHA-1 with a cursor that hashes blocks in
+// order as they arrive. A verified file is moved into the complete layout; a mismatch
+// drops the file's blocks and fails its readers with EIO. Threads start on first use (after
+// the mount has daemonized). Thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "blob_source.h"
+#include "content_cache.h"
+#include "content_fetcher.h"
+#include "partial_file.h"
+
+namespace kacheryfs {
+
+struct BlockFetcherConfig {
+  std::uint64_t block_size = 4 << 20;
+  unsigned max_conns = 4;  // prefetch workers, i.e. range requests in flight per mount
+};
+
+class BlockFetcher {
+ public:
+  BlockFetcher(BlobSource& source, ContentCache& cache, ContentFetcher& errors, BlockFetcherConfig config);
+  ~BlockFetcher();
+  BlockFetcher(const BlockFetcher&) = delete;
+  BlockFetcher& operator=(const BlockFetcher&) = delete;
+
+  const BlockFetcherConfig& config() const { return config_; }
+
+  // The partial entry of sha1 shared by its readers; a failed one is replaced by a fresh
+  // one (the file is fetched again). nullptr with *error on failure.
+  std::shared_ptr<PartialFile> partial(const std::string& sha1, std::uint64_t size,
+                                       const std::optional<Manifest>& manifest, int* error);
+
+  // Makes [offset, offset + length) of the file readable from its data fd. With
+  // verified_only, also waits until the manifest chunks covering the range are verified.
+  int ensure(const std::shared_ptr<PartialFile>& file, std::uint64_t offset, std::uint64_t length, bool verified_only,
+             const CancelToken& cancel);
+  // Queues the missing blocks of [offset, offset + length) for the prefetch workers.
+  void prefetch(const std::shared_ptr<PartialFile>& file, std::uint64_t offset, std::uint64_t length);
+  // Fetches every block (in parallel) and waits until the whole file is verified and
+  // complete in the cache: 0, -EIO or -EINTR.
+  int fetch_all(const std::shared_ptr<PartialFile>& file, const CancelToken& cancel);
+
+  // Bytes of sha1 held as blocks (0 when there is no partial entry).
+  std::uint64_t partial_bytes(const std::string& sha1, std::uint64_t size);
+  // Manifest chunks of sha1 verified so far by this mount.
+  std::size_t verified_chunks(const std::string& sha1);
+
+ private:
+  int fetch_block(PartialFile& file, std::uint64_t block, const CancelToken& cancel);
+  void schedule_verify(const std::shared_ptr<PartialFile>& file);
+  void verify(PartialFile& file);
+  void start_threads();
+  void worker_loop();
+  void verifier_loop();
+
+  BlobSource& source_;
+  ContentCache& cache_;
+  ContentFetcher& errors_;
+  BlockFetcherConfig config_;
+
+  std::mutex registry_mutex_;
+  std::unordered_map<std::string, std::weak_ptr<PartialFile>> registry_;
+
+  std::once_flag started_;
+  std::mutex queue_mutex_;
+  std::condition_variable queue_changed_;
+  std::deque<std::pair<std::shared_ptr<PartialFile>, std::uint64_t>> blocks_to_fetch_;
+  std::deque<std::shared_ptr<PartialFile>> files_to_verify_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace kacheryfs

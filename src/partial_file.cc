@@ -1,0 +1,168 @@
+#include "partial_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace kacheryfs {
+
+namespace fs = std::filesystem;
+
+PartialFile::PartialFile(std::string sha1, std::uint64_t size, std::uint64_t block_size)
+    : sha1_(std::move(sha1)), size_(size), block_size_(block_size) {}
+
+PartialFile::~PartialFile() {
+  if (data_fd_ >= 0) close(data_fd_);
+  if (map_fd_ >= 0) close(map_fd_);
+}
+
+std::shared_ptr<PartialFile> PartialFile::open(const fs::path& directory, const std::string& sha1,
+                                               std::uint64_t size, std::uint64_t block_size, int* error) {
+  std::shared_ptr<PartialFile> file(new PartialFile(sha1, size, block_size));
+  std::error_code ec;
+  fs::create_directories(directory, ec);
+  file->data_path_ = directory / (sha1 + ".data");
+  file->map_path_ = directory / (sha1 + ".blocks");
+  std::uint64_t blocks = (size + block_size - 1) / block_size;
+  file->present_.assign(blocks, 0);
+  file->in_flight_.assign(blocks, 0);
+
+  // A map that does not match this geometry (another block size) is started afresh.
+  struct stat st{};
+  bool reuse = stat(file->map_path_.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) == blocks &&
+               stat(file->data_path_.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) == size;
+  int flags = O_RDWR | O_CREAT | O_CLOEXEC | (reuse ? 0 : O_TRUNC);
+  file->data_fd_ = ::open(file->data_path_.c_str(), flags, 0644);
+  file->map_fd_ = ::open(file->map_path_.c_str(), flags, 0644);
+  if (file->data_fd_ < 0 || file->map_fd_ < 0) {
+    *error = -errno;
+    return nullptr;
+  }
+  if (!reuse) {
+    if (ftruncate(file->data_fd_, static_cast<off_t>(size)) != 0 ||
+        ftruncate(file->map_fd_, static_cast<off_t>(blocks)) != 0) {
+      *error = -errno;
+      return nullptr;
+    }
+  } else if (pread(file->map_fd_, file->present_.data(), blocks, 0) != static_cast<ssize_t>(blocks)) {
+    file->present_.assign(blocks, 0);
+  }
+  for (auto& p : file->present_) {
+    p = p == 1 ? 1 : 0;
+    file->present_count_ += p;
+  }
+  return file;
+}
+
+bool PartialFile::present(std::uint64_t block) const {
+  std::lock_guard lock(mutex_);
+  return present_[block] != 0;
+}
+
+bool PartialFile::all_present() const {
+  std::lock_guard lock(mutex_);
+  return present_count_ == present_.size();
+}
+
+std::uint64_t PartialFile::cached_bytes() const {
+  std::lock_guard lock(mutex_);
+  std::uint64_t bytes = 0;
+  for (std::uint64_t b = 0; b < present_.size(); ++b)
+    if (present_[b]) bytes += block_end(b) - block_start(b);
+  return bytes;
+}
+
+bool PartialFile::claim(std::uint64_t block) {
+  std::lock_guard lock(mutex_);
+  if (failed_ || present_[block] || in_flight_[block]) return false;
+  in_flight_[block] = 1;
+  return true;
+}
+
+void PartialFile::finish(std::uint64_t block, bool fetched) {
+  {
+    std::lock_guard lock(mutex_);
+    in_flight_[block] = 0;
+    if (fetched && !failed_) {
+      // The block's bytes were written before this point; only now does the map say so.
+      std::uint8_t one = 1;
+      if (pwrite(map_fd_, &one, 1, static_cast<off_t>(block)) == 1) {
+        present_[block] = 1;
+        ++present_count_;
+      }
+    }
+  }
+  changed_.notify_all();
+}
+
+PartialFile::WaitResult PartialFile::wait(std::uint64_t block, const CancelToken& cancel) {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    if (failed_) return WaitResult::kFailed;
+    if (present_[block]) return WaitResult::kPresent;
+    if (!in_flight_[block]) return WaitResult::kAbsent;
+    if (cancel.cancelled()) return WaitResult::kCancelled;
+    changed_.wait_for(lock, std::chrono::milliseconds(50));
+  }
+}
+
+void PartialFile::set_manifest(Manifest manifest) {
+  std::lock_guard lock(mutex_);
+  chunk_verified_.assign(manifest.chunks.size(), 0);
+  manifest_ = std::move(manifest);
+}
+
+bool PartialFile::chunk_verified(std::size_t chunk) const {
+  std::lock_guard lock(mutex_);
+  return complete_ || (chunk < chunk_verified_.size() && chunk_verified_[chunk]);
+}
+
+void PartialFile::set_chunk_verified(std::size_t chunk) {
+  {
+    std::lock_guard lock(mutex_);
+    if (chunk < chunk_verified_.size()) chunk_verified_[chunk] = 1;
+  }
+  changed_.notify_all();
+}
+
+std::size_t PartialFile::verified_chunk_count() const {
+  std::lock_guard lock(mutex_);
+  std::size_t n = 0;
+  for (auto v : chunk_verified_) n += v;
+  return n;
+}
+
+bool PartialFile::wait_chunk_verified(std::size_t chunk, const CancelToken& cancel) {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    if (failed_) return false;
+    if (complete_ || (chunk < chunk_verified_.size() && chunk_verified_[chunk])) return true;
+    if (cancel.cancelled()) return false;
+    changed_.wait_for(lock, std::chrono::milliseconds(50));
+  }
+}
+
+void PartialFile::set_complete() {
+  {
+    std::lock_guard lock(mutex_);
+    complete_ = true;
+    unlink(map_path_.c_str());
+  }
+  changed_.notify_all();
+}
+
+void PartialFile::fail() {
+  {
+    std::lock_guard lock(mutex_);
+    failed_ = true;
+    present_.assign(present_.size(), 0);
+    present_count_ = 0;
+    unlink(map_path_.c_str());
+    unlink(data_path_.c_str());
+  }
+  changed_.notify_all();
+}
+
+}  // namespace kacheryfs
