@@ -21,7 +21,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr std::size_t kReceiveBuffer = 1024 * 1024;
+constexpr std::size_t kReceiveBuffer = 256 * 1024;
 constexpr std::size_t kErrorBodyLimit = 64 * 1024;
 constexpr auto kPollSlice = std::chrono::milliseconds(50);
 

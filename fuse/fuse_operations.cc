@@ -155,7 +155,8 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_in
   auto* file = reinterpret_cast<OpenedFile*>(fi->fh);
   FuseRequestCancelToken cancel(req);
   int fd = -1;
-  int error = context(req).filesystem->prepare_read(*file, static_cast<std::uint64_t>(offset), size, &fd, cancel);
+  int error = context(req).filesystem->prepare_read(*file, static_cast<std::uint64_t>(offset), size,
+                                                    &fd, cancel);
   if (error != 0) {
     fuse_reply_err(req, -error);
     return;

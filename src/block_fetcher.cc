@@ -18,7 +18,8 @@ constexpr std::size_t kMaxQueuedBlocks = 1024;
 bool hash_range(int fd, std::uint64_t start, std::uint64_t end, Sha1Hasher& hasher) {
   std::vector<char> buffer(1 << 20);
   while (start < end) {
-    ssize_t n = pread(fd, buffer.data(), std::min<std::uint64_t>(buffer.size(), end - start), static_cast<off_t>(start));
+    ssize_t n = pread(fd, buffer.data(), std::min<std::uint64_t>(buffer.size(), end - start),
+                      static_cast<off_t>(start));
     if (n <= 0) return false;
     hasher.update(buffer.data(), static_cast<std::size_t>(n));
     start += static_cast<std::uint64_t>(n);
@@ -43,13 +44,15 @@ BlockFetcher::~BlockFetcher() {
 
 void BlockFetcher::start_threads() {
   std::call_once(started_, [this] {
-    for (unsigned i = 0; i < config_.max_conns; ++i) threads_.emplace_back([this] { worker_loop(); });
+    for (unsigned i = 0; i < config_.max_conns; ++i)
+      threads_.emplace_back([this] { worker_loop(); });
     threads_.emplace_back([this] { verifier_loop(); });
   });
 }
 
 std::shared_ptr<PartialFile> BlockFetcher::partial(const std::string& sha1, std::uint64_t size,
-                                                   const std::optional<Manifest>& manifest, int* error) {
+                                                   const std::optional<Manifest>& manifest,
+                                                   int* error) {
   std::shared_ptr<PartialFile> file;
   {
     std::lock_guard lock(registry_mutex_);
@@ -79,7 +82,9 @@ std::uint64_t BlockFetcher::partial_bytes(const std::string& sha1, std::uint64_t
   std::uint64_t bytes = 0;
   std::uint64_t block = 0;
   for (char c; map.get(c); ++block) {
-    if (c == 1) bytes += std::min(size, (block + 1) * config_.block_size) - std::min(size, block * config_.block_size);
+    if (c == 1)
+      bytes += std::min(size, (block + 1) * config_.block_size) -
+               std::min(size, block * config_.block_size);
   }
   return bytes;
 }
@@ -127,14 +132,22 @@ int BlockFetcher::fetch_block(PartialFile& file, std::uint64_t block, const Canc
   return 0;
 }
 
-int BlockFetcher::ensure(const std::shared_ptr<PartialFile>& shared, std::uint64_t offset, std::uint64_t length,
-                         bool verified_only, const CancelToken& cancel) {
+int BlockFetcher::ensure(const std::shared_ptr<PartialFile>& shared, std::uint64_t offset,
+                         std::uint64_t length, bool verified_only, const CancelToken& cancel) {
   PartialFile& file = *shared;
   if (file.failed()) return -EIO;
   if (offset >= file.size() || length == 0) return 0;
   std::uint64_t last_byte = std::min(file.size(), offset + length) - 1;
+  if (verified_only && file.manifest()) {
+    // Only whole chunks can be verified: fetch every block of the chunks the range touches.
+    for (const ManifestChunk& chunk : file.manifest()->chunks) {
+      if (chunk.start <= offset && offset < chunk.end) offset = chunk.start;
+      if (chunk.start <= last_byte && last_byte < chunk.end) last_byte = chunk.end - 1;
+    }
+  }
   bool fetched_any = false;
-  for (std::uint64_t block = offset / file.block_size(); block <= last_byte / file.block_size(); ++block) {
+  for (std::uint64_t block = offset / file.block_size(); block <= last_byte / file.block_size();
+       ++block) {
     for (;;) {
       if (file.present(block)) break;
       if (file.claim(block)) {
@@ -160,13 +173,15 @@ int BlockFetcher::ensure(const std::shared_ptr<PartialFile>& shared, std::uint64
   return file.failed() ? -EIO : 0;
 }
 
-void BlockFetcher::prefetch(const std::shared_ptr<PartialFile>& file, std::uint64_t offset, std::uint64_t length) {
+void BlockFetcher::prefetch(const std::shared_ptr<PartialFile>& file, std::uint64_t offset,
+                            std::uint64_t length) {
   if (file->failed() || offset >= file->size() || length == 0) return;
   start_threads();
   std::uint64_t last_byte = std::min(file->size(), offset + length) - 1;
   {
     std::lock_guard lock(queue_mutex_);
-    for (std::uint64_t block = offset / file->block_size(); block <= last_byte / file->block_size(); ++block) {
+    for (std::uint64_t block = offset / file->block_size(); block <= last_byte / file->block_size();
+         ++block) {
       if (blocks_to_fetch_.size() >= kMaxQueuedBlocks) break;
       if (!file->present(block)) blocks_to_fetch_.emplace_back(file, block);
     }
@@ -232,32 +247,39 @@ void BlockFetcher::verify(PartialFile& file) {
   if (file.failed() || file.complete()) return;
   auto fail = [&](const std::string& what) {
     std::uint64_t n = errors_.count_io_error();
-    spdlog::error("EIO #{} sha1 mismatch for {}: {}; its blocks are dropped and its readers get EIO until it is "
-                  "fetched again", n, file.sha1(), what);
+    spdlog::error(
+        "EIO #{} sha1 mismatch for {}: {}; its blocks are dropped and its readers get EIO until it "
+        "is "
+        "fetched again",
+        n, file.sha1(), what);
     file.fail();
+    if (on_failure_) on_failure_(file.sha1());
   };
   if (const auto& manifest = file.manifest()) {
     for (std::size_t c = 0; c < manifest->chunks.size(); ++c) {
       const ManifestChunk& chunk = manifest->chunks[c];
       if (file.chunk_verified(c)) continue;
       bool ready = true;
-      for (std::uint64_t b = chunk.start / file.block_size(); b <= (chunk.end - 1) / file.block_size() && ready; ++b) {
+      for (std::uint64_t b = chunk.start / file.block_size();
+           b <= (chunk.end - 1) / file.block_size() && ready; ++b) {
         ready = file.present(b);
       }
       if (!ready) continue;
       Sha1Hasher hasher;
-      if (!hash_range(file.data_fd(), chunk.start, chunk.end, hasher)) return fail("cannot read chunk back");
+      if (!hash_range(file.data_fd(), chunk.start, chunk.end, hasher))
+        return fail("cannot read chunk back");
       std::string actual = hasher.final_hex();
       if (actual != chunk.sha1) {
-        return fail("manifest chunk " + std::to_string(c) + " [" + std::to_string(chunk.start) + ", " +
-                    std::to_string(chunk.end) + ") hashes to " + actual);
+        return fail("manifest chunk " + std::to_string(c) + " [" + std::to_string(chunk.start) +
+                    ", " + std::to_string(chunk.end) + ") hashes to " + actual);
       }
       file.set_chunk_verified(c);
     }
   }
   while (file.hashed_blocks < file.block_count() && file.present(file.hashed_blocks)) {
     std::uint64_t b = file.hashed_blocks;
-    if (!hash_range(file.data_fd(), file.block_start(b), file.block_end(b), file.whole_file_hasher)) {
+    if (!hash_range(file.data_fd(), file.block_start(b), file.block_end(b),
+                    file.whole_file_hasher)) {
       return fail("cannot read block back");
     }
     ++file.hashed_blocks;

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -33,12 +34,18 @@ struct BlockFetcherConfig {
 
 class BlockFetcher {
  public:
-  BlockFetcher(BlobSource& source, ContentCache& cache, ContentFetcher& errors, BlockFetcherConfig config);
+  BlockFetcher(BlobSource& source, ContentCache& cache, ContentFetcher& errors,
+               BlockFetcherConfig config);
   ~BlockFetcher();
   BlockFetcher(const BlockFetcher&) = delete;
   BlockFetcher& operator=(const BlockFetcher&) = delete;
 
   const BlockFetcherConfig& config() const { return config_; }
+  // Called (from the verifier thread) with the sha1 of a file that failed verification,
+  // so that what the kernel cached of it can be dropped.
+  void on_failure(std::function<void(const std::string& sha1)> callback) {
+    on_failure_ = std::move(callback);
+  }
 
   // The partial entry of sha1 shared by its readers; a failed one is replaced by a fresh
   // one (the file is fetched again). nullptr with *error on failure.
@@ -47,10 +54,11 @@ class BlockFetcher {
 
   // Makes [offset, offset + length) of the file readable from its data fd. With
   // verified_only, also waits until the manifest chunks covering the range are verified.
-  int ensure(const std::shared_ptr<PartialFile>& file, std::uint64_t offset, std::uint64_t length, bool verified_only,
-             const CancelToken& cancel);
+  int ensure(const std::shared_ptr<PartialFile>& file, std::uint64_t offset, std::uint64_t length,
+             bool verified_only, const CancelToken& cancel);
   // Queues the missing blocks of [offset, offset + length) for the prefetch workers.
-  void prefetch(const std::shared_ptr<PartialFile>& file, std::uint64_t offset, std::uint64_t length);
+  void prefetch(const std::shared_ptr<PartialFile>& file, std::uint64_t offset,
+                std::uint64_t length);
   // Fetches every block (in parallel) and waits until the whole file is verified and
   // complete in the cache: 0, -EIO or -EINTR.
   int fetch_all(const std::shared_ptr<PartialFile>& file, const CancelToken& cancel);
@@ -72,6 +80,7 @@ class BlockFetcher {
   ContentCache& cache_;
   ContentFetcher& errors_;
   BlockFetcherConfig config_;
+  std::function<void(const std::string&)> on_failure_;
 
   std::mutex registry_mutex_;
   std::unordered_map<std::string, std::weak_ptr<PartialFile>> registry_;

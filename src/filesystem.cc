@@ -1,8 +1,7 @@
 #include "filesystem.h"
 
-#include <unistd.h>
-
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -16,8 +15,8 @@ namespace {
 constexpr std::string_view kNodeIdMetaKey = "kachery-node-id";
 }
 
-Filesystem::Filesystem(Tree& tree, ContentCache& cache, ContentFetcher& fetcher, BlockFetcher& blocks,
-                       StreamingConfig streaming, NodeIdFetch fetch_node_id)
+Filesystem::Filesystem(Tree& tree, ContentCache& cache, ContentFetcher& fetcher,
+                       BlockFetcher& blocks, StreamingConfig streaming, NodeIdFetch fetch_node_id)
     : tree_(tree),
       cache_(cache),
       fetcher_(fetcher),
@@ -25,6 +24,12 @@ Filesystem::Filesystem(Tree& tree, ContentCache& cache, ContentFetcher& fetcher,
       streaming_(streaming),
       fetch_node_id_(std::move(fetch_node_id)) {
   node_id_ = cache_.read_meta(kNodeIdMetaKey);
+}
+
+void Filesystem::on_invalidate(std::function<void(std::uint64_t ino)> callback) {
+  blocks_.on_failure([this, callback = std::move(callback)](const std::string& sha1) {
+    callback(tree_.ino_of(NodeKind::kContent, sha1));
+  });
 }
 
 void Filesystem::set_node_id(const std::string& node_id) {
@@ -161,9 +166,10 @@ int Filesystem::open_content(const std::string& sha1, OpenedFile& out, const Can
     int error = 0;
     auto partial = blocks_.partial(sha1, size.size, manifest, &error);
     if (!partial) {
-      return fetcher_.to_errno({FetchStatus::kLocalError, std::string("cannot create the block cache entry: ") +
-                                                              std::strerror(-error)},
-                               sha1, "open of");
+      return fetcher_.to_errno(
+          {FetchStatus::kLocalError,
+           std::string("cannot create the block cache entry: ") + std::strerror(-error)},
+          sha1, "open of");
     }
     if (streaming_.strict && !manifest) {
       // Nothing can be verified before the whole file is: fetch it all (in parallel) first.
@@ -189,14 +195,16 @@ std::optional<Manifest> Filesystem::manifest_for(const std::string& sha1, std::u
     manifest_sha1 = it->second;
   }
   if (fetcher_.ensure_cached(manifest_sha1, cancel) != 0) {
-    spdlog::warn("cannot fetch manifest {} of {}; verifying the whole file only", manifest_sha1, sha1);
+    spdlog::warn("cannot fetch manifest {} of {}; verifying the whole file only", manifest_sha1,
+                 sha1);
     return std::nullopt;
   }
   std::ifstream in(cache_.complete_path(manifest_sha1), std::ios::binary);
   std::string text((std::istreambuf_iterator<char>(in)), {});
   std::string error;
   auto manifest = parse_manifest(text, &error);
-  if (manifest && (manifest->sha1 != sha1 || manifest->size != size)) error = "it describes another file";
+  if (manifest && (manifest->sha1 != sha1 || manifest->size != size))
+    error = "it describes another file";
   if (!manifest || !error.empty()) {
     spdlog::warn("ignoring manifest {} of {}: {}", manifest_sha1, sha1, error);
     return std::nullopt;
@@ -219,12 +227,15 @@ int Filesystem::prepare_read(OpenedFile& file, std::uint64_t offset, std::uint64
     // its readahead window doubles up to max_readahead; any jump resets it.
     std::lock_guard lock(file.readahead_mutex);
     bool sequential = first == file.last_block || first == file.last_block + 1;
-    file.window = sequential ? std::min(streaming_.max_readahead, std::max(2 * block_size, 2 * file.window)) : 0;
+    file.window =
+        sequential ? std::min(streaming_.max_readahead, std::max(2 * block_size, 2 * file.window))
+                   : 0;
     file.last_block = (offset + std::max<std::uint64_t>(size, 1) - 1) / block_size;
     window = file.window;
   }
   if (window > 0) blocks_.prefetch(partial, offset + size, window);
-  if (int error = blocks_.ensure(partial, offset, size, streaming_.strict, cancel); error != 0) return error;
+  if (int error = blocks_.ensure(partial, offset, size, streaming_.strict, cancel); error != 0)
+    return error;
   *fd = partial->data_fd();
   return 0;
 }
@@ -239,7 +250,8 @@ int Filesystem::list_xattrs(std::uint64_t ino, std::vector<std::string>& names) 
   return 0;
 }
 
-int Filesystem::get_xattr(std::uint64_t ino, std::string_view name, std::string& value, const CancelToken& cancel) {
+int Filesystem::get_xattr(std::uint64_t ino, std::string_view name, std::string& value,
+                          const CancelToken& cancel) {
   std::optional<Node> node = tree_.node(ino);
   if (!node) return -ENOENT;
   if (node->kind != NodeKind::kContent) return -ENODATA;

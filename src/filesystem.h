@@ -37,8 +37,8 @@ struct DirEntry {
 };
 
 struct OpenedFile {
-  int fd = -1;          // content: the complete cache file
-  std::string bytes;    // small synthetic files (kachery-node-id)
+  int fd = -1;                           // content: the complete cache file
+  std::string bytes;                     // small synthetic files (kachery-node-id)
   std::shared_ptr<PartialFile> partial;  // a large file streamed through the block cache
   // Sequential-read detection for readahead, per open handle.
   std::mutex readahead_mutex;
@@ -72,8 +72,12 @@ class Filesystem {
 
   // Extended attributes of content files: user.kachery.sha1, user.kachery.cached_bytes,
   // user.kachery.verified (yes / partial / no).
-  int get_xattr(std::uint64_t ino, std::string_view name, std::string& value, const CancelToken& cancel);
+  int get_xattr(std::uint64_t ino, std::string_view name, std::string& value,
+                const CancelToken& cancel);
   int list_xattrs(std::uint64_t ino, std::vector<std::string>& names);
+
+  // Called with the inode of a file whose cached pages must be dropped (fuse/ sets it).
+  void on_invalidate(std::function<void(std::uint64_t ino)> callback);
 
   // Remembers the node id (also in the cache, for offline mounts).
   void set_node_id(const std::string& node_id);
@@ -83,7 +87,8 @@ class Filesystem {
                     const CancelToken& cancel);
   int node_id(std::string& out, const CancelToken& cancel);
   int open_content(const std::string& sha1, OpenedFile& out, const CancelToken& cancel);
-  std::optional<Manifest> manifest_for(const std::string& sha1, std::uint64_t size, const CancelToken& cancel);
+  std::optional<Manifest> manifest_for(const std::string& sha1, std::uint64_t size,
+                                       const CancelToken& cancel);
 
   Tree& tree_;
   ContentCache& cache_;

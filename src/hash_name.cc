@@ -16,7 +16,8 @@ std::optional<ContentName> parse_content_name(std::string_view name) {
   if (is_sha1_name(name)) return ContentName{std::string(name), ""};
   if (name.size() == 40 + kQuery.size() + 40 && is_sha1_name(name.substr(0, 40)) &&
       name.substr(40, kQuery.size()) == kQuery && is_sha1_name(name.substr(40 + kQuery.size()))) {
-    return ContentName{std::string(name.substr(0, 40)), std::string(name.substr(40 + kQuery.size()))};
+    return ContentName{std::string(name.substr(0, 40)),
+                       std::string(name.substr(40 + kQuery.size()))};
   }
   return std::nullopt;
 }

@@ -14,7 +14,8 @@ std::optional<Manifest> parse_manifest(std::string_view json_text, std::string* 
   };
   if (json.is_discarded() || !json.is_object()) return fail("not a JSON object");
   if (!json.contains("size") || !json["size"].is_number_unsigned()) return fail("no size");
-  if (!json.contains("sha1") || !json["sha1"].is_string() || !is_sha1_name(json["sha1"].get<std::string>())) {
+  if (!json.contains("sha1") || !json["sha1"].is_string() ||
+      !is_sha1_name(json["sha1"].get<std::string>())) {
     return fail("no sha1");
   }
   if (!json.contains("chunks") || !json["chunks"].is_array()) return fail("no chunks");
@@ -23,8 +24,9 @@ std::optional<Manifest> parse_manifest(std::string_view json_text, std::string* 
   manifest.sha1 = json["sha1"].get<std::string>();
   std::uint64_t expected_start = 0;
   for (const auto& chunk : json["chunks"]) {
-    if (!chunk.is_object() || !chunk.contains("start") || !chunk.contains("end") || !chunk.contains("sha1") ||
-        !chunk["start"].is_number_unsigned() || !chunk["end"].is_number_unsigned() || !chunk["sha1"].is_string() ||
+    if (!chunk.is_object() || !chunk.contains("start") || !chunk.contains("end") ||
+        !chunk.contains("sha1") || !chunk["start"].is_number_unsigned() ||
+        !chunk["end"].is_number_unsigned() || !chunk["sha1"].is_string() ||
         !is_sha1_name(chunk["sha1"].get<std::string>())) {
       return fail("malformed chunk");
     }

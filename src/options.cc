@@ -105,8 +105,11 @@ void apply_option(std::string_view item, MountOptions& o, std::vector<std::strin
     auto size = parse_size(*value);
     std::uint64_t low = name == "block_size" ? 64 << 10 : 0;
     std::uint64_t high = name == "block_size" ? std::uint64_t{256} << 20 : std::uint64_t{1} << 40;
-    if (!size || *size < low || *size > high) return bad("expected a size, e.g. 4M (block_size: 64K to 256M)");
-    (name == "block_size" ? o.block_size : name == "whole_max" ? o.whole_max : o.max_readahead) = *size;
+    if (!size || *size < low || *size > high)
+      return bad("expected a size, e.g. 4M (block_size: 64K to 256M)");
+    (name == "block_size"  ? o.block_size
+     : name == "whole_max" ? o.whole_max
+                           : o.max_readahead) = *size;
   } else if (name == "max_conns") {
     if (!need_value()) return;
     auto n = parse_uint(*value);
@@ -114,7 +117,8 @@ void apply_option(std::string_view item, MountOptions& o, std::vector<std::strin
     o.max_conns = static_cast<unsigned>(*n);
   } else if (name == "verify") {
     if (!need_value()) return;
-    if (*value != "strict" && *value != "normal") return bad("expected verify=strict or verify=normal");
+    if (*value != "strict" && *value != "normal")
+      return bad("expected verify=strict or verify=normal");
     o.verify_strict = *value == "strict";
   } else if (name == "retries") {
     if (!need_value()) return;
@@ -294,12 +298,15 @@ std::string usage_text(std::string_view program) {
       << "    -o load_timeout=SEC    how long such a load may take (default 600)\n"
       << "    -o log_level=LEVEL     trace, debug, info, warn, error, off (default info)\n"
       << "    -o max_read=SIZE       largest read request from the kernel (default 1M)\n"
-      << "    -o whole_max=SIZE      files up to SIZE are fetched whole and verified at open (default 64M);\n"
+      << "    -o whole_max=SIZE      files up to SIZE are fetched whole and verified at open "
+         "(default 64M);\n"
       << "                           larger ones stream through the block cache\n"
       << "    -o block_size=SIZE     block of the block cache (default 4M)\n"
       << "    -o max_conns=N         range requests in flight for readahead (default 4)\n"
-      << "    -o max_readahead=SIZE  largest readahead window of a sequential reader (default 64M)\n"
-      << "    -o verify=strict       serve no byte before it is verified (by a manifest chunk or the\n"
+      << "    -o max_readahead=SIZE  largest readahead window of a sequential reader (default "
+         "64M)\n"
+      << "    -o verify=strict       serve no byte before it is verified (by a manifest chunk or "
+         "the\n"
       << "                           whole-file SHA-1); default verify=normal\n"
       << "\n"
       << "FUSE options passed through: allow_other, allow_root, default_permissions,\n"
@@ -317,8 +324,9 @@ std::string describe(const MountOptions& o) {
       << "ms retries=" << o.retries << " range_size=" << o.range_size
       << " negative_timeout=" << o.negative_timeout.count() << "s"
       << " channel=" << (o.channel.empty() ? "(none)" : o.channel) << " max_read=" << o.max_read
-      << " whole_max=" << o.whole_max << " block_size=" << o.block_size << " max_conns=" << o.max_conns
-      << " max_readahead=" << o.max_readahead << " verify=" << (o.verify_strict ? "strict" : "normal");
+      << " whole_max=" << o.whole_max << " block_size=" << o.block_size
+      << " max_conns=" << o.max_conns << " max_readahead=" << o.max_readahead
+      << " verify=" << (o.verify_strict ? "strict" : "normal");
   return out.str();
 }
 

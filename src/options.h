@@ -38,11 +38,11 @@ struct MountOptions {
   std::chrono::seconds load_timeout{600};
   std::string log_level = "info";
   std::uint32_t max_read = 1 << 20;
-  std::uint64_t block_size = 4 << 20;       // block of the sparse cache for large files
-  unsigned max_conns = 4;                   // range requests in flight for prefetching
-  std::uint64_t whole_max = 64 << 20;       // files up to this size are fetched whole at open
-  std::uint64_t max_readahead = 64 << 20;   // largest readahead window
-  bool verify_strict = false;               // -o verify=strict: serve only verified bytes
+  std::uint64_t block_size = 4 << 20;      // block of the sparse cache for large files
+  unsigned max_conns = 4;                  // range requests in flight for prefetching
+  std::uint64_t whole_max = 64 << 20;      // files up to this size are fetched whole at open
+  std::uint64_t max_readahead = 64 << 20;  // largest readahead window
+  bool verify_strict = false;              // -o verify=strict: serve only verified bytes
 
   std::vector<std::string> fuse_options;  // passed to libfuse as -o
 };

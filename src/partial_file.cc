@@ -19,7 +19,8 @@ PartialFile::~PartialFile() {
 }
 
 std::shared_ptr<PartialFile> PartialFile::open(const fs::path& directory, const std::string& sha1,
-                                               std::uint64_t size, std::uint64_t block_size, int* error) {
+                                               std::uint64_t size, std::uint64_t block_size,
+                                               int* error) {
   std::shared_ptr<PartialFile> file(new PartialFile(sha1, size, block_size));
   std::error_code ec;
   fs::create_directories(directory, ec);
@@ -30,9 +31,10 @@ std::shared_ptr<PartialFile> PartialFile::open(const fs::path& directory, const 
   file->in_flight_.assign(blocks, 0);
 
   // A map that does not match this geometry (another block size) is started afresh.
-  struct stat st{};
-  bool reuse = stat(file->map_path_.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) == blocks &&
-               stat(file->data_path_.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) == size;
+  struct stat st {};
+  bool reuse =
+      stat(file->map_path_.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) == blocks &&
+      stat(file->data_path_.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) == size;
   int flags = O_RDWR | O_CREAT | O_CLOEXEC | (reuse ? 0 : O_TRUNC);
   file->data_fd_ = ::open(file->data_path_.c_str(), flags, 0644);
   file->map_fd_ = ::open(file->map_path_.c_str(), flags, 0644);
@@ -46,7 +48,8 @@ std::shared_ptr<PartialFile> PartialFile::open(const fs::path& directory, const 
       *error = -errno;
       return nullptr;
     }
-  } else if (pread(file->map_fd_, file->present_.data(), blocks, 0) != static_cast<ssize_t>(blocks)) {
+  } else if (pread(file->map_fd_, file->present_.data(), blocks, 0) !=
+             static_cast<ssize_t>(blocks)) {
     file->present_.assign(blocks, 0);
   }
   for (auto& p : file->present_) {

@@ -27,8 +27,9 @@ class PartialFile {
  public:
   // Opens (or creates) the partial entry; restores the blocks already present. On
   // failure returns nullptr and sets *error (-errno).
-  static std::shared_ptr<PartialFile> open(const std::filesystem::path& directory, const std::string& sha1,
-                                           std::uint64_t size, std::uint64_t block_size, int* error);
+  static std::shared_ptr<PartialFile> open(const std::filesystem::path& directory,
+                                           const std::string& sha1, std::uint64_t size,
+                                           std::uint64_t block_size, int* error);
   ~PartialFile();
   PartialFile(const PartialFile&) = delete;
   PartialFile& operator=(const PartialFile&) = delete;
@@ -38,7 +39,9 @@ class PartialFile {
   std::uint64_t block_size() const { return block_size_; }
   std::uint64_t block_count() const { return present_.size(); }
   std::uint64_t block_start(std::uint64_t block) const { return block * block_size_; }
-  std::uint64_t block_end(std::uint64_t block) const { return std::min(size_, (block + 1) * block_size_); }
+  std::uint64_t block_end(std::uint64_t block) const {
+    return std::min(size_, (block + 1) * block_size_);
+  }
   int data_fd() const { return data_fd_; }
   const std::filesystem::path& data_path() const { return data_path_; }
 

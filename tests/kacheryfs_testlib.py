@@ -257,3 +257,49 @@ class MountTestCase(unittest.TestCase):
             for name in files:
                 (temps if root.endswith("/tmp") else complete).append(os.path.join(root, name))
         return complete, temps
+
+
+def put_sparse_file(storage, size, islands, seed, original_dir):
+    """A sparse file of `size` bytes holding random 64 KiB islands at the given offsets
+    (zeros elsewhere), as the original and in storage. Returns (sha1, original path)."""
+    import random
+    os.makedirs(original_dir, exist_ok=True)
+    original = os.path.join(original_dir, "sparse-%d-%d" % (size, seed))
+    rnd = random.Random(seed)
+    with open(original, "wb") as f:
+        f.truncate(size)
+        for offset in islands:
+            f.seek(offset)
+            f.write(rnd.randbytes(min(65536, size - offset)))
+    sha1 = tool_sha1(original)
+    target = sha1_path(storage, sha1)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.link(original, target)
+    return sha1, original
+
+
+def put_manifest(storage, original, chunk=20_000_000):
+    """Writes the kachery manifest of `original` into storage, as the daemon does for files
+    over 20,000,000 bytes (compact JSON, keys size, sha1, chunks); returns its sha1."""
+    import json
+    chunks = []
+    whole = hashlib.sha1()
+    with open(original, "rb") as f:
+        start = 0
+        while True:
+            data = f.read(chunk)
+            if not data:
+                break
+            whole.update(data)
+            chunks.append({"start": start, "end": start + len(data), "sha1": hashlib.sha1(data).hexdigest()})
+            start += len(data)
+    text = json.dumps({"size": start, "sha1": whole.hexdigest(), "chunks": chunks}, separators=(",", ":"))
+    return put_bytes(storage, text.encode())
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0

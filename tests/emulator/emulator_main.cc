@@ -32,6 +32,7 @@ fault injection (on /downloadFileData):
   --stall-ms N              ... for N ms, then go on
   --drop-after-bytes N      close the connection after N body bytes
   --wrong-bytes SHA1        serve corrupted bytes for SHA1 (repeatable)
+  --corrupt-offset N        with --wrong-bytes: corrupt only the byte at offset N
   --fail-500 N              answer the next N requests with 500
 )";
 
@@ -96,6 +97,8 @@ int main(int argc, char** argv) {
     else if (flag == "--wrong-bytes") {
       if (!kacheryfs::is_sha1_name(value)) usage_error("--wrong-bytes: expected a lower-case sha1");
       faults.wrong_bytes.insert(value);
+    } else if (flag == "--corrupt-offset") {
+      faults.corrupt_offset = static_cast<std::int64_t>(number(flag, value));
     } else if (flag == "--fail-500")
       faults.fail_500_remaining = static_cast<int>(number(flag, value));
     else

@@ -537,8 +537,15 @@ struct EmulatorServer::Impl {
         ok = false;
         break;
       }
-      if (corrupt)
-        for (ssize_t i = 0; i < n; ++i) buffer[static_cast<std::size_t>(i)] ^= 0x5a;
+      if (corrupt) {
+        std::uint64_t at = base + from + sent;
+        for (ssize_t i = 0; i < n; ++i) {
+          if (faults.corrupt_offset < 0 || at + static_cast<std::uint64_t>(i) ==
+                                               static_cast<std::uint64_t>(faults.corrupt_offset)) {
+            buffer[static_cast<std::size_t>(i)] ^= 0x5a;
+          }
+        }
+      }
       ok = send_chunk(socket, buffer.data(), static_cast<std::size_t>(n));
       if (ok) sent += static_cast<std::uint64_t>(n);
     }

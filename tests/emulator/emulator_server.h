@@ -24,6 +24,7 @@ struct Faults {
   std::chrono::milliseconds stall_duration{0};
   std::uint64_t drop_after_bytes = 0;  // 0 = off
   std::set<std::string> wrong_bytes;   // serve corrupted bytes for these sha1s
+  std::int64_t corrupt_offset = -1;    // with wrong_bytes: corrupt only the byte at this offset
   std::atomic<int> fail_500_remaining{0};
 };
 
