@@ -12,7 +12,7 @@ namespace kacheryfs {
 
 namespace {
 
-constexpr std::size_t kMaxQueuedBlocks = 1024;
+constexpr std::size_t kMaxQueuedRuns = 1024;
 
 // Hashes [start, end) of fd into hasher; false on a read error.
 bool hash_range(int fd, std::uint64_t start, std::uint64_t end, Sha1Hasher& hasher) {
@@ -60,13 +60,13 @@ std::shared_ptr<PartialFile> BlockFetcher::partial(const std::string& sha1, std:
     if (it != registry_.end()) file = it->second.lock();
     if (file && file->failed()) file.reset();
     if (!file) {
-      file = PartialFile::open(cache_.partial_dir(), sha1, size, config_.block_size, error);
+      file = PartialFile::open(cache_.partial_dir(), sha1, size, config_.page_size, error);
       if (!file) return nullptr;
       registry_[sha1] = file;
     }
   }
   if (manifest && !file->manifest()) file->set_manifest(*manifest);
-  schedule_verify(file);  // blocks from an earlier mount are verified as they are found
+  schedule_verify(file);  // pages from an earlier mount are verified as they are found
   return file;
 }
 
@@ -80,11 +80,11 @@ std::uint64_t BlockFetcher::partial_bytes(const std::string& sha1, std::uint64_t
   }
   std::ifstream map(cache_.partial_dir() / (sha1 + ".blocks"), std::ios::binary);
   std::uint64_t bytes = 0;
-  std::uint64_t block = 0;
-  for (char c; map.get(c); ++block) {
+  std::uint64_t page = 0;
+  for (char c; map.get(c); ++page) {
     if (c == 1)
-      bytes += std::min(size, (block + 1) * config_.block_size) -
-               std::min(size, block * config_.block_size);
+      bytes +=
+          std::min(size, (page + 1) * config_.page_size) - std::min(size, page * config_.page_size);
   }
   return bytes;
 }
@@ -97,10 +97,16 @@ std::size_t BlockFetcher::verified_chunks(const std::string& sha1) {
   return file ? file->verified_chunk_count() : 0;
 }
 
-int BlockFetcher::fetch_block(PartialFile& file, std::uint64_t block, const CancelToken& cancel) {
-  std::uint64_t start = file.block_start(block);
-  std::uint64_t end = file.block_end(block);
+int BlockFetcher::fetch_run(PartialFile& file, std::uint64_t first, std::uint64_t limit,
+                            const CancelToken& cancel) {
+  std::uint64_t pages_per_run = std::max<std::uint64_t>(1, config_.run_size / file.page_size());
+  limit = std::min({limit, first + pages_per_run - 1, file.page_count() - 1});
+  std::uint64_t last = first;
+  while (last < limit && file.claim(last + 1)) ++last;
+  std::uint64_t start = file.page_start(first);
+  std::uint64_t end = file.page_end(last);
   std::uint64_t position = start;
+  std::uint64_t next_page = first;  // the first page not yet recorded as present
   int write_error = 0;
   FetchResult result = source_.read_range(
       file.sha1(), start, end,
@@ -116,18 +122,20 @@ int BlockFetcher::fetch_block(PartialFile& file, std::uint64_t block, const Canc
           size -= static_cast<std::size_t>(n);
           position += static_cast<std::uint64_t>(n);
         }
+        while (next_page <= last && file.page_end(next_page) <= position)
+          file.finish(next_page++, true);
         return true;
       },
       cancel);
+  while (next_page <= last) file.finish(next_page++, false);  // whatever did not arrive
   if (result.ok() && position != end) {
-    result = {FetchStatus::kProtocolError, "block " + std::to_string(block) + ": expected " +
-                                               std::to_string(end - start) + " bytes, got " +
-                                               std::to_string(position - start)};
+    result = {FetchStatus::kProtocolError, "range [" + std::to_string(start) + ", " +
+                                               std::to_string(end) + "): got " +
+                                               std::to_string(position - start) + " bytes"};
   }
   if (result.status == FetchStatus::kLocalError && write_error != 0) {
-    result.detail = std::string("writing the block: ") + std::strerror(write_error);
+    result.detail = std::string("writing the block cache: ") + std::strerror(write_error);
   }
-  file.finish(block, result.ok());
   if (!result.ok()) return errors_.to_errno(result, file.sha1(), "block fetch of");
   return 0;
 }
@@ -139,23 +147,23 @@ int BlockFetcher::ensure(const std::shared_ptr<PartialFile>& shared, std::uint64
   if (offset >= file.size() || length == 0) return 0;
   std::uint64_t last_byte = std::min(file.size(), offset + length) - 1;
   if (verified_only && file.manifest()) {
-    // Only whole chunks can be verified: fetch every block of the chunks the range touches.
+    // Only whole chunks can be verified: fetch every page of the chunks the range touches.
     for (const ManifestChunk& chunk : file.manifest()->chunks) {
       if (chunk.start <= offset && offset < chunk.end) offset = chunk.start;
       if (chunk.start <= last_byte && last_byte < chunk.end) last_byte = chunk.end - 1;
     }
   }
+  std::uint64_t last_page = last_byte / file.page_size();
   bool fetched_any = false;
-  for (std::uint64_t block = offset / file.block_size(); block <= last_byte / file.block_size();
-       ++block) {
+  for (std::uint64_t page = offset / file.page_size(); page <= last_page; ++page) {
     for (;;) {
-      if (file.present(block)) break;
-      if (file.claim(block)) {
-        if (int error = fetch_block(file, block, cancel); error != 0) return error;
+      if (file.present(page)) break;
+      if (file.claim(page)) {
+        if (int error = fetch_run(file, page, last_page, cancel); error != 0) return error;
         fetched_any = true;
         break;
       }
-      auto waited = file.wait(block, cancel);
+      auto waited = file.wait(page, cancel);
       if (waited == PartialFile::WaitResult::kPresent) break;
       if (waited == PartialFile::WaitResult::kCancelled) return -EINTR;
       if (waited == PartialFile::WaitResult::kFailed) return -EIO;
@@ -177,13 +185,21 @@ void BlockFetcher::prefetch(const std::shared_ptr<PartialFile>& file, std::uint6
                             std::uint64_t length) {
   if (file->failed() || offset >= file->size() || length == 0) return;
   start_threads();
-  std::uint64_t last_byte = std::min(file->size(), offset + length) - 1;
+  std::uint64_t pages_per_run = std::max<std::uint64_t>(1, config_.run_size / file->page_size());
+  std::uint64_t first = offset / file->page_size();
+  std::uint64_t last = (std::min(file->size(), offset + length) - 1) / file->page_size();
   {
     std::lock_guard lock(queue_mutex_);
-    for (std::uint64_t block = offset / file->block_size(); block <= last_byte / file->block_size();
-         ++block) {
-      if (blocks_to_fetch_.size() >= kMaxQueuedBlocks) break;
-      if (!file->present(block)) blocks_to_fetch_.emplace_back(file, block);
+    // Runs are aligned to run_size, so that readers of one file queue the same runs.
+    for (std::uint64_t run = first / pages_per_run * pages_per_run; run <= last;
+         run += pages_per_run) {
+      if (runs_to_fetch_.size() >= kMaxQueuedRuns) break;
+      std::uint64_t run_last = std::min(run + pages_per_run - 1, file->page_count() - 1);
+      bool missing = false;
+      for (std::uint64_t page = std::max(run, first); page <= run_last && !missing; ++page) {
+        missing = !file->present(page);
+      }
+      if (missing) runs_to_fetch_.push_back({file, run, run_last});
     }
   }
   queue_changed_.notify_all();
@@ -214,16 +230,21 @@ void BlockFetcher::schedule_verify(const std::shared_ptr<PartialFile>& file) {
 void BlockFetcher::worker_loop() {
   NeverCancelled never;
   for (;;) {
-    std::pair<std::shared_ptr<PartialFile>, std::uint64_t> job;
+    Run run;
     {
       std::unique_lock lock(queue_mutex_);
-      queue_changed_.wait(lock, [this] { return stopping_ || !blocks_to_fetch_.empty(); });
+      queue_changed_.wait(lock, [this] { return stopping_ || !runs_to_fetch_.empty(); });
       if (stopping_) return;
-      job = std::move(blocks_to_fetch_.front());
-      blocks_to_fetch_.pop_front();
+      run = std::move(runs_to_fetch_.front());
+      runs_to_fetch_.pop_front();
     }
-    auto& [file, block] = job;
-    if (file->claim(block) && fetch_block(*file, block, never) == 0) schedule_verify(file);
+    bool fetched = false;
+    for (std::uint64_t page = run.first_page; page <= run.last_page; ++page) {
+      if (!run.file->claim(page)) continue;
+      if (fetch_run(*run.file, page, run.last_page, never) != 0) break;
+      fetched = true;
+    }
+    if (fetched) schedule_verify(run.file);
   }
 }
 
@@ -246,22 +267,25 @@ void BlockFetcher::verify(PartialFile& file) {
   std::lock_guard lock(file.hash_mutex);
   if (file.failed() || file.complete()) return;
   auto fail = [&](const std::string& what) {
-    std::uint64_t n = errors_.count_io_error();
-    spdlog::error(
-        "EIO #{} sha1 mismatch for {}: {}; its blocks are dropped and its readers get EIO until it "
-        "is "
-        "fetched again",
-        n, file.sha1(), what);
+    // Fail and drop the kernel's pages first, so that once the line is logged no reader
+    // can get the bad bytes any more.
     file.fail();
     if (on_failure_) on_failure_(file.sha1());
+    std::uint64_t n = errors_.count_io_error();
+    spdlog::error(
+        "EIO #{} sha1 mismatch for {}: {}; its cached pages are dropped and its readers get EIO "
+        "until "
+        "it is fetched again",
+        n, file.sha1(), what);
   };
+
   if (const auto& manifest = file.manifest()) {
     for (std::size_t c = 0; c < manifest->chunks.size(); ++c) {
       const ManifestChunk& chunk = manifest->chunks[c];
       if (file.chunk_verified(c)) continue;
       bool ready = true;
-      for (std::uint64_t b = chunk.start / file.block_size();
-           b <= (chunk.end - 1) / file.block_size() && ready; ++b) {
+      for (std::uint64_t b = chunk.start / file.page_size();
+           b <= (chunk.end - 1) / file.page_size() && ready; ++b) {
         ready = file.present(b);
       }
       if (!ready) continue;
@@ -276,15 +300,18 @@ void BlockFetcher::verify(PartialFile& file) {
       file.set_chunk_verified(c);
     }
   }
-  while (file.hashed_blocks < file.block_count() && file.present(file.hashed_blocks)) {
-    std::uint64_t b = file.hashed_blocks;
-    if (!hash_range(file.data_fd(), file.block_start(b), file.block_end(b),
+  while (file.hashed_pages < file.page_count() && file.present(file.hashed_pages)) {
+    // Hash the run of present pages from the cursor in one pass.
+    std::uint64_t first = file.hashed_pages;
+    std::uint64_t last = first;
+    while (last + 1 < file.page_count() && last - first < 255 && file.present(last + 1)) ++last;
+    if (!hash_range(file.data_fd(), file.page_start(first), file.page_end(last),
                     file.whole_file_hasher)) {
-      return fail("cannot read block back");
+      return fail("cannot read the file back");
     }
-    ++file.hashed_blocks;
+    file.hashed_pages = last + 1;
   }
-  if (file.hashed_blocks < file.block_count()) return;
+  if (file.hashed_pages < file.page_count()) return;
   std::string actual = file.whole_file_hasher.final_hex();
   if (actual != file.sha1()) return fail("the file hashes to " + actual);
   if (int error = cache_.adopt(file.sha1(), file.data_path()); error != 0) {

@@ -1,5 +1,6 @@
-// Streams large files through the sparse block cache (PartialFile): fetches the blocks a
-// read needs (each block once, whoever asks first), prefetches ahead of sequential readers
+// Streams large files through the sparse block cache (PartialFile): fetches the pages a
+// read needs (each page once, whoever asks first; contiguous missing pages in one range
+// request of at most run_size), prefetches run_size blocks ahead of sequential readers
 // on a pool of max_conns workers, and verifies in the background: manifest chunks as soon
 // as their blocks are present, and the whole-file SHA-1 with a cursor that hashes blocks in
 // order as they arrive. A verified file is moved into the complete layout; a mismatch
@@ -28,8 +29,9 @@
 namespace kacheryfs {
 
 struct BlockFetcherConfig {
-  std::uint64_t block_size = 4 << 20;
-  unsigned max_conns = 4;  // prefetch workers, i.e. range requests in flight per mount
+  std::uint64_t page_size = 64 << 10;  // granularity of the page map: what a random read fetches
+  std::uint64_t run_size = 4 << 20;    // largest single range request (block_size), prefetch unit
+  unsigned max_conns = 4;              // prefetch workers, i.e. range requests in flight per mount
 };
 
 class BlockFetcher {
@@ -69,7 +71,10 @@ class BlockFetcher {
   std::size_t verified_chunks(const std::string& sha1);
 
  private:
-  int fetch_block(PartialFile& file, std::uint64_t block, const CancelToken& cancel);
+  // Fetches page `first` (already claimed) and the claimable pages after it, up to `limit`
+  // and at most run_size bytes, in one range request; pages become present as bytes land.
+  int fetch_run(PartialFile& file, std::uint64_t first, std::uint64_t limit,
+                const CancelToken& cancel);
   void schedule_verify(const std::shared_ptr<PartialFile>& file);
   void verify(PartialFile& file);
   void start_threads();
@@ -88,7 +93,12 @@ class BlockFetcher {
   std::once_flag started_;
   std::mutex queue_mutex_;
   std::condition_variable queue_changed_;
-  std::deque<std::pair<std::shared_ptr<PartialFile>, std::uint64_t>> blocks_to_fetch_;
+  struct Run {
+    std::shared_ptr<PartialFile> file;
+    std::uint64_t first_page;
+    std::uint64_t last_page;
+  };
+  std::deque<Run> runs_to_fetch_;
   std::deque<std::shared_ptr<PartialFile>> files_to_verify_;
   bool stopping_ = false;
   std::vector<std::thread> threads_;

@@ -123,6 +123,14 @@ void ContentCache::write_meta(std::string_view key, std::string_view value) cons
   if (rename(temp_path.c_str(), final_path.c_str()) != 0) unlink(temp_path.c_str());
 }
 
+std::optional<std::uint64_t> ContentCache::partial_size(std::string_view sha1) const {
+  std::string base = (partial_dir() / std::string(sha1)).string();
+  struct stat st {};
+  if (stat((base + ".blocks").c_str(), &st) != 0) return std::nullopt;
+  if (stat((base + ".data").c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
 int ContentCache::adopt(std::string_view sha1, const fs::path& verified_file) const {
   fs::path final_path = complete_path(sha1);
   std::error_code ec;

@@ -37,6 +37,8 @@ class ContentCache {
 
   // Where partially fetched large files live (see PartialFile); never the complete layout.
   std::filesystem::path partial_dir() const { return root_ / "partial"; }
+  // Size of a partially fetched large file (its data file has the full size), if any.
+  std::optional<std::uint64_t> partial_size(std::string_view sha1) const;
   // Moves a verified file into the complete layout (atomic rename); 0 or -errno.
   int adopt(std::string_view sha1, const std::filesystem::path& verified_file) const;
 

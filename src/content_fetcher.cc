@@ -57,6 +57,8 @@ FetchResult ContentFetcher::read_with_load(const std::string& sha1, std::uint64_
 SizeAnswer ContentFetcher::blob_size(std::string_view sha1_view, const CancelToken& cancel) {
   if (sha1_view == kEmptySha1) return {0, 0};
   if (auto size = cache_.complete_size(sha1_view)) return {0, *size};
+  if (auto size = cache_.partial_size(sha1_view))
+    return {0, *size};  // no rediscovery after a remount
   std::string sha1(sha1_view);
   {
     std::lock_guard lock(mutex_);

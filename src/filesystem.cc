@@ -219,18 +219,20 @@ int Filesystem::prepare_read(OpenedFile& file, std::uint64_t offset, std::uint64
     return 0;
   }
   const std::shared_ptr<PartialFile>& partial = file.partial;
-  std::uint64_t block_size = partial->block_size();
-  std::uint64_t first = offset / block_size;
   std::uint64_t window = 0;
   {
-    // A reader that stays in the block it read last, or moves to the next, is sequential:
-    // its readahead window doubles up to max_readahead; any jump resets it.
+    // A read that starts within 1 MiB of where the previous one ended is sequential (the
+    // kernel's own readahead reorders reads a little): the readahead window doubles, from
+    // one run up to max_readahead. Any other jump resets it: random reads fetch only their
+    // pages.
     std::lock_guard lock(file.readahead_mutex);
-    bool sequential = first == file.last_block || first == file.last_block + 1;
+    constexpr std::uint64_t kSlack = 1 << 20;
+    bool sequential =
+        offset == 0 || (offset + kSlack >= file.next_offset && offset <= file.next_offset + kSlack);
+    std::uint64_t run = blocks_.config().run_size;
     file.window =
-        sequential ? std::min(streaming_.max_readahead, std::max(2 * block_size, 2 * file.window))
-                   : 0;
-    file.last_block = (offset + std::max<std::uint64_t>(size, 1) - 1) / block_size;
+        sequential ? std::min(streaming_.max_readahead, std::max(run, 2 * file.window)) : 0;
+    file.next_offset = offset + size;
     window = file.window;
   }
   if (window > 0) blocks_.prefetch(partial, offset + size, window);

@@ -42,7 +42,7 @@ struct OpenedFile {
   std::shared_ptr<PartialFile> partial;  // a large file streamed through the block cache
   // Sequential-read detection for readahead, per open handle.
   std::mutex readahead_mutex;
-  std::uint64_t last_block = ~std::uint64_t{0};
+  std::uint64_t next_offset = 0;
   std::uint64_t window = 0;
 };
 

@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
   fetcher_config.negative_ttl = options.negative_timeout;
   fetcher_config.load_missing = !options.channel.empty();
   ContentFetcher fetcher(client, *cache, fetcher_config);
-  BlockFetcher blocks(client, *cache, fetcher, {options.block_size, options.max_conns});
+  BlockFetcher blocks(client, *cache, fetcher, {64 << 10, options.block_size, options.max_conns});
   StreamingConfig streaming{options.whole_max, options.max_readahead, options.verify_strict};
   Filesystem filesystem(tree, *cache, fetcher, blocks, streaming,
                         [&client](std::string* id, const CancelToken& cancel) {

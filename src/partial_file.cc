@@ -10,8 +10,8 @@ namespace kacheryfs {
 
 namespace fs = std::filesystem;
 
-PartialFile::PartialFile(std::string sha1, std::uint64_t size, std::uint64_t block_size)
-    : sha1_(std::move(sha1)), size_(size), block_size_(block_size) {}
+PartialFile::PartialFile(std::string sha1, std::uint64_t size, std::uint64_t page_size)
+    : sha1_(std::move(sha1)), size_(size), page_size_(page_size) {}
 
 PartialFile::~PartialFile() {
   if (data_fd_ >= 0) close(data_fd_);
@@ -19,21 +19,21 @@ PartialFile::~PartialFile() {
 }
 
 std::shared_ptr<PartialFile> PartialFile::open(const fs::path& directory, const std::string& sha1,
-                                               std::uint64_t size, std::uint64_t block_size,
+                                               std::uint64_t size, std::uint64_t page_size,
                                                int* error) {
-  std::shared_ptr<PartialFile> file(new PartialFile(sha1, size, block_size));
+  std::shared_ptr<PartialFile> file(new PartialFile(sha1, size, page_size));
   std::error_code ec;
   fs::create_directories(directory, ec);
   file->data_path_ = directory / (sha1 + ".data");
   file->map_path_ = directory / (sha1 + ".blocks");
-  std::uint64_t blocks = (size + block_size - 1) / block_size;
-  file->present_.assign(blocks, 0);
-  file->in_flight_.assign(blocks, 0);
+  std::uint64_t pages = (size + page_size - 1) / page_size;
+  file->present_.assign(pages, 0);
+  file->in_flight_.assign(pages, 0);
 
-  // A map that does not match this geometry (another block size) is started afresh.
+  // A map that does not match this geometry (another page size) is started afresh.
   struct stat st {};
   bool reuse =
-      stat(file->map_path_.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) == blocks &&
+      stat(file->map_path_.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) == pages &&
       stat(file->data_path_.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) == size;
   int flags = O_RDWR | O_CREAT | O_CLOEXEC | (reuse ? 0 : O_TRUNC);
   file->data_fd_ = ::open(file->data_path_.c_str(), flags, 0644);
@@ -44,13 +44,12 @@ std::shared_ptr<PartialFile> PartialFile::open(const fs::path& directory, const 
   }
   if (!reuse) {
     if (ftruncate(file->data_fd_, static_cast<off_t>(size)) != 0 ||
-        ftruncate(file->map_fd_, static_cast<off_t>(blocks)) != 0) {
+        ftruncate(file->map_fd_, static_cast<off_t>(pages)) != 0) {
       *error = -errno;
       return nullptr;
     }
-  } else if (pread(file->map_fd_, file->present_.data(), blocks, 0) !=
-             static_cast<ssize_t>(blocks)) {
-    file->present_.assign(blocks, 0);
+  } else if (pread(file->map_fd_, file->present_.data(), pages, 0) != static_cast<ssize_t>(pages)) {
+    file->present_.assign(pages, 0);
   }
   for (auto& p : file->present_) {
     p = p == 1 ? 1 : 0;
@@ -59,9 +58,9 @@ std::shared_ptr<PartialFile> PartialFile::open(const fs::path& directory, const 
   return file;
 }
 
-bool PartialFile::present(std::uint64_t block) const {
+bool PartialFile::present(std::uint64_t page) const {
   std::lock_guard lock(mutex_);
-  return present_[block] != 0;
+  return present_[page] != 0;
 }
 
 bool PartialFile::all_present() const {
@@ -73,26 +72,26 @@ std::uint64_t PartialFile::cached_bytes() const {
   std::lock_guard lock(mutex_);
   std::uint64_t bytes = 0;
   for (std::uint64_t b = 0; b < present_.size(); ++b)
-    if (present_[b]) bytes += block_end(b) - block_start(b);
+    if (present_[b]) bytes += page_end(b) - page_start(b);
   return bytes;
 }
 
-bool PartialFile::claim(std::uint64_t block) {
+bool PartialFile::claim(std::uint64_t page) {
   std::lock_guard lock(mutex_);
-  if (failed_ || present_[block] || in_flight_[block]) return false;
-  in_flight_[block] = 1;
+  if (failed_ || present_[page] || in_flight_[page]) return false;
+  in_flight_[page] = 1;
   return true;
 }
 
-void PartialFile::finish(std::uint64_t block, bool fetched) {
+void PartialFile::finish(std::uint64_t page, bool fetched) {
   {
     std::lock_guard lock(mutex_);
-    in_flight_[block] = 0;
+    in_flight_[page] = 0;
     if (fetched && !failed_) {
-      // The block's bytes were written before this point; only now does the map say so.
+      // The page's bytes were written before this point; only now does the map say so.
       std::uint8_t one = 1;
-      if (pwrite(map_fd_, &one, 1, static_cast<off_t>(block)) == 1) {
-        present_[block] = 1;
+      if (pwrite(map_fd_, &one, 1, static_cast<off_t>(page)) == 1) {
+        present_[page] = 1;
         ++present_count_;
       }
     }
@@ -100,12 +99,12 @@ void PartialFile::finish(std::uint64_t block, bool fetched) {
   changed_.notify_all();
 }
 
-PartialFile::WaitResult PartialFile::wait(std::uint64_t block, const CancelToken& cancel) {
+PartialFile::WaitResult PartialFile::wait(std::uint64_t page, const CancelToken& cancel) {
   std::unique_lock lock(mutex_);
   for (;;) {
     if (failed_) return WaitResult::kFailed;
-    if (present_[block]) return WaitResult::kPresent;
-    if (!in_flight_[block]) return WaitResult::kAbsent;
+    if (present_[page]) return WaitResult::kPresent;
+    if (!in_flight_[page]) return WaitResult::kAbsent;
     if (cancel.cancelled()) return WaitResult::kCancelled;
     changed_.wait_for(lock, std::chrono::milliseconds(50));
   }

@@ -1,7 +1,7 @@
-// A large file being fetched block by block: a sparse data file CACHE/partial/<sha1>.data
-// and a block map CACHE/partial/<sha1>.blocks (one byte per block, 1 = present) that
-// survives remounts and kill -9. A block is marked present only after its bytes were
-// written to the data file. Tracks which blocks are being fetched (so each is fetched
+// A large file being fetched page by page: a sparse data file CACHE/partial/<sha1>.data
+// and a page map CACHE/partial/<sha1>.blocks (one byte per page, 1 = present) that
+// survives remounts and kill -9. A page is marked present only after its bytes were
+// written to the data file. Tracks which pages are being fetched (so each is fetched
 // once), which manifest chunks were verified, and whether verification failed.
 // Shared by every open handle of the file; thread-safe.
 #pragma once
@@ -25,37 +25,37 @@ namespace kacheryfs {
 
 class PartialFile {
  public:
-  // Opens (or creates) the partial entry; restores the blocks already present. On
+  // Opens (or creates) the partial entry; restores the pages already present. On
   // failure returns nullptr and sets *error (-errno).
   static std::shared_ptr<PartialFile> open(const std::filesystem::path& directory,
                                            const std::string& sha1, std::uint64_t size,
-                                           std::uint64_t block_size, int* error);
+                                           std::uint64_t page_size, int* error);
   ~PartialFile();
   PartialFile(const PartialFile&) = delete;
   PartialFile& operator=(const PartialFile&) = delete;
 
   const std::string& sha1() const { return sha1_; }
   std::uint64_t size() const { return size_; }
-  std::uint64_t block_size() const { return block_size_; }
-  std::uint64_t block_count() const { return present_.size(); }
-  std::uint64_t block_start(std::uint64_t block) const { return block * block_size_; }
-  std::uint64_t block_end(std::uint64_t block) const {
-    return std::min(size_, (block + 1) * block_size_);
+  std::uint64_t page_size() const { return page_size_; }
+  std::uint64_t page_count() const { return present_.size(); }
+  std::uint64_t page_start(std::uint64_t page) const { return page * page_size_; }
+  std::uint64_t page_end(std::uint64_t page) const {
+    return std::min(size_, (page + 1) * page_size_);
   }
   int data_fd() const { return data_fd_; }
   const std::filesystem::path& data_path() const { return data_path_; }
 
-  bool present(std::uint64_t block) const;
+  bool present(std::uint64_t page) const;
   bool all_present() const;
   std::uint64_t cached_bytes() const;
 
-  // True when the caller should fetch the block: not present and not being fetched.
-  bool claim(std::uint64_t block);
-  // Ends a claim: on success records the block as present (data first, then the map).
+  // True when the caller should fetch the page: not present and not being fetched.
+  bool claim(std::uint64_t page);
+  // Ends a claim: on success records the page as present (data first, then the map).
   void finish(std::uint64_t block, bool fetched);
 
   enum class WaitResult { kPresent, kAbsent, kCancelled, kFailed };
-  // Waits while someone else fetches the block.
+  // Waits while someone else fetches the page.
   WaitResult wait(std::uint64_t block, const CancelToken& cancel);
 
   // Verification state.
@@ -69,21 +69,21 @@ class PartialFile {
   bool complete() const { return complete_.load(); }
   void set_complete();
   bool failed() const { return failed_.load(); }
-  // Marks the file bad: drops its blocks and files; every reader gets EIO from now on.
+  // Marks the file bad: drops its pages and files; every reader gets EIO from now on.
   void fail();
 
-  // The verifier's whole-file hash cursor (blocks [0, hashed) are hashed).
-  std::uint64_t hashed_blocks = 0;
+  // The verifier's whole-file hash cursor (pages [0, hashed) are hashed).
+  std::uint64_t hashed_pages = 0;
   Sha1Hasher whole_file_hasher;
   std::mutex hash_mutex;
   std::atomic<bool> verify_scheduled{false};
 
  private:
-  PartialFile(std::string sha1, std::uint64_t size, std::uint64_t block_size);
+  PartialFile(std::string sha1, std::uint64_t size, std::uint64_t page_size);
 
   std::string sha1_;
   std::uint64_t size_;
-  std::uint64_t block_size_;
+  std::uint64_t page_size_;
   std::filesystem::path data_path_;
   std::filesystem::path map_path_;
   int data_fd_ = -1;

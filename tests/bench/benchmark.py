@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""kacheryfs benchmark: every row against a baseline measured in the same run, medians.
+
+  python3 tests/bench/benchmark.py [--runs 5] [--quick] [-o opt=val,...]
+
+It creates its data, starts the emulator on loopback, mounts, and prints:
+  warm sequential read (1 GiB)   `cat` through the mount again   vs `cat` of the local file (page cache)
+  cold sequential read (1 GiB)   fresh cache + mount, `cat`      vs `curl` of the whole file from the emulator
+  cold first 4 KiB (1 GiB file)  fresh mount: open + read 4 KiB  vs one range request (new connection)
+  cold random 4 KiB (4 GiB file) 200 offsets, p50 and p99        vs single range requests (keep-alive)
+  stat of cached entries         10,000 stats through the mount  vs 10,000 stats of local files
+  peak RSS streaming 4 GiB       kacheryfs's VmRSS high-water mark
+Ratios are kacheryfs / baseline in time (so lower is better), except for throughput rows,
+which show kacheryfs / baseline in speed (higher is better). --quick shrinks everything for
+a smoke run (CTest runs it as bench.smoke); real figures need the default sizes.
+"""
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from kacheryfs_testlib import (Emulator, Mount, put_bytes, put_sparse_file, require_fuse, rss_kib,  # noqa: E402
+                              sha1_path)
+
+
+def timed(fn):
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def run_quiet(cmd):
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.tmp = tempfile.mkdtemp(prefix="kfs-bench-")
+        self.storage = os.path.join(self.tmp, "storage")
+        self.originals = os.path.join(self.tmp, "orig")
+        os.makedirs(self.storage)
+        self.emulator = None
+        self.count = 0
+
+    def mount(self, cache=None):
+        self.count += 1
+        mnt = os.path.join(self.tmp, "mnt%d" % self.count)
+        cache = cache or os.path.join(self.tmp, "cache%d" % self.count)
+        opts = ["auth_file=" + self.emulator.auth_file] + ([self.a.o] if self.a.o else [])
+        return Mount(self.emulator.address, mnt, cache, opts), cache
+
+    def done_with(self, m, cache, keep_cache=False):
+        m.unmount()
+        if not keep_cache:
+            shutil.rmtree(cache, ignore_errors=True)
+
+    def range_request(self, conn, sha1, start, length):
+        conn.request("POST", "/downloadFileData",
+                     body=json.dumps({"fileKey": {"sha1": sha1}, "startByte": start, "endByte": start + length}),
+                     headers={"KACHERY-CLIENT-AUTH-CODE": self.emulator.auth_code(), "Content-Type": "application/json"})
+        r = conn.getresponse()
+        data = r.read()
+        assert r.status == 200 and len(data) == length, (r.status, len(data))
+
+    def run(self):
+        a = self.a
+        big_size, huge_size = a.big_mb << 20, a.huge_mb << 20
+        rnd = random.Random(1)
+        # The 1 GiB file is dense random data; the 4 GiB one is sparse (random islands).
+        big_original = os.path.join(self.originals, "big")
+        os.makedirs(self.originals)
+        with open(big_original, "wb") as f:
+            block = os.urandom(1 << 20)
+            for i in range(a.big_mb):
+                f.write(hashlib.sha256(str(i).encode()).digest() + block[32:])
+        big = subprocess.run(["sha1sum", big_original], capture_output=True, text=True).stdout.split()[0]
+        os.makedirs(os.path.dirname(sha1_path(self.storage, big)))
+        os.link(big_original, sha1_path(self.storage, big))
+        islands = sorted(rnd.randrange(0, huge_size - 65536) for _ in range(64))
+        huge, _ = put_sparse_file(self.storage, huge_size, islands, 2, self.originals)
+        smalls = [put_bytes(self.storage, b"entry %d\n" % i) for i in range(a.entries)]
+        self.emulator = Emulator(self.storage, workdir=self.tmp)
+        rows = {k: [] for k in ("warm", "cat", "cold", "curl", "first", "first_base", "stat", "stat_base")}
+        random_p50, random_p99, base_p50, base_p99, peaks = [], [], [], [], []
+        try:
+            run_quiet(["cat", big_original])
+            for _ in range(a.runs):
+                rows["cat"].append(timed(lambda: run_quiet(["cat", big_original])))
+                rows["curl"].append(timed(lambda: run_quiet(
+                    ["curl", "-sf", "-o", "/dev/null", "-H", "KACHERY-CLIENT-AUTH-CODE: " + self.emulator.auth_code(),
+                     "-H", "Content-Type: application/json", "--data", '{"fileKey":{"sha1":"%s"}}' % big,
+                     "http://%s/downloadFileData" % self.emulator.address])))
+                m, cache = self.mount()
+                path = os.path.join(m.mountpoint, "sha1", big)
+
+                def first_4k():
+                    fd = os.open(path, os.O_RDONLY)
+                    os.read(fd, 4096)
+                    os.close(fd)
+                rows["first"].append(timed(first_4k))
+                conn = http.client.HTTPConnection("127.0.0.1", self.emulator.port)
+                rows["first_base"].append(timed(lambda: self.range_request(conn, big, 0, 4096)))
+                conn.close()
+                self.done_with(m, cache)
+
+                m, cache = self.mount()
+                path = os.path.join(m.mountpoint, "sha1", big)
+                rows["cold"].append(timed(lambda: run_quiet(["cat", path])))
+                rows["warm"].append(timed(lambda: run_quiet(["cat", path])))
+                self.done_with(m, cache)
+
+                # random 4 KiB reads of the 4 GiB file, cold
+                m, cache = self.mount()
+                path = os.path.join(m.mountpoint, "sha1", huge)
+                os.stat(path)
+                offsets = [rnd.randrange(0, huge_size - 4096) for _ in range(a.random_reads)]
+                fd = os.open(path, os.O_RDONLY)
+                posix_fadvise = getattr(os, "posix_fadvise", None)
+                if posix_fadvise:
+                    posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # as a random reader would
+                times = []
+                for off in offsets:
+                    times.append(timed(lambda: os.pread(fd, 4096, off)))
+                os.close(fd)
+                random_p50.append(percentile(times, 50))
+                random_p99.append(percentile(times, 99))
+                conn = http.client.HTTPConnection("127.0.0.1", self.emulator.port)
+                base = [timed(lambda: self.range_request(conn, huge, off, 4096)) for off in offsets]
+                conn.close()
+                base_p50.append(percentile(base, 50))
+                base_p99.append(percentile(base, 99))
+                self.done_with(m, cache)
+
+                # peak RSS while streaming the 4 GiB file
+                m, cache = self.mount()
+                path = os.path.join(m.mountpoint, "sha1", huge)
+                peak, stop = [0], threading.Event()
+
+                def sample():
+                    while not stop.is_set():
+                        peak[0] = max(peak[0], rss_kib(m.proc.pid))
+                        time.sleep(0.02)
+                sampler = threading.Thread(target=sample)
+                sampler.start()
+                run_quiet(["cat", path])
+                stop.set()
+                sampler.join()
+                peaks.append(peak[0] / 1024)
+                self.done_with(m, cache)
+
+                # stat of cached entries: a cache that holds them, a fresh mount
+                cache = os.path.join(self.tmp, "stat-cache")
+                if not os.path.exists(cache):
+                    for s in smalls:
+                        os.makedirs(os.path.dirname(sha1_path(cache, s)), exist_ok=True)
+                        shutil.copyfile(sha1_path(self.storage, s), sha1_path(cache, s))
+                m, cache = self.mount(cache)
+                paths = [os.path.join(m.mountpoint, "sha1", s) for s in smalls]
+                locals_ = [sha1_path(self.storage, s) for s in smalls]
+                rows["stat"].append(timed(lambda: [os.stat(p) for p in paths]))
+                rows["stat_base"].append(timed(lambda: [os.stat(p) for p in locals_]))
+                self.done_with(m, cache, keep_cache=True)
+        finally:
+            self.emulator.stop()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+        med = {k: statistics.median(v) for k, v in rows.items()}
+        print("kacheryfs benchmark: %d runs, medians; files %d MiB and %d MiB; %d random reads; %d entries%s" %
+              (a.runs, a.big_mb, a.huge_mb, a.random_reads, a.entries, " (QUICK: smoke test only)" if a.quick else ""))
+        print("%-34s %14s %14s %8s" % ("", "kacheryfs", "baseline", "ratio"))
+        mb = big_size / 1e6
+        print("%-34s %9.0f MB/s %9.0f MB/s %8.2f  speed vs cat of the local file (page cache)" %
+              ("warm sequential read", mb / med["warm"], mb / med["cat"], med["cat"] / med["warm"]))
+        print("%-34s %9.0f MB/s %9.0f MB/s %8.2f  speed vs curl of the whole file" %
+              ("cold sequential read", mb / med["cold"], mb / med["curl"], med["curl"] / med["cold"]))
+        print("%-34s %11.2f ms %11.2f ms %8.2f  time vs one range request" %
+              ("cold first 4 KiB", med["first"] * 1e3, med["first_base"] * 1e3, med["first"] / med["first_base"]))
+        p50, p99 = statistics.median(random_p50), statistics.median(random_p99)
+        b50, b99 = statistics.median(base_p50), statistics.median(base_p99)
+        print("%-34s %11.2f ms %11.2f ms %8.2f  time vs single range requests" % ("cold random 4 KiB p50", p50 * 1e3, b50 * 1e3, p50 / b50))
+        print("%-34s %11.2f ms %11.2f ms %8.2f" % ("cold random 4 KiB p99", p99 * 1e3, b99 * 1e3, p99 / b99))
+        print("%-34s %11.2f us %11.2f us %8.2f  time vs stat of local files" %
+              ("stat of a cached entry", med["stat"] / a.entries * 1e6, med["stat_base"] / a.entries * 1e6, med["stat"] / med["stat_base"]))
+        print("%-34s %10.1f MiB %14s %8s  limit 100 MiB" % ("peak RSS streaming %d MiB" % a.huge_mb, max(peaks), "", ""))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("-o", default="", help="extra kacheryfs -o options, e.g. block_size=1M")
+    a = ap.parse_args()
+    a.big_mb, a.huge_mb, a.random_reads, a.entries = 1024, 4096, 200, 10000
+    if a.quick:
+        a.big_mb, a.huge_mb, a.random_reads, a.entries, a.runs = 96, 256, 20, 300, 1
+    require_fuse()
+    Bench(a).run()
+
+
+if __name__ == "__main__":
+    main()
