@@ -1,6 +1,7 @@
 // kacheryfs: mounts a kachery node's content read-only, addressed by SHA-1.
 // Parses the command line, wires the core (cache, fetcher, tree), the daemon client and
 // the FUSE glue together, and runs the mount. The only file that sees all three layers.
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
@@ -49,6 +50,10 @@ bool check_mountpoint(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Bounded memory while streaming: few malloc arenas, and large buffers always mmapped
+  // (and so returned to the system when freed) instead of kept in per-thread heaps.
+  mallopt(M_ARENA_MAX, 2);
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   std::vector<std::string> args(argv, argv + argc);
   ParsedCommandLine parsed = parse_command_line(args, process_env);
   const MountOptions& options = parsed.options;

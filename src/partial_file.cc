@@ -16,6 +16,7 @@ PartialFile::PartialFile(std::string sha1, std::uint64_t size, std::uint64_t pag
 PartialFile::~PartialFile() {
   if (data_fd_ >= 0) close(data_fd_);
   if (map_fd_ >= 0) close(map_fd_);
+  if (chunks_fd_ >= 0) close(chunks_fd_);
 }
 
 std::shared_ptr<PartialFile> PartialFile::open(const fs::path& directory, const std::string& sha1,
@@ -26,6 +27,7 @@ std::shared_ptr<PartialFile> PartialFile::open(const fs::path& directory, const 
   fs::create_directories(directory, ec);
   file->data_path_ = directory / (sha1 + ".data");
   file->map_path_ = directory / (sha1 + ".blocks");
+  file->chunks_path_ = directory / (sha1 + ".chunks");
   std::uint64_t pages = (size + page_size - 1) / page_size;
   file->present_.assign(pages, 0);
   file->in_flight_.assign(pages, 0);
@@ -112,7 +114,21 @@ PartialFile::WaitResult PartialFile::wait(std::uint64_t page, const CancelToken&
 
 void PartialFile::set_manifest(Manifest manifest) {
   std::lock_guard lock(mutex_);
-  chunk_verified_.assign(manifest.chunks.size(), 0);
+  std::size_t count = manifest.chunks.size();
+  chunk_verified_.assign(count, 0);
+  chunks_fd_ = ::open(chunks_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  struct stat st {};
+  if (chunks_fd_ >= 0 && fstat(chunks_fd_, &st) == 0) {
+    if (static_cast<std::size_t>(st.st_size) == count) {
+      if (pread(chunks_fd_, chunk_verified_.data(), count, 0) != static_cast<ssize_t>(count))
+        chunk_verified_.assign(count, 0);
+      for (auto& v : chunk_verified_) v = v == 1 ? 1 : 0;
+    } else if (ftruncate(chunks_fd_, 0) != 0 ||
+               ftruncate(chunks_fd_, static_cast<off_t>(count)) != 0) {
+      close(chunks_fd_);
+      chunks_fd_ = -1;
+    }
+  }
   manifest_ = std::move(manifest);
 }
 
@@ -124,7 +140,13 @@ bool PartialFile::chunk_verified(std::size_t chunk) const {
 void PartialFile::set_chunk_verified(std::size_t chunk) {
   {
     std::lock_guard lock(mutex_);
-    if (chunk < chunk_verified_.size()) chunk_verified_[chunk] = 1;
+    if (chunk < chunk_verified_.size()) {
+      chunk_verified_[chunk] = 1;
+      std::uint8_t one = 1;
+      if (chunks_fd_ >= 0 && pwrite(chunks_fd_, &one, 1, static_cast<off_t>(chunk)) != 1) {
+        // Not recorded: it is simply verified again after a remount.
+      }
+    }
   }
   changed_.notify_all();
 }
@@ -151,6 +173,7 @@ void PartialFile::set_complete() {
     std::lock_guard lock(mutex_);
     complete_ = true;
     unlink(map_path_.c_str());
+    unlink(chunks_path_.c_str());
   }
   changed_.notify_all();
 }
@@ -162,6 +185,7 @@ void PartialFile::fail() {
     present_.assign(present_.size(), 0);
     present_count_ = 0;
     unlink(map_path_.c_str());
+    unlink(chunks_path_.c_str());
     unlink(data_path_.c_str());
   }
   changed_.notify_all();

@@ -58,7 +58,8 @@ class PartialFile {
   // Waits while someone else fetches the page.
   WaitResult wait(std::uint64_t block, const CancelToken& cancel);
 
-  // Verification state.
+  // Verification state. Verified chunks are recorded in CACHE/partial/<sha1>.chunks, so
+  // they stay verified after the file is closed or the mount restarts.
   void set_manifest(Manifest manifest);
   const std::optional<Manifest>& manifest() const { return manifest_; }
   bool chunk_verified(std::size_t chunk) const;
@@ -86,8 +87,10 @@ class PartialFile {
   std::uint64_t page_size_;
   std::filesystem::path data_path_;
   std::filesystem::path map_path_;
+  std::filesystem::path chunks_path_;  // verified manifest chunks, one byte each
   int data_fd_ = -1;
   int map_fd_ = -1;
+  int chunks_fd_ = -1;
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;

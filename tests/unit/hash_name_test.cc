@@ -21,3 +21,26 @@ TEST(HashName, StorageLayoutPath) {
 
 }  // namespace
 }  // namespace kacheryfs
+
+namespace kacheryfs {
+namespace {
+
+TEST(HashName, ContentNamesMayCarryTheirManifest) {
+  const std::string h = "6cf9224c0ced0affde6832a101676ff656a7cd6f";
+  const std::string m = "da39a3ee5e6b4b0d3255bfef95601890afd80709";
+  auto plain = parse_content_name(h);
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->sha1, h);
+  EXPECT_EQ(plain->manifest_sha1, "");
+  auto with = parse_content_name(h + "?manifest=" + m);
+  ASSERT_TRUE(with);
+  EXPECT_EQ(with->sha1, h);
+  EXPECT_EQ(with->manifest_sha1, m);
+  EXPECT_FALSE(parse_content_name(h + "?manifest="));
+  EXPECT_FALSE(parse_content_name(h + "?manifest=" + m + "0"));
+  EXPECT_FALSE(parse_content_name(h + "?other=" + m));
+  EXPECT_FALSE(parse_content_name(h + "?manifest=" + std::string(40, 'G')));
+}
+
+}  // namespace
+}  // namespace kacheryfs
