@@ -84,7 +84,7 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
   } else {
     fuse_loop_config* loop_config = fuse_loop_cfg_create();
     fuse_loop_cfg_set_clone_fd(loop_config, 0);
-    fuse_loop_cfg_set_max_threads(loop_config, 64);
+    fuse_loop_cfg_set_max_threads(loop_config, 16);
     fuse_loop_cfg_set_idle_threads(loop_config, 10);
     result = fuse_session_loop_mt(session, loop_config);
     fuse_loop_cfg_destroy(loop_config);

@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   // Bounded memory while streaming: few malloc arenas, and large buffers always mmapped
   // (and so returned to the system when freed) instead of kept in per-thread heaps.
   mallopt(M_ARENA_MAX, 2);
-  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   std::vector<std::string> args(argv, argv + argc);
   ParsedCommandLine parsed = parse_command_line(args, process_env);
   const MountOptions& options = parsed.options;

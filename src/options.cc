@@ -297,7 +297,7 @@ std::string usage_text(std::string_view program) {
       << "    -o channel=NAME        ask the node to load missing files through this channel\n"
       << "    -o load_timeout=SEC    how long such a load may take (default 600)\n"
       << "    -o log_level=LEVEL     trace, debug, info, warn, error, off (default info)\n"
-      << "    -o max_read=SIZE       largest read request from the kernel (default 1M)\n"
+      << "    -o max_read=SIZE       largest read request from the kernel (default 256K)\n"
       << "    -o whole_max=SIZE      files up to SIZE are fetched whole and verified at open "
          "(default 64M);\n"
       << "                           larger ones stream through the block cache\n"

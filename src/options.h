@@ -37,7 +37,7 @@ struct MountOptions {
   std::string channel;  // when set, missing files are loaded through it (/loadFile)
   std::chrono::seconds load_timeout{600};
   std::string log_level = "info";
-  std::uint32_t max_read = 1 << 20;
+  std::uint32_t max_read = 256 << 10;      // replies fit a pipe, so splice works
   std::uint64_t block_size = 4 << 20;      // block of the sparse cache for large files
   unsigned max_conns = 4;                  // range requests in flight for prefetching
   std::uint64_t whole_max = 64 << 20;      // files up to this size are fetched whole at open
