@@ -303,3 +303,33 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+class PeakRss:
+    """Samples a process's VmRSS every 20 ms while in a `with` block; .peak_mib after."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.peak_kib = 0
+        self._stop = None
+        self._thread = None
+
+    def __enter__(self):
+        import threading
+        self._stop = threading.Event()
+
+        def sample():
+            while not self._stop.is_set():
+                self.peak_kib = max(self.peak_kib, rss_kib(self.pid))
+                time.sleep(0.02)
+        self._thread = threading.Thread(target=sample)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mib(self):
+        return self.peak_kib / 1024

@@ -25,11 +25,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import (Emulator, Mount, put_bytes, put_sparse_file, require_fuse, rss_kib,  # noqa: E402
+from kacheryfs_testlib import (Emulator, Mount, PeakRss, put_bytes, put_sparse_file, require_fuse,  # noqa: E402
                               sha1_path)
 
 
@@ -148,18 +147,9 @@ class Bench:
                 # peak RSS while streaming the 4 GiB file
                 m, cache = self.mount()
                 path = os.path.join(m.mountpoint, "sha1", huge)
-                peak, stop = [0], threading.Event()
-
-                def sample():
-                    while not stop.is_set():
-                        peak[0] = max(peak[0], rss_kib(m.proc.pid))
-                        time.sleep(0.02)
-                sampler = threading.Thread(target=sample)
-                sampler.start()
-                run_quiet(["cat", path])
-                stop.set()
-                sampler.join()
-                peaks.append(peak[0] / 1024)
+                with PeakRss(m.proc.pid) as rss:
+                    run_quiet(["cat", path])
+                peaks.append(rss.peak_mib)
                 self.done_with(m, cache)
 
                 # stat of cached entries: a cache that holds them, a fresh mount

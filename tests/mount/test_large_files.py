@@ -13,8 +13,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import (MountTestCase, is_mounted, put_manifest, put_random_file,  # noqa: E402
-                              put_sparse_file, rss_kib, sha1_path, tool_sha1)
+from kacheryfs_testlib import (MountTestCase, PeakRss, is_mounted, put_manifest, put_random_file,  # noqa: E402
+                              put_sparse_file, sha1_path, tool_sha1)
 
 MiB = 1 << 20
 BLOCK = 4 * MiB
@@ -217,23 +217,10 @@ class LargeFiles(MountTestCase):
         size = 1 << 30
         sha1, original = put_sparse_file(self.storage, size, [0, size // 2, size - 65536], 9, self.originals)
         m = self.mount()
-        peak = [0]
-        done = threading.Event()
-
-        def sample():
-            while not done.is_set():
-                peak[0] = max(peak[0], rss_kib(m.proc.pid))
-                time.sleep(0.02)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        try:
+        with PeakRss(m.proc.pid) as rss:
             self.assertEqual(tool_sha1(self.content(sha1)), sha1)
-        finally:
-            done.set()
-            sampler.join()
-        print("peak RSS while streaming 1 GiB: %.1f MiB" % (peak[0] / 1024), file=sys.stderr)
-        self.assertLess(peak[0], 100 * 1024)
+        print("peak RSS while streaming 1 GiB: %.1f MiB" % rss.peak_mib, file=sys.stderr)
+        self.assertLess(rss.peak_mib, 100)
 
 
 if __name__ == "__main__":
