@@ -3,11 +3,13 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -66,6 +68,38 @@ void ContentCache::remove_stale_temp_files() const {
     }
     if (stale) unlink((root_ / "tmp" / name).c_str());
   }
+}
+
+bool ContentCache::lock_for_mount(std::string* holder) {
+  fs::path path = root_ / "mount.lock";
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    *holder = std::string("cannot open ") + path.string() + ": " + std::strerror(errno);
+    return false;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {};
+    ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+    *holder = n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : "?";
+    while (!holder->empty() && (holder->back() == '\n' || holder->back() == ' ')) holder->pop_back();
+    close(fd);
+    return false;
+  }
+  std::string pid = std::to_string(getpid()) + "\n";
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    // The lock is what matters; the pid is only for the message of a second mount.
+  }
+  return true;  // fd stays open for the life of the process
+}
+
+void ContentCache::record_mount_pid() const {
+  fs::path path = root_ / "mount.lock";
+  std::string pid = std::to_string(getpid()) + "\n";
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+  }
+  close(fd);
 }
 
 fs::path ContentCache::complete_path(std::string_view sha1) const {

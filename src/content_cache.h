@@ -21,6 +21,13 @@ class ContentCache {
   explicit ContentCache(std::filesystem::path root);
 
   const std::filesystem::path& root() const { return root_; }
+
+  // Takes CACHE/mount.lock for this process (flock; released when the process ends, kept
+  // across the fork of daemonizing). Only one mount uses a cache dir at a time: returns
+  // false and sets *holder to the pid recorded by the mount that has it.
+  bool lock_for_mount(std::string* holder);
+  // Rewrites the pid in the lock file (after daemonizing changed it).
+  void record_mount_pid() const;
   std::filesystem::path complete_path(std::string_view sha1) const;
 
   // Size of the complete entry, or nullopt when it is not cached.

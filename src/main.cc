@@ -80,6 +80,12 @@ int main(int argc, char** argv) {
               << "\n";
     return 1;
   }
+  std::string holder;
+  if (!cache->lock_for_mount(&holder)) {
+    std::cerr << "kacheryfs: cache dir '" << options.cache_dir << "' is in use by another kacheryfs (pid " << holder
+              << "); unmount it or give this mount its own -o cache_dir\n";
+    return 1;
+  }
   spdlog::info("{}", describe(options));
 
   Tree tree;
@@ -124,7 +130,10 @@ int main(int argc, char** argv) {
   FuseMountConfig mount{options.mountpoint, options.fuse_options, options.foreground, options.debug,
                         options.single_threaded};
   std::string level = options.debug ? "debug" : options.log_level;
-  return run_fuse_session(mount, context, [&level](bool daemonized) {
-    if (daemonized) log_to_syslog(level);
+  return run_fuse_session(mount, context, [&level, &cache](bool daemonized) {
+    if (daemonized) {
+      log_to_syslog(level);
+      cache->record_mount_pid();
+    }
   });
 }

@@ -83,6 +83,18 @@ class CommandLine(MountTestCase):
         self.assertIn("auth_file=" + os.path.join(self.storage, "client-auth"), out)
         self.assertEqual(proc.returncode, 0, out)
 
+    def test_a_second_mount_on_the_same_cache_refuses(self):
+        first = self.mount()
+        other = os.path.join(self.tmp, "mnt2")
+        os.makedirs(other)
+        r = run("-f", self.emulator.address, other, "-o", "cache_dir=%s,auth_file=%s" % (self.cache, self.emulator.auth_file))
+        self.assertOneLineError(r, "in use by another kacheryfs", "pid %d" % first.proc.pid)
+        self.assertFalse(is_mounted(other))
+        self.unmount(first)
+        second = self.mount(mountpoint=other)  # free again once the first is gone
+        self.assertTrue(is_mounted(other))
+        self.unmount(second)
+
     def test_daemonized_mount(self):
         sha1, original = put_random_file(self.storage, 3000, 52, self.originals)
         os.makedirs(self.mnt, exist_ok=True)
@@ -92,6 +104,15 @@ class CommandLine(MountTestCase):
         try:
             self.assertTrue(is_mounted(self.mnt))
             self.assertSameBytes(self.content(sha1), original)
+            deadline = time.time() + 10  # the daemon rewrites the pid right after forking
+            while True:
+                with open(os.path.join(self.cache, "mount.lock")) as f:
+                    pid = int(f.read())
+                if os.path.exists("/proc/%d" % pid) or time.time() > deadline:
+                    break
+                time.sleep(0.05)
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                self.assertIn(b"kacheryfs", f.read(), "the lock names the daemonized process")
         finally:
             self.assertEqual(subprocess.run(["fusermount3", "-u", self.mnt]).returncode, 0)
 
