@@ -210,6 +210,7 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   auto* file = reinterpret_cast<OpenedFile*>(fi->fh);
+  context(req).filesystem->release(*file);
   if (file->fd >= 0) close(file->fd);
   delete file;
   fuse_reply_err(req, 0);

@@ -63,6 +63,7 @@ std::shared_ptr<PartialFile> BlockFetcher::partial(const std::string& sha1, std:
       file = PartialFile::open(cache_.partial_dir(), sha1, size, config_.page_size, error);
       if (!file) return nullptr;
       registry_[sha1] = file;
+      if (keeper_) keeper_->partial(sha1, size, file->cached_bytes());
     }
   }
   if (manifest && !file->manifest()) file->set_manifest(*manifest);
@@ -87,6 +88,12 @@ std::uint64_t BlockFetcher::partial_bytes(const std::string& sha1, std::uint64_t
           std::min(size, (page + 1) * config_.page_size) - std::min(size, page * config_.page_size);
   }
   return bytes;
+}
+
+bool BlockFetcher::streaming(const std::string& sha1) {
+  std::lock_guard lock(registry_mutex_);
+  auto it = registry_.find(sha1);
+  return it != registry_.end() && !it->second.expired();
 }
 
 std::size_t BlockFetcher::verified_chunks(const std::string& sha1) {
@@ -114,6 +121,7 @@ int BlockFetcher::fetch_run(PartialFile& file, std::uint64_t first, std::uint64_
   std::uint64_t position = start;
   std::uint64_t next_page = first;  // the first page not yet recorded as present
   int write_error = 0;
+  if (keeper_) keeper_->make_room(end - start);
   FetchResult result = source_.read_range(
       file.sha1(), start, end,
       [&](const char* data, std::size_t size) {
@@ -121,6 +129,12 @@ int BlockFetcher::fetch_run(PartialFile& file, std::uint64_t first, std::uint64_
           ssize_t n = pwrite(file.data_fd(), data, size, static_cast<off_t>(position));
           if (n < 0) {
             if (errno == EINTR) continue;
+            // A full disk: evicting beats failing the read (once per write).
+            if (errno == ENOSPC && write_error != ENOSPC && keeper_ &&
+                keeper_->make_room(end - position) > 0) {
+              write_error = ENOSPC;
+              continue;
+            }
             write_error = errno;
             return false;
           }
@@ -143,6 +157,7 @@ int BlockFetcher::fetch_run(PartialFile& file, std::uint64_t first, std::uint64_
     result.detail = std::string("writing the block cache: ") + std::strerror(write_error);
   }
   if (!result.ok()) return errors_.to_errno(result, file.sha1(), "block fetch of");
+  if (keeper_) keeper_->partial(file.sha1(), file.size(), file.cached_bytes());
   return 0;
 }
 
@@ -277,6 +292,7 @@ void BlockFetcher::verify(PartialFile& file) {
     // can get the bad bytes any more.
     file.fail();
     if (on_failure_) on_failure_(file.sha1());
+    if (keeper_) keeper_->forget(file.sha1());
     std::uint64_t n = errors_.count_io_error();
     spdlog::error(
         "EIO #{} sha1 mismatch for {}: {}; its cached pages are dropped and its readers get EIO "
@@ -325,6 +341,7 @@ void BlockFetcher::verify(PartialFile& file) {
     return;
   }
   file.set_complete();
+  if (keeper_) keeper_->complete(file.sha1(), file.size());
   spdlog::debug("verified and cached {} ({} bytes, streamed in blocks)", file.sha1(), file.size());
 }
 

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "blob_source.h"
+#include "cache_keeper.h"
 #include "content_cache.h"
 #include "content_fetcher.h"
 #include "partial_file.h"
@@ -43,6 +44,9 @@ class BlockFetcher {
   BlockFetcher& operator=(const BlockFetcher&) = delete;
 
   const BlockFetcherConfig& config() const { return config_; }
+  void set_keeper(CacheKeeper* keeper) { keeper_ = keeper; }
+  // True while some reader holds the partial entry of sha1.
+  bool streaming(const std::string& sha1);
   // Called (from the verifier thread) with the sha1 of a file that failed verification,
   // so that what the kernel cached of it can be dropped.
   void on_failure(std::function<void(const std::string& sha1)> callback) {
@@ -85,6 +89,7 @@ class BlockFetcher {
   ContentCache& cache_;
   ContentFetcher& errors_;
   BlockFetcherConfig config_;
+  CacheKeeper* keeper_ = nullptr;
   std::function<void(const std::string&)> on_failure_;
 
   std::mutex registry_mutex_;

@@ -81,7 +81,8 @@ bool ContentCache::lock_for_mount(std::string* holder) {
     char pid[32] = {};
     ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
     *holder = n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : "?";
-    while (!holder->empty() && (holder->back() == '\n' || holder->back() == ' ')) holder->pop_back();
+    while (!holder->empty() && (holder->back() == '\n' || holder->back() == ' '))
+      holder->pop_back();
     close(fd);
     return false;
   }

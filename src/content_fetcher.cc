@@ -96,7 +96,10 @@ SizeAnswer ContentFetcher::discover_size(const std::string& sha1, const CancelTo
     if (sha1_hex_of(head) == sha1) {
       int error = 0;
       if (auto tx = cache_.begin(sha1, &error)) {
-        if (tx->append(head.data(), head.size()) == 0 && tx->commit() == 0) ++downloads_;
+        if (tx->append(head.data(), head.size()) == 0 && tx->commit() == 0) {
+          ++downloads_;
+          if (keeper_) keeper_->complete(sha1, head.size());
+        }
       }
     }  // a mismatch is reported by the download that a read triggers
     remember_size(sha1, head.size());
@@ -171,6 +174,7 @@ int ContentFetcher::ensure_cached(std::string_view sha1_view, const CancelToken&
 
 int ContentFetcher::download(const std::string& sha1, std::uint64_t size,
                              const CancelToken& cancel) {
+  if (keeper_) keeper_->make_room(size);
   int error = 0;
   auto tx = cache_.begin(sha1, &error);
   if (!tx) {
@@ -183,6 +187,9 @@ int ContentFetcher::download(const std::string& sha1, std::uint64_t size,
   ByteSink sink = [&](const char* data, std::size_t n) {
     hasher.update(data, n);
     write_error = tx->append(data, n);
+    if (write_error == -ENOSPC && keeper_ && keeper_->make_room(size) > 0) {
+      write_error = tx->append(data, n);  // evicting beats failing the read
+    }
     return write_error == 0;
   };
   std::uint64_t offset = 0;
@@ -217,6 +224,7 @@ int ContentFetcher::download(const std::string& sha1, std::uint64_t size,
                     sha1, "download of");
   }
   ++downloads_;
+  if (keeper_) keeper_->complete(sha1, size);
   spdlog::debug("cached {} ({} bytes)", sha1, size);
   return 0;
 }

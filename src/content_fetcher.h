@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "blob_source.h"
+#include "cache_keeper.h"
 #include "content_cache.h"
 #include "single_flight.h"
 
@@ -37,6 +38,8 @@ struct SizeAnswer {
 class ContentFetcher {
  public:
   ContentFetcher(BlobSource& source, ContentCache& cache, FetcherConfig config);
+  // Accounting and eviction for what this fetcher caches (none: unlimited, unaccounted).
+  void set_keeper(CacheKeeper* keeper) { keeper_ = keeper; }
 
   SizeAnswer blob_size(std::string_view sha1, const CancelToken& cancel);
   // 0 once ROOT/sha1/ab/cd/ef/<sha1> holds verified content; else -ENOENT, -EIO or -EINTR.
@@ -63,6 +66,7 @@ class ContentFetcher {
   BlobSource& source_;
   ContentCache& cache_;
   FetcherConfig config_;
+  CacheKeeper* keeper_ = nullptr;
 
   std::mutex mutex_;  // guards sizes_ and missing_until_
   std::unordered_map<std::string, std::uint64_t> sizes_;

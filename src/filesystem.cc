@@ -149,10 +149,45 @@ int Filesystem::open(std::uint64_t ino, OpenedFile& out, const CancelToken& canc
   return -EIO;
 }
 
+void Filesystem::set_keeper(CacheKeeper* keeper) {
+  keeper_ = keeper;
+  if (keeper_) keeper_->set_in_use_check([this](const std::string& sha1) { return in_use(sha1); });
+}
+
+bool Filesystem::in_use(const std::string& sha1) {
+  {
+    std::lock_guard lock(open_mutex_);
+    if (open_counts_.count(sha1)) return true;
+  }
+  return blocks_.streaming(sha1);
+}
+
+void Filesystem::release(OpenedFile& file) {
+  if (file.sha1.empty()) return;
+  std::lock_guard lock(open_mutex_);
+  auto it = open_counts_.find(file.sha1);
+  if (it != open_counts_.end() && --it->second == 0) {
+    open_counts_.erase(it);
+    if (keeper_) keeper_->index().set_open(file.sha1, false);
+  }
+}
+
 int Filesystem::open_content(const std::string& sha1, OpenedFile& out, const CancelToken& cancel) {
   if (sha1 == kEmptySha1) return 0;  // no fd: reads return nothing
+  int error = open_content_counted(sha1, out, cancel);
+  if (error != 0) return error;
+  out.sha1 = sha1;
+  std::lock_guard lock(open_mutex_);
+  if (++open_counts_[sha1] == 1 && keeper_) keeper_->index().set_open(sha1, true);
+  return 0;
+}
+
+int Filesystem::open_content_counted(const std::string& sha1, OpenedFile& out,
+                                     const CancelToken& cancel) {
   int fd = cache_.open_complete(sha1);
+  if (keeper_) keeper_->index().add_counter(fd >= 0 ? "hits" : "misses", 1);
   if (fd >= 0) {
+    if (keeper_) keeper_->accessed(sha1);
     out.fd = fd;
     return 0;
   }

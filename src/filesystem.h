@@ -37,6 +37,7 @@ struct DirEntry {
 };
 
 struct OpenedFile {
+  std::string sha1;                      // content files: counted as open until released
   int fd = -1;                           // content: the complete cache file
   std::string bytes;                     // small synthetic files (kachery-node-id)
   std::shared_ptr<PartialFile> partial;  // a large file streamed through the block cache
@@ -76,6 +77,12 @@ class Filesystem {
                 const CancelToken& cancel);
   int list_xattrs(std::uint64_t ino, std::vector<std::string>& names);
 
+  // Ends an open of a content file (its cache entry may be evicted again).
+  void release(OpenedFile& file);
+  // Accounting: objects in use (open) may not be evicted; hits and misses are counted.
+  void set_keeper(CacheKeeper* keeper);
+  bool in_use(const std::string& sha1);
+
   // Called with the inode of a file whose cached pages must be dropped (fuse/ sets it).
   void on_invalidate(std::function<void(std::uint64_t ino)> callback);
 
@@ -87,6 +94,7 @@ class Filesystem {
                     const CancelToken& cancel);
   int node_id(std::string& out, const CancelToken& cancel);
   int open_content(const std::string& sha1, OpenedFile& out, const CancelToken& cancel);
+  int open_content_counted(const std::string& sha1, OpenedFile& out, const CancelToken& cancel);
   std::optional<Manifest> manifest_for(const std::string& sha1, std::uint64_t size,
                                        const CancelToken& cancel);
 
@@ -98,6 +106,9 @@ class Filesystem {
   NodeIdFetch fetch_node_id_;
   std::mutex node_id_mutex_;
   std::optional<std::string> node_id_;
+  CacheKeeper* keeper_ = nullptr;
+  std::mutex open_mutex_;
+  std::unordered_map<std::string, int> open_counts_;
   std::mutex manifests_mutex_;
   std::unordered_map<std::string, std::string> manifest_names_;  // sha1 -> manifest sha1
 };

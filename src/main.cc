@@ -10,6 +10,8 @@
 #include <system_error>
 
 #include "block_fetcher.h"
+#include "cache_index.h"
+#include "cache_keeper.h"
 #include "content_cache.h"
 #include "content_fetcher.h"
 #include "daemon_client.h"
@@ -82,11 +84,27 @@ int main(int argc, char** argv) {
   }
   std::string holder;
   if (!cache->lock_for_mount(&holder)) {
-    std::cerr << "kacheryfs: cache dir '" << options.cache_dir << "' is in use by another kacheryfs (pid " << holder
+    std::cerr << "kacheryfs: cache dir '" << options.cache_dir
+              << "' is in use by another kacheryfs (pid " << holder
               << "); unmount it or give this mount its own -o cache_dir\n";
     return 1;
   }
   spdlog::info("{}", describe(options));
+  std::string index_error;
+  std::unique_ptr<CacheIndex> index = CacheIndex::open(options.cache_dir, &index_error);
+  if (!index) {
+    std::cerr << "kacheryfs: cannot open the cache index in '" << options.cache_dir
+              << "': " << index_error << "\n";
+    return 1;
+  }
+  index->clear_open();  // this mount holds the cache now
+  CacheKeeper keeper(*cache, *index,
+                     {options.cache_max, options.cache_min_free, options.cache_min_free_fraction});
+  keeper.adopt_unindexed_files();
+  keeper.make_room(0);
+  spdlog::info("cache: {} bytes in {} objects, limit {} bytes, keeping {} bytes free",
+               keeper.cached_bytes(), index->totals().objects, keeper.max_bytes(),
+               keeper.min_free_bytes());
 
   Tree tree;
   // The daemon being down is not fatal: cached content stays readable. A probe with its
@@ -122,6 +140,9 @@ int main(int argc, char** argv) {
                           return result;
                         });
   if (!node_id.empty()) filesystem.set_node_id(node_id);
+  fetcher.set_keeper(&keeper);
+  blocks.set_keeper(&keeper);
+  filesystem.set_keeper(&keeper);
 
   FuseContext context;
   context.filesystem = &filesystem;

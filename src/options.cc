@@ -110,6 +110,25 @@ void apply_option(std::string_view item, MountOptions& o, std::vector<std::strin
     (name == "block_size"  ? o.block_size
      : name == "whole_max" ? o.whole_max
                            : o.max_readahead) = *size;
+  } else if (name == "cache_max") {
+    if (!need_value()) return;
+    auto size = parse_size(*value);
+    if (!size || *size < (1u << 20)) return bad("expected a size of at least 1M, e.g. 20G");
+    o.cache_max = *size;
+  } else if (name == "cache_min_free") {
+    if (!need_value()) return;
+    if (value->ends_with('%')) {
+      auto percent = parse_uint(value->substr(0, value->size() - 1));
+      if (!percent || *percent > 90)
+        return bad("expected a size or a percentage up to 90%, e.g. 10%");
+      o.cache_min_free = 0;
+      o.cache_min_free_fraction = static_cast<double>(*percent) / 100.0;
+    } else {
+      auto size = parse_size(*value);
+      if (!size) return bad("expected a size or a percentage, e.g. 5G or 10%");
+      o.cache_min_free = *size;
+      if (*size == 0) o.cache_min_free_fraction = 0;
+    }
   } else if (name == "max_conns") {
     if (!need_value()) return;
     auto n = parse_uint(*value);
@@ -305,6 +324,10 @@ std::string usage_text(std::string_view program) {
       << "    -o max_conns=N         range requests in flight for readahead (default 4)\n"
       << "    -o max_readahead=SIZE  largest readahead window of a sequential reader (default "
          "64M)\n"
+      << "    -o cache_max=SIZE      evict least recently used files beyond SIZE (default: a "
+         "quarter of\n"
+      << "                           the cache's file system)\n"
+      << "    -o cache_min_free=SIZE|PCT  keep this much of the file system free (default 10%)\n"
       << "    -o verify=strict       serve no byte before it is verified (by a manifest chunk or "
          "the\n"
       << "                           whole-file SHA-1); default verify=normal\n"

@@ -42,7 +42,10 @@ struct MountOptions {
   unsigned max_conns = 4;                  // range requests in flight for prefetching
   std::uint64_t whole_max = 64 << 20;      // files up to this size are fetched whole at open
   std::uint64_t max_readahead = 64 << 20;  // largest readahead window
-  bool verify_strict = false;              // -o verify=strict: serve only verified bytes
+  bool verify_strict = false;
+  std::uint64_t cache_max = 0;            // 0: a quarter of the cache's file system
+  std::uint64_t cache_min_free = 0;       // bytes; 0: use cache_min_free_fraction
+  double cache_min_free_fraction = 0.10;  // -o verify=strict: serve only verified bytes
 
   std::vector<std::string> fuse_options;  // passed to libfuse as -o
 };
