@@ -340,8 +340,9 @@ void BlockFetcher::verify(PartialFile& file) {
     spdlog::warn("cannot move verified {} into the cache: {}", file.sha1(), std::strerror(-error));
     return;
   }
+  if (keeper_)
+    keeper_->complete(file.sha1(), file.size());  // indexed before anyone sees it complete
   file.set_complete();
-  if (keeper_) keeper_->complete(file.sha1(), file.size());
   spdlog::debug("verified and cached {} ({} bytes, streamed in blocks)", file.sha1(), file.size());
 }
 

@@ -1,0 +1,360 @@
+// kacheryfs-cache: looks after a kacheryfs cache dir, whether or not a mount uses it
+// (the SQLite index and temp-file-and-rename writes make that safe):
+//   status | ls | gc | verify | pin URI|HASH... | unpin URI|HASH...   [--json]
+// The cache dir, daemon address and auth come from the same options and environment as
+// the mount (-o cache_dir=...,auth_file=..., KACHERY_DAEMON_HOST/PORT, KACHERY_STORAGE_DIR).
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "block_fetcher.h"
+#include "cache_index.h"
+#include "cache_keeper.h"
+#include "content_cache.h"
+#include "content_fetcher.h"
+#include "daemon_client.h"
+#include "hash_name.h"
+#include "logging.h"
+#include "options.h"
+#include "sha1_hasher.h"
+
+namespace {
+
+using namespace kacheryfs;
+using json = nlohmann::ordered_json;
+
+const char* kUsage =
+    R"(usage: kacheryfs-cache [-o opt,...] [--daemon HOST[:PORT]|URL] [--json] COMMAND [ARGS]
+
+commands:
+  status                 cache size against its limit, objects, pinned, partial, hit rate, daemon
+  ls                     cached objects with size, state and last access
+  gc                     evict least recently used objects down to the limits
+  verify                 re-hash every complete object; move bad ones to CACHE/bad/; exit 1 if any
+  pin URI|HASH...        fetch completely, verify, and never evict (sha1://<hash>[/name][?manifest=<sha1>])
+  unpin URI|HASH...      allow eviction again
+options: -o takes the mount's options (cache_dir=, auth_file=, cache_max=, cache_min_free=,
+timeout=, ...); --json prints JSON for scripts.
+)";
+
+struct Tool {
+  MountOptions options;
+  bool as_json = false;
+  std::unique_ptr<ContentCache> cache;
+  std::unique_ptr<CacheIndex> index;
+  std::unique_ptr<CacheKeeper> keeper;
+};
+
+std::string iso_time(std::int64_t seconds) {
+  std::time_t t = static_cast<std::time_t>(seconds);
+  char text[32];
+  std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return text;
+}
+
+std::string human(std::uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    ++unit;
+  }
+  char text[32];
+  std::snprintf(text, sizeof(text), unit == 0 ? "%.0f %s" : "%.1f %s", value, units[unit]);
+  return text;
+}
+
+DaemonClientConfig client_config(const MountOptions& options) {
+  DaemonClientConfig config;
+  config.address = options.daemon;
+  config.auth_file = options.auth_file;
+  config.timeouts = {options.connect_timeout, options.timeout, options.timeout};
+  config.retries = options.retries;
+  config.channel = options.channel;
+  config.load_timeout = options.load_timeout;
+  return config;
+}
+
+// sha1://<hash>[/name][?manifest=<sha1>] or a bare hash.
+bool parse_target(const std::string& text, std::string* sha1, std::string* manifest) {
+  std::string rest = text;
+  if (rest.starts_with("sha1://")) rest = rest.substr(7);
+  std::string query;
+  if (auto q = rest.find('?'); q != std::string::npos) {
+    query = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+  }
+  if (auto slash = rest.find('/'); slash != std::string::npos) rest = rest.substr(0, slash);
+  if (!is_sha1_name(rest)) return false;
+  *sha1 = rest;
+  manifest->clear();
+  if (query.starts_with("manifest=") && is_sha1_name(query.substr(9, 40)))
+    *manifest = query.substr(9, 40);
+  return true;
+}
+
+int status(Tool& tool) {
+  IndexTotals totals = tool.index->totals();
+  std::uint64_t hits = tool.index->counter("hits");
+  std::uint64_t misses = tool.index->counter("misses");
+  DaemonClientConfig config = client_config(tool.options);
+  config.timeouts.connect = std::chrono::milliseconds(2000);
+  DaemonClient client(config);
+  ProbeInfo info;
+  FetchResult probed = client.probe(&info, NeverCancelled());
+  double hit_rate =
+      hits + misses ? static_cast<double>(hits) / static_cast<double>(hits + misses) : 0.0;
+  if (tool.as_json) {
+    json out = {{"cache_dir", tool.options.cache_dir},
+                {"bytes", totals.bytes},
+                {"max_bytes", tool.keeper->max_bytes()},
+                {"min_free_bytes", tool.keeper->min_free_bytes()},
+                {"objects", totals.objects},
+                {"pinned", totals.pinned},
+                {"partial", totals.partial},
+                {"hits", hits},
+                {"misses", misses},
+                {"hit_rate", hit_rate},
+                {"daemon", tool.options.daemon.to_string()},
+                {"daemon_reachable", probed.ok()}};
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::cout << "cache dir:  " << tool.options.cache_dir << "\n"
+              << "size:       " << human(totals.bytes) << " of " << human(tool.keeper->max_bytes())
+              << " (" << totals.bytes << " bytes)\n"
+              << "objects:    " << totals.objects << " (" << totals.pinned << " pinned, "
+              << totals.partial << " partial)\n"
+              << "hit rate:   " << static_cast<int>(hit_rate * 100 + 0.5) << "% (" << hits
+              << " hits, " << misses << " misses)\n"
+              << "daemon:     " << tool.options.daemon.to_string() << " "
+              << (probed.ok() ? "reachable" : "unreachable (" + probed.detail + ")") << "\n";
+  }
+  return 0;
+}
+
+int list(Tool& tool) {
+  auto entries = tool.index->entries();
+  if (tool.as_json) {
+    json out = json::array();
+    for (const auto& e : entries) {
+      out.push_back({{"sha1", e.sha1},
+                     {"size", e.size},
+                     {"bytes", e.bytes},
+                     {"state", e.complete ? "complete" : "partial"},
+                     {"pinned", e.pinned},
+                     {"last_access", iso_time(e.last_access)}});
+    }
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  for (const auto& e : entries) {
+    std::cout << e.sha1 << "  " << e.size << "  " << (e.complete ? "complete" : "partial ")
+              << (e.pinned ? " pinned" : "       ") << "  " << iso_time(e.last_access)
+              << (e.complete ? "" : "  " + std::to_string(e.bytes) + " bytes held") << "\n";
+  }
+  return 0;
+}
+
+int gc(Tool& tool) {
+  std::uint64_t freed = tool.keeper->make_room(0);
+  IndexTotals totals = tool.index->totals();
+  if (tool.as_json) {
+    std::cout << json({{"freed_bytes", freed},
+                       {"bytes", totals.bytes},
+                       {"max_bytes", tool.keeper->max_bytes()}})
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << "freed " << human(freed) << "; the cache holds " << human(totals.bytes) << " of "
+              << human(tool.keeper->max_bytes()) << "\n";
+  }
+  return 0;
+}
+
+int verify(Tool& tool) {
+  std::filesystem::path bad_dir = tool.cache->root() / "bad";
+  std::vector<std::string> bad;
+  std::size_t checked = 0;
+  for (const std::string& sha1 : tool.cache->list_all()) {
+    int fd = tool.cache->open_complete(sha1);
+    if (fd < 0) continue;
+    Sha1Hasher hasher;
+    std::vector<char> buffer(1 << 20);
+    ssize_t n;
+    while ((n = read(fd, buffer.data(), buffer.size())) > 0)
+      hasher.update(buffer.data(), static_cast<std::size_t>(n));
+    close(fd);
+    ++checked;
+    if (n == 0 && hasher.final_hex() == sha1) continue;
+    bad.push_back(sha1);
+    std::filesystem::create_directories(bad_dir);
+    std::error_code ec;
+    std::filesystem::rename(tool.cache->complete_path(sha1), bad_dir / sha1, ec);
+    tool.keeper->forget(sha1);
+  }
+  if (tool.as_json) {
+    std::cout << json({{"checked", checked}, {"bad", bad}, {"moved_to", bad_dir.string()}}).dump(2)
+              << "\n";
+  } else {
+    for (const auto& sha1 : bad)
+      std::cout << "BAD " << sha1 << " (moved to " << (bad_dir / sha1).string() << ")\n";
+    std::cout << checked << " objects checked, " << bad.size() << " bad\n";
+  }
+  return bad.empty() ? 0 : 1;
+}
+
+int pin(Tool& tool, const std::vector<std::string>& targets, bool pinned) {
+  DaemonClient client(client_config(tool.options));
+  FetcherConfig fetcher_config;
+  fetcher_config.range_size = tool.options.range_size;
+  ContentFetcher fetcher(client, *tool.cache, fetcher_config);
+  fetcher.set_keeper(tool.keeper.get());
+  BlockFetcher blocks(client, *tool.cache, fetcher,
+                      {64 << 10, tool.options.block_size, tool.options.max_conns});
+  blocks.set_keeper(tool.keeper.get());
+  bool tty = isatty(STDOUT_FILENO) && !tool.as_json;
+  json results = json::array();
+  int failures = 0;
+  for (const std::string& target : targets) {
+    std::string sha1, manifest;
+    if (!parse_target(target, &sha1, &manifest)) {
+      std::cerr << "kacheryfs-cache: '" << target << "' is not a sha1 or sha1:// URI\n";
+      ++failures;
+      continue;
+    }
+    if (!pinned) {
+      bool known = tool.index->set_pinned(sha1, false);
+      if (!known) std::cerr << "kacheryfs-cache: " << sha1 << " is not in the cache\n";
+      failures += known ? 0 : 1;
+      results.push_back({{"sha1", sha1}, {"pinned", false}, {"ok", known}});
+      if (known && !tool.as_json) std::cout << "unpinned " << sha1 << "\n";
+      continue;
+    }
+    NeverCancelled never;
+    SizeAnswer size = fetcher.blob_size(sha1, never);
+    int error = size.error;
+    if (error == 0 && size.size <= tool.options.whole_max) {
+      error = fetcher.ensure_cached(sha1, never);
+    } else if (error == 0) {
+      auto file = blocks.partial(sha1, size.size, std::nullopt, &error);
+      if (file) {
+        std::atomic<bool> finished{false};
+        std::thread progress([&] {
+          int last_percent = -1;
+          for (;;) {
+            bool last = finished.load();
+            int percent = static_cast<int>(100.0 * static_cast<double>(file->cached_bytes()) /
+                                           static_cast<double>(size.size));
+            if (tty) {
+              int bars = percent / 4;
+              std::printf("\r%s [%s%s] %3d%% of %s", sha1.substr(0, 12).c_str(),
+                          std::string(bars, '#').c_str(), std::string(25 - bars, '.').c_str(),
+                          percent, human(size.size).c_str());
+              std::fflush(stdout);
+            } else if (!tool.as_json && percent / 10 != last_percent / 10) {
+              std::printf("%s %d%% of %llu bytes\n", sha1.c_str(), percent,
+                          static_cast<unsigned long long>(size.size));
+              std::fflush(stdout);
+            }
+            last_percent = percent;
+            if (last) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+          }
+          if (tty) std::printf("\n");
+        });
+        error = blocks.fetch_all(file, never);
+        finished = true;
+        progress.join();
+      }
+    }
+    bool ok = error == 0 && tool.index->set_pinned(sha1, true);
+    if (!ok) {
+      std::cerr << "kacheryfs-cache: cannot pin " << sha1 << ": "
+                << (error ? std::strerror(-error) : "not indexed") << "\n";
+      ++failures;
+    } else if (!tool.as_json) {
+      std::cout << "pinned " << sha1 << " (" << size.size << " bytes, verified)\n";
+    }
+    results.push_back({{"sha1", sha1}, {"size", size.size}, {"pinned", ok}, {"ok", ok}});
+  }
+  if (tool.as_json) std::cout << results.dump(2) << "\n";
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  Tool tool;
+  std::vector<std::string> option_args = {"kacheryfs"};
+  std::string source;
+  std::vector<std::string> rest;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "-h" || args[i] == "--help") {
+      std::cout << kUsage;
+      return 0;
+    } else if (args[i] == "--json") {
+      tool.as_json = true;
+    } else if ((args[i] == "-o" || args[i] == "--daemon") && i + 1 < args.size()) {
+      if (args[i] == "-o") {
+        option_args.push_back("-o");
+        option_args.push_back(args[++i]);
+      } else {
+        source = args[++i];
+      }
+    } else {
+      rest.push_back(args[i]);
+    }
+  }
+  if (rest.empty()) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  if (!source.empty()) option_args.push_back(source);
+  option_args.push_back("/");  // the mount point the shared option parser expects
+  ParsedCommandLine parsed = parse_command_line(option_args, process_env);
+  if (!parsed.errors.empty()) {
+    for (const auto& error : parsed.errors) std::cerr << "kacheryfs-cache: " << error << "\n";
+    return 2;
+  }
+  tool.options = parsed.options;
+  log_to_stderr("warn");
+  try {
+    tool.cache = std::make_unique<ContentCache>(tool.options.cache_dir);
+  } catch (const std::exception& e) {
+    std::cerr << "kacheryfs-cache: cannot use cache dir '" << tool.options.cache_dir
+              << "': " << e.what() << "\n";
+    return 1;
+  }
+  std::string error;
+  tool.index = CacheIndex::open(tool.options.cache_dir, &error);
+  if (!tool.index) {
+    std::cerr << "kacheryfs-cache: cannot open the cache index: " << error << "\n";
+    return 1;
+  }
+  tool.keeper =
+      std::make_unique<CacheKeeper>(*tool.cache, *tool.index,
+                                    QuotaConfig{tool.options.cache_max, tool.options.cache_min_free,
+                                                tool.options.cache_min_free_fraction});
+  tool.keeper->adopt_unindexed_files();
+  const std::string& command = rest[0];
+  std::vector<std::string> targets(rest.begin() + 1, rest.end());
+  if (command == "status" && targets.empty()) return status(tool);
+  if (command == "ls" && targets.empty()) return list(tool);
+  if (command == "gc" && targets.empty()) return gc(tool);
+  if (command == "verify" && targets.empty()) return verify(tool);
+  if ((command == "pin" || command == "unpin") && !targets.empty())
+    return pin(tool, targets, command == "pin");
+  std::cerr << "kacheryfs-cache: unknown command or wrong arguments: " << command
+            << " (see --help)\n";
+  return 2;
+}

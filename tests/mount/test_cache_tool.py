@@ -1,0 +1,104 @@
+"""kacheryfs-cache: pin (with progress), unpin, status, ls, gc and verify on a cache dir,
+with and without a running mount; pinned and open files survive a full cache."""
+import json
+import os
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from kacheryfs_testlib import KACHERYFS, MountTestCase, put_random_file, sha1_path  # noqa: E402
+
+TOOL = os.environ.get("KACHERYFS_CACHE_BIN", os.path.join(os.path.dirname(KACHERYFS), "kacheryfs-cache"))
+MB = 1_000_000
+
+
+class CacheTool(MountTestCase):
+    def tool(self, *args, options=(), check=True):
+        opts = ",".join(["cache_dir=" + self.cache, "auth_file=" + self.emulator.auth_file] + list(options))
+        r = subprocess.run([TOOL, "--daemon", self.emulator.address, "-o", opts, *args],
+                           capture_output=True, text=True, timeout=300)
+        if check:
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return r
+
+    def tool_json(self, *args, options=()):
+        return json.loads(self.tool("--json", *args, options=options).stdout)
+
+    def test_pin_status_ls_unpin_gc(self):
+        small, small_original = put_random_file(self.storage, 3 * MB, 1, self.originals)
+        large, large_original = put_random_file(self.storage, 30 * MB, 2, self.originals)
+        r = self.tool("pin", "sha1://%s/recording.dat" % small, large, options=["whole_max=10M"])
+        self.assertIn("pinned " + small, r.stdout)
+        self.assertRegex(r.stdout, large + r" \d+% of 30000000 bytes")  # plain progress lines (no terminal)
+        for sha1, original in ((small, small_original), (large, large_original)):
+            self.assertEqual(subprocess.run(["cmp", sha1_path(self.cache, sha1), original]).returncode, 0)
+        status = self.tool_json("status")
+        self.assertEqual((status["objects"], status["pinned"], status["partial"]), (2, 2, 0))
+        self.assertEqual(status["bytes"], 33 * MB)
+        self.assertTrue(status["daemon_reachable"])
+        listing = {e["sha1"]: e for e in self.tool_json("ls")}
+        self.assertEqual(listing[large]["state"], "complete")
+        self.assertTrue(listing[large]["pinned"])
+        # a full cache keeps pinned files; unpinned, gc evicts them
+        self.assertEqual(self.tool_json("gc", options=["cache_max=1M"])["bytes"], 33 * MB)
+        self.tool("unpin", large)
+        gc = self.tool_json("gc", options=["cache_max=10M"])
+        self.assertEqual(gc["freed_bytes"], 30 * MB)
+        self.assertFalse(os.path.exists(sha1_path(self.cache, large)))
+        self.assertTrue(os.path.exists(sha1_path(self.cache, small)))
+        r = self.tool("unpin", "0" * 40, check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not in the cache", r.stderr)
+        r = self.tool("pin", "not-a-hash", check=False)
+        self.assertEqual(r.returncode, 1)
+
+    def test_pinned_and_open_files_survive_filling_the_cache(self):
+        pinned, pinned_original = put_random_file(self.storage, 20 * MB, 3, self.originals)
+        self.tool("pin", pinned)
+        others = [put_random_file(self.storage, 20 * MB, 10 + i, self.originals) for i in range(4)]
+        self.mount("cache_max=45M")
+        for sha1, original in others:
+            self.assertSameBytes(self.content(sha1), original)
+        self.assertTrue(os.path.exists(sha1_path(self.cache, pinned)), "a pinned file was evicted")
+        self.assertSameBytes(self.content(pinned), pinned_original)
+        status = self.tool_json("status")  # the tool works while the mount runs
+        self.assertEqual(status["pinned"], 1)
+        self.assertLessEqual(status["bytes"], 45 * (1 << 20))
+        self.assertGreater(status["hit_rate"], 0)
+
+    def test_pin_while_mounted_then_read_without_requests(self):
+        sha1, original = put_random_file(self.storage, 2 * MB, 4, self.originals)
+        self.mount()
+        self.tool("pin", sha1)
+        before = len(self.emulator.downloads(sha1))
+        self.assertSameBytes(self.content(sha1), original)
+        self.assertEqual(len(self.emulator.downloads(sha1)), before)
+
+    def test_verify_moves_bad_objects_aside(self):
+        good, _ = put_random_file(self.storage, 1 * MB, 5, self.originals)
+        bad, _ = put_random_file(self.storage, 1 * MB, 6, self.originals)
+        self.tool("pin", good, bad)
+        with open(sha1_path(self.cache, bad), "r+b") as f:  # bit rot on disk
+            f.seek(1000)
+            f.write(b"X")
+        r = self.tool("--json", "verify", check=False)
+        self.assertEqual(r.returncode, 1)
+        report = json.loads(r.stdout)
+        self.assertEqual(report["bad"], [bad])
+        self.assertEqual(report["checked"], 2)
+        self.assertTrue(os.path.exists(os.path.join(self.cache, "bad", bad)))
+        self.assertNotIn(bad, [e["sha1"] for e in self.tool_json("ls")])
+        self.assertEqual(self.tool("verify").returncode, 0)
+
+    def test_status_with_the_daemon_down(self):
+        self.emulator.stop()
+        status = self.tool_json("status")
+        self.assertFalse(status["daemon_reachable"])
+        r = self.tool("pin", "1" * 40, check=False, options=["connect_timeout=1"])
+        self.assertEqual(r.returncode, 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
