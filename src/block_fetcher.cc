@@ -156,6 +156,7 @@ int BlockFetcher::fetch_run(PartialFile& file, std::uint64_t first, std::uint64_
   if (result.status == FetchStatus::kLocalError && write_error != 0) {
     result.detail = std::string("writing the block cache: ") + std::strerror(write_error);
   }
+  errors_.count_bytes_fetched(position - start);
   if (!result.ok()) return errors_.to_errno(result, file.sha1(), "block fetch of");
   if (keeper_) keeper_->partial(file.sha1(), file.size(), file.cached_bytes());
   return 0;

@@ -51,6 +51,8 @@ class ContentFetcher {
   // Counts an EIO reported elsewhere (e.g. by the block fetcher); returns its number.
   std::uint64_t count_io_error() { return io_errors_.fetch_add(1) + 1; }
 
+  void count_bytes_fetched(std::uint64_t bytes) { bytes_fetched_ += bytes; }
+
   std::uint64_t io_errors() const { return io_errors_.load(); }
   std::uint64_t bytes_fetched() const { return bytes_fetched_.load(); }
   std::uint64_t downloads_completed() const { return downloads_.load(); }

@@ -281,6 +281,10 @@ int Filesystem::list_xattrs(std::uint64_t ino, std::vector<std::string>& names) 
   std::optional<Node> node = tree_.node(ino);
   if (!node) return -ENOENT;
   names.clear();
+  if (node->kind == NodeKind::kRoot) {
+    names = {"user.kachery.online", "user.kachery.hitrate", "user.kachery.bytes_fetched",
+             "user.kachery.cache_bytes", "user.kachery.nioerr"};
+  }
   if (node->kind == NodeKind::kContent) {
     names = {"user.kachery.sha1", "user.kachery.cached_bytes", "user.kachery.verified"};
   }
@@ -291,6 +295,7 @@ int Filesystem::get_xattr(std::uint64_t ino, std::string_view name, std::string&
                           const CancelToken& cancel) {
   std::optional<Node> node = tree_.node(ino);
   if (!node) return -ENOENT;
+  if (node->kind == NodeKind::kRoot) return root_xattr(name, value);
   if (node->kind != NodeKind::kContent) return -ENODATA;
   const std::string& sha1 = node->key;
   if (name == "user.kachery.sha1") {
@@ -306,6 +311,29 @@ int Filesystem::get_xattr(std::uint64_t ino, std::string_view name, std::string&
   SizeAnswer size = fetcher_.blob_size(sha1, cancel);
   if (size.error != 0) return size.error;
   value = std::to_string(complete ? size.size : blocks_.partial_bytes(sha1, size.size));
+  return 0;
+}
+
+int Filesystem::root_xattr(std::string_view name, std::string& value) {
+  if (name == "user.kachery.online") {
+    value = daemon_state_ == nullptr || daemon_state_->online() ? "1" : "0";
+  } else if (name == "user.kachery.hitrate") {
+    std::uint64_t hits = keeper_ ? keeper_->index().counter("hits") : 0;
+    std::uint64_t misses = keeper_ ? keeper_->index().counter("misses") : 0;
+    char text[32];
+    std::snprintf(
+        text, sizeof(text), "%.3f",
+        hits + misses ? static_cast<double>(hits) / static_cast<double>(hits + misses) : 0.0);
+    value = text;
+  } else if (name == "user.kachery.bytes_fetched") {
+    value = std::to_string(fetcher_.bytes_fetched());
+  } else if (name == "user.kachery.cache_bytes") {
+    value = std::to_string(keeper_ ? keeper_->cached_bytes() : 0);
+  } else if (name == "user.kachery.nioerr") {
+    value = std::to_string(fetcher_.io_errors());
+  } else {
+    return -ENODATA;
+  }
   return 0;
 }
 

@@ -19,6 +19,7 @@
 #include "cancel_token.h"
 #include "content_cache.h"
 #include "content_fetcher.h"
+#include "daemon_state.h"
 #include "tree.h"
 
 namespace kacheryfs {
@@ -72,7 +73,9 @@ class Filesystem {
                    const CancelToken& cancel);
 
   // Extended attributes of content files: user.kachery.sha1, user.kachery.cached_bytes,
-  // user.kachery.verified (yes / partial / no).
+  // user.kachery.verified (yes / partial / no); of the root: user.kachery.online (1/0),
+  // user.kachery.hitrate, user.kachery.bytes_fetched, user.kachery.cache_bytes,
+  // user.kachery.nioerr.
   int get_xattr(std::uint64_t ino, std::string_view name, std::string& value,
                 const CancelToken& cancel);
   int list_xattrs(std::uint64_t ino, std::vector<std::string>& names);
@@ -81,6 +84,8 @@ class Filesystem {
   void release(OpenedFile& file);
   // Accounting: objects in use (open) may not be evicted; hits and misses are counted.
   void set_keeper(CacheKeeper* keeper);
+  // The daemon's reachability, shown on the root as user.kachery.online.
+  void set_daemon_state(const DaemonState* state) { daemon_state_ = state; }
   bool in_use(const std::string& sha1);
 
   // Called with the inode of a file whose cached pages must be dropped (fuse/ sets it).
@@ -94,6 +99,7 @@ class Filesystem {
                     const CancelToken& cancel);
   int node_id(std::string& out, const CancelToken& cancel);
   int open_content(const std::string& sha1, OpenedFile& out, const CancelToken& cancel);
+  int root_xattr(std::string_view name, std::string& value);
   int open_content_counted(const std::string& sha1, OpenedFile& out, const CancelToken& cancel);
   std::optional<Manifest> manifest_for(const std::string& sha1, std::uint64_t size,
                                        const CancelToken& cancel);
@@ -107,6 +113,7 @@ class Filesystem {
   std::mutex node_id_mutex_;
   std::optional<std::string> node_id_;
   CacheKeeper* keeper_ = nullptr;
+  const DaemonState* daemon_state_ = nullptr;
   std::mutex open_mutex_;
   std::unordered_map<std::string, int> open_counts_;
   std::mutex manifests_mutex_;

@@ -5,9 +5,12 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <iostream>
 #include <system_error>
+#include <thread>
 
 #include "block_fetcher.h"
 #include "cache_index.h"
@@ -15,6 +18,7 @@
 #include "content_cache.h"
 #include "content_fetcher.h"
 #include "daemon_client.h"
+#include "daemon_state.h"
 #include "filesystem.h"
 #include "fuse_session_runner.h"
 #include "logging.h"
@@ -125,17 +129,22 @@ int main(int argc, char** argv) {
   }
 
   DaemonClient client(client_config(options));
+  DaemonState daemon_state(options.daemon.to_string());
+  if (node_id.empty())
+    daemon_state.note({FetchStatus::kUnreachable, "no answer to /probe at mount time"});
+  ObservedSource observed(client, daemon_state);
   FetcherConfig fetcher_config;
   fetcher_config.range_size = options.range_size;
   fetcher_config.negative_ttl = options.negative_timeout;
   fetcher_config.load_missing = !options.channel.empty();
-  ContentFetcher fetcher(client, *cache, fetcher_config);
-  BlockFetcher blocks(client, *cache, fetcher, {64 << 10, options.block_size, options.max_conns});
+  ContentFetcher fetcher(observed, *cache, fetcher_config);
+  BlockFetcher blocks(observed, *cache, fetcher, {64 << 10, options.block_size, options.max_conns});
   StreamingConfig streaming{options.whole_max, options.max_readahead, options.verify_strict};
   Filesystem filesystem(tree, *cache, fetcher, blocks, streaming,
-                        [&client](std::string* id, const CancelToken& cancel) {
+                        [&client, &daemon_state](std::string* id, const CancelToken& cancel) {
                           ProbeInfo info;
                           FetchResult result = client.probe(&info, cancel);
+                          daemon_state.note(result);
                           if (result.ok()) *id = info.node_id;
                           return result;
                         });
@@ -143,6 +152,7 @@ int main(int argc, char** argv) {
   fetcher.set_keeper(&keeper);
   blocks.set_keeper(&keeper);
   filesystem.set_keeper(&keeper);
+  filesystem.set_daemon_state(&daemon_state);
 
   FuseContext context;
   context.filesystem = &filesystem;
@@ -151,10 +161,26 @@ int main(int argc, char** argv) {
   FuseMountConfig mount{options.mountpoint, options.fuse_options, options.foreground, options.debug,
                         options.single_threaded};
   std::string level = options.debug ? "debug" : options.log_level;
-  return run_fuse_session(mount, context, [&level, &cache](bool daemonized) {
+  // While the daemon is offline, probe it every few seconds, so that the mount notices it
+  // is back (and says so once) without waiting for a reader.
+  std::atomic<bool> stopping{false};
+  std::thread prober;
+  int result = run_fuse_session(mount, context, [&](bool daemonized) {
     if (daemonized) {
       log_to_syslog(level);
       cache->record_mount_pid();
     }
+    prober = std::thread([&] {
+      while (!stopping) {
+        for (int i = 0; i < 40 && !stopping; ++i)
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        if (stopping || daemon_state.online()) continue;
+        ProbeInfo info;
+        daemon_state.note(client.probe(&info, NeverCancelled()));
+      }
+    });
   });
+  stopping = true;
+  if (prober.joinable()) prober.join();
+  return result;
 }

@@ -1,0 +1,110 @@
+"""Offline work and crash safety: with the daemon gone, cached files read and ls works,
+uncached reads fail with EIO within the timeout, the state change is logged once, the
+root's xattrs tell it; the mount notices the daemon's return without a remount. kill -9
+during downloads leaves nothing that a new mount or `kacheryfs-cache verify` rejects, and
+the cache is a valid KACHERY_OFFLINE_STORAGE_DIR."""
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from kacheryfs_testlib import KACHERYFS, MountTestCase, is_mounted, put_random_file, sha1_path, tool_sha1  # noqa: E402
+
+TOOL = os.environ.get("KACHERYFS_CACHE_BIN", os.path.join(os.path.dirname(KACHERYFS), "kacheryfs-cache"))
+HANG_GUARD = 60
+
+
+def root_xattr(mnt, name):
+    return os.getxattr(mnt, "user.kachery." + name).decode()
+
+
+class Offline(MountTestCase):
+    def wait_for(self, predicate, what, timeout=HANG_GUARD):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            self.assertLess(time.monotonic(), deadline, "timed out waiting for " + what)
+            time.sleep(0.1)
+
+    def test_daemon_killed_and_restarted_during_a_run(self):
+        cached, cached_original = put_random_file(self.storage, 2_000_000, 1, self.originals)
+        later, later_original = put_random_file(self.storage, 2_000_000, 2, self.originals)
+        m = self.mount("timeout=2", "connect_timeout=2")
+        self.assertSameBytes(self.content(cached), cached_original)
+        self.assertEqual(root_xattr(self.mnt, "online"), "1")
+        self.assertEqual(root_xattr(self.mnt, "cache_bytes"), "2000000")
+        self.assertGreaterEqual(int(root_xattr(self.mnt, "bytes_fetched")), 2_000_000)
+
+        self.emulator.stop()
+        for _ in range(3):  # several failing reads: one log line
+            started = time.monotonic()
+            with self.assertRaises(OSError) as ctx:
+                with open(self.content(later), "rb") as f:
+                    f.read()
+            self.assertEqual(ctx.exception.errno, errno.EIO)
+            self.assertLess(time.monotonic() - started, 2 + 2 + 5, "EIO took longer than the timeouts")
+        self.assertEqual(root_xattr(self.mnt, "online"), "0")
+        self.assertEqual(len([l for l in m.output().splitlines() if "is offline" in l]), 1, m.output())
+        self.assertGreaterEqual(int(root_xattr(self.mnt, "nioerr")), 3)
+        self.assertSameBytes(self.content(cached), cached_original)  # cached files still read
+        self.assertIn(cached, os.listdir(os.path.join(self.mnt, "sha1")))  # and ls works
+        hitrate = float(root_xattr(self.mnt, "hitrate"))
+        self.assertTrue(0 < hitrate < 1, hitrate)
+
+        self.emulator.start()  # same port
+        self.wait_for(lambda: root_xattr(self.mnt, "online") == "1", "the mount to notice the daemon is back")
+        self.assertEqual(len([l for l in m.output().splitlines() if "back online" in l]), 1, m.output())
+        self.assertSameBytes(self.content(later), later_original)  # no remount needed
+
+    def test_kill_9_mid_download_then_remount_and_verify(self):
+        small, small_original = put_random_file(self.storage, 40_000_000, 3, self.originals)
+        large, large_original = put_random_file(self.storage, 120_000_000, 4, self.originals)
+        # slow transfers, so that kill -9 lands in the middle of both downloads
+        self.emulator.restart("--first-byte-delay-ms", "300")
+        m = self.mount("max_readahead=8M")
+        readers = []
+        for sha1, started in ((large, lambda: os.path.exists(os.path.join(self.cache, "partial", large + ".blocks"))),
+                              (small, lambda: os.listdir(os.path.join(self.cache, "tmp")))):
+            readers.append(subprocess.Popen(["cat", self.content(sha1)], stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL))
+            self.wait_for(started, "the download of %s to start" % sha1)
+        m.proc.send_signal(signal.SIGKILL)
+        m.proc.wait()
+        subprocess.run(["fusermount3", "-uz", self.mnt])
+        for r in readers:
+            r.kill()
+            r.wait()
+        self.mounts.remove(m)
+        m.log.close()
+        self.assertTrue(os.listdir(os.path.join(self.cache, "tmp")), "a temp file was left by the kill")
+        self.assertFalse(os.path.exists(sha1_path(self.cache, small)))
+
+        self.emulator.restart()
+        self.mount()
+        self.assertEqual(os.listdir(os.path.join(self.cache, "tmp")), [], "leftover temp files were not cleaned")
+        self.assertSameBytes(self.content(small), small_original)
+        self.assertSameBytes(self.content(large), large_original)
+        self.wait_for(lambda: os.path.exists(sha1_path(self.cache, large)), "the large file to complete")
+        r = subprocess.run([TOOL, "-o", "cache_dir=" + self.cache, "verify"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("0 bad", r.stdout)
+
+    def test_the_cache_is_a_kachery_offline_storage_dir(self):
+        sha1, original = put_random_file(self.storage, 3_000_000, 5, self.originals)
+        self.mount()
+        self.assertSameBytes(self.content(sha1), original)
+        # Where the stock kachery client looks with KACHERY_OFFLINE_STORAGE_DIR=<cache dir>:
+        # $KACHERY_OFFLINE_STORAGE_DIR/sha1/<h[0:2]>/<h[2:4]>/<h[4:6]>/<h>, the full content.
+        env = dict(os.environ, KACHERY_OFFLINE_STORAGE_DIR=self.cache)
+        path = subprocess.run(["sh", "-c", 'h=%s; echo "$KACHERY_OFFLINE_STORAGE_DIR/sha1/$(echo $h | cut -c1-2)/'
+                               '$(echo $h | cut -c3-4)/$(echo $h | cut -c5-6)/$h"' % sha1],
+                              env=env, capture_output=True, text=True, check=True).stdout.strip()
+        self.assertEqual(tool_sha1(path), sha1)
+        self.assertEqual(os.path.getsize(path), 3_000_000)
+
+
+if __name__ == "__main__":
+    unittest.main()
