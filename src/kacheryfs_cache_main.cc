@@ -201,13 +201,36 @@ int verify(Tool& tool) {
     std::filesystem::rename(tool.cache->complete_path(sha1), bad_dir / sha1, ec);
     tool.keeper->forget(sha1);
   }
+  // The index must describe the disk: drop entries whose files are gone, add complete
+  // files it does not know (e.g. after a crash between a rename and its index update).
+  std::size_t repaired = 0;
+  for (const IndexEntry& entry : tool.index->entries()) {
+    bool present = entry.complete ? tool.cache->complete_size(entry.sha1).has_value()
+                                  : tool.cache->partial_size(entry.sha1).has_value();
+    if (!present) {
+      tool.index->remove(entry.sha1);
+      ++repaired;
+    }
+  }
+  for (const std::string& sha1 : tool.cache->list_all()) {
+    auto entry = tool.index->get(sha1);
+    if (!entry || !entry->complete) {
+      tool.keeper->complete(sha1, *tool.cache->complete_size(sha1));
+      ++repaired;
+    }
+  }
   if (tool.as_json) {
-    std::cout << json({{"checked", checked}, {"bad", bad}, {"moved_to", bad_dir.string()}}).dump(2)
+    std::cout << json({{"checked", checked},
+                       {"bad", bad},
+                       {"moved_to", bad_dir.string()},
+                       {"index_entries_repaired", repaired}})
+                     .dump(2)
               << "\n";
   } else {
     for (const auto& sha1 : bad)
       std::cout << "BAD " << sha1 << " (moved to " << (bad_dir / sha1).string() << ")\n";
-    std::cout << checked << " objects checked, " << bad.size() << " bad\n";
+    std::cout << checked << " objects checked, " << bad.size() << " bad, " << repaired
+              << " index entries repaired\n";
   }
   return bad.empty() ? 0 : 1;
 }

@@ -91,6 +91,11 @@ class CacheTool(MountTestCase):
         self.assertTrue(os.path.exists(os.path.join(self.cache, "bad", bad)))
         self.assertNotIn(bad, [e["sha1"] for e in self.tool_json("ls")])
         self.assertEqual(self.tool("verify").returncode, 0)
+        # the index is repaired when a file disappeared behind its back
+        os.unlink(sha1_path(self.cache, good))
+        report = self.tool_json("verify")
+        self.assertEqual(report["index_entries_repaired"], 1)
+        self.assertEqual(self.tool_json("ls"), [])
 
     def test_status_with_the_daemon_down(self):
         self.emulator.stop()

@@ -107,6 +107,26 @@ TEST(CommandLine, AllErrorsAreReportedTogether) {
   for (const auto& e : p.errors) EXPECT_EQ(e.find('\n'), std::string::npos) << e;
 }
 
+TEST(CommandLine, CacheAndStreamingOptions) {
+  auto p = parse(
+      {"-o",
+       "cache_max=20G,cache_min_free=15%,whole_max=128M,block_size=1M,max_conns=8,verify=strict",
+       "h", "/m"});
+  ASSERT_TRUE(p.errors.empty()) << p.errors[0];
+  EXPECT_EQ(p.options.cache_max, std::uint64_t{20} << 30);
+  EXPECT_DOUBLE_EQ(p.options.cache_min_free_fraction, 0.15);
+  EXPECT_EQ(p.options.whole_max, 128u << 20);
+  EXPECT_EQ(p.options.block_size, 1u << 20);
+  EXPECT_EQ(p.options.max_conns, 8u);
+  EXPECT_TRUE(p.options.verify_strict);
+  EXPECT_EQ(parse({"-o", "cache_min_free=5G", "h", "/m"}).options.cache_min_free,
+            std::uint64_t{5} << 30);
+  auto bad =
+      parse({"-o", "cache_max=1K,cache_min_free=95%,max_conns=0,verify=sometimes,block_size=1K",
+             "h", "/m"});
+  EXPECT_EQ(bad.errors.size(), 5u);
+}
+
 TEST(CommandLine, MissingMountpoint) {
   auto p = parse({});
   ASSERT_EQ(p.errors.size(), 1u);
