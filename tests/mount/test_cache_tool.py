@@ -54,6 +54,18 @@ class CacheTool(MountTestCase):
         r = self.tool("pin", "not-a-hash", check=False)
         self.assertEqual(r.returncode, 1)
 
+    def test_pin_shows_a_progress_bar_on_a_terminal(self):
+        large, _ = put_random_file(self.storage, 30 * MB, 7, self.originals)
+        self.emulator.restart("--first-byte-delay-ms", "100")  # long enough to draw the bar
+        command = " ".join([TOOL, "--daemon", self.emulator.address, "-o",
+                            "cache_dir=%s,auth_file=%s,whole_max=10M" % (self.cache, self.emulator.auth_file),
+                            "pin", large])
+        r = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertIn(b"\r" + large[:12].encode() + b" [", r.stdout)  # redrawn in place
+        self.assertIn(b"] 100% of 28.6 MiB", r.stdout)
+        self.assertIn(b"pinned " + large.encode(), r.stdout)
+
     def test_pinned_and_open_files_survive_filling_the_cache(self):
         pinned, pinned_original = put_random_file(self.storage, 20 * MB, 3, self.originals)
         self.tool("pin", pinned)
