@@ -63,8 +63,13 @@ class Offline(MountTestCase):
         small, small_original = put_random_file(self.storage, 40_000_000, 3, self.originals)
         large, large_original = put_random_file(self.storage, 120_000_000, 4, self.originals)
         # slow transfers, so that kill -9 lands in the middle of both downloads
-        self.emulator.restart("--first-byte-delay-ms", "300")
-        m = self.mount("max_readahead=8M")
+        earlier = [put_random_file(self.storage, 20_000_000, 10 + i, self.originals) for i in range(3)]
+        # a cache that must evict the earlier files while the downloads below run
+        m = self.mount("max_readahead=8M", "cache_max=100M")
+        for sha1, original in earlier:
+            self.assertSameBytes(self.content(sha1), original)
+        self.emulator.stop()
+        self.emulator.start("--first-byte-delay-ms", "300")
         readers = []
         for sha1, started in ((large, lambda: os.path.exists(os.path.join(self.cache, "partial", large + ".blocks"))),
                               (small, lambda: os.listdir(os.path.join(self.cache, "tmp")))):
@@ -91,6 +96,7 @@ class Offline(MountTestCase):
         r = subprocess.run([TOOL, "-o", "cache_dir=" + self.cache, "verify"], capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("0 bad", r.stdout)
+        self.assertTrue(any(not os.path.exists(sha1_path(self.cache, s)) for s, _ in earlier), "nothing was evicted")
 
     def test_the_cache_is_a_kachery_offline_storage_dir(self):
         sha1, original = put_random_file(self.storage, 3_000_000, 5, self.originals)
