@@ -37,7 +37,7 @@ for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
 port=$(cat "$work/port")
 echo "== kachery daemon emulator on 127.0.0.1:$port (pid $emulator_pid), storage $storage"
 
-build/kacheryfs -f "127.0.0.1:$port" "$mnt" -o "cache_dir=$cache,auth_file=$storage/client-auth" 2> "$work/kacheryfs.log" &
+build/kacheryfs -f "http://127.0.0.1:$port" "$mnt" -o "cache_dir=$cache,auth_file=$storage/client-auth" 2> "$work/kacheryfs.log" &
 fs_pid=$!
 for _ in $(seq 200); do grep -qs " $mnt " /proc/mounts && break; sleep 0.05; done
 echo "== mounted on $mnt (pid $fs_pid)"

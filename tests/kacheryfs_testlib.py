@@ -92,7 +92,13 @@ class Emulator:
                 with open(port_file) as f:
                     text = f.read().strip()
                 if text:
-                    self.port = int(text)
+                    port = int(text)
+                    if self.port == 0 and port % 1000 == 443:
+                        # HOST:PORT with a port ending in 443 means HTTPS (the kachery
+                        # convention): the tests want plain HTTP, so pick another port.
+                        self.stop()
+                        return self.start()
+                    self.port = port
                     return
             if self.proc.poll() is not None:
                 raise RuntimeError("emulator exited: %s" % self.proc.stderr.read().decode())
@@ -138,12 +144,15 @@ class Emulator:
 
 
 def free_port():
+    """A free loopback port whose number does not end in 443 (which would mean HTTPS)."""
     import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port % 1000 != 443:
+            return port
 
 
 class Mount:
