@@ -62,6 +62,17 @@ FetchResult classify_failure(const HttpOutcome& outcome) {
           "unexpected HTTP " + std::to_string(outcome.status) + " " + one_line(outcome.error_body)};
 }
 
+DaemonClientConfig client_config_from(const MountOptions& options) {
+  DaemonClientConfig config;
+  config.address = options.daemon;
+  config.auth_file = options.auth_file;
+  config.timeouts = {options.connect_timeout, options.timeout, options.timeout};
+  config.retries = options.retries;
+  config.channel = options.channel;
+  config.load_timeout = options.load_timeout;
+  return config;
+}
+
 DaemonClient::DaemonClient(DaemonClientConfig config)
     : config_(std::move(config)), auth_(config_.auth_file) {}
 

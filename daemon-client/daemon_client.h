@@ -17,6 +17,7 @@
 #include "blob_source.h"
 #include "daemon_address.h"
 #include "http_connection.h"
+#include "options.h"
 
 namespace kacheryfs {
 
@@ -71,6 +72,9 @@ class DaemonClient final : public BlobSource {
   std::mutex pool_mutex_;
   std::vector<std::unique_ptr<HttpConnection>> idle_;
 };
+
+// The client configuration that the mount's options describe (kacheryfs and kacheryfs-cache).
+DaemonClientConfig client_config_from(const MountOptions& options);
 
 // Maps an HTTP exchange that did not succeed to a FetchResult (shared by the routes).
 FetchResult classify_failure(const HttpOutcome& outcome);

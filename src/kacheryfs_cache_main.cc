@@ -73,17 +73,6 @@ std::string human(std::uint64_t bytes) {
   return text;
 }
 
-DaemonClientConfig client_config(const MountOptions& options) {
-  DaemonClientConfig config;
-  config.address = options.daemon;
-  config.auth_file = options.auth_file;
-  config.timeouts = {options.connect_timeout, options.timeout, options.timeout};
-  config.retries = options.retries;
-  config.channel = options.channel;
-  config.load_timeout = options.load_timeout;
-  return config;
-}
-
 // sha1://<hash>[/name][?manifest=<sha1>] or a bare hash.
 bool parse_target(const std::string& text, std::string* sha1, std::string* manifest) {
   std::string rest = text;
@@ -106,7 +95,7 @@ int status(Tool& tool) {
   IndexTotals totals = tool.index->totals();
   std::uint64_t hits = tool.index->counter("hits");
   std::uint64_t misses = tool.index->counter("misses");
-  DaemonClientConfig config = client_config(tool.options);
+  DaemonClientConfig config = client_config_from(tool.options);
   config.timeouts.connect = std::chrono::milliseconds(2000);
   DaemonClient client(config);
   ProbeInfo info;
@@ -236,13 +225,14 @@ int verify(Tool& tool) {
 }
 
 int pin(Tool& tool, const std::vector<std::string>& targets, bool pinned) {
-  DaemonClient client(client_config(tool.options));
+  DaemonClient client(client_config_from(tool.options));
   FetcherConfig fetcher_config;
   fetcher_config.range_size = tool.options.range_size;
   ContentFetcher fetcher(client, *tool.cache, fetcher_config);
   fetcher.set_keeper(tool.keeper.get());
-  BlockFetcher blocks(client, *tool.cache, fetcher,
-                      {64 << 10, tool.options.block_size, tool.options.max_conns});
+  BlockFetcher blocks(
+      client, *tool.cache, fetcher,
+      {BlockFetcherConfig{}.page_size, tool.options.block_size, tool.options.max_conns});
   blocks.set_keeper(tool.keeper.get());
   bool tty = isatty(STDOUT_FILENO) && !tool.as_json;
   json results = json::array();

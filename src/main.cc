@@ -29,17 +29,6 @@ namespace {
 
 using namespace kacheryfs;
 
-DaemonClientConfig client_config(const MountOptions& options) {
-  DaemonClientConfig config;
-  config.address = options.daemon;
-  config.auth_file = options.auth_file;
-  config.timeouts = {options.connect_timeout, options.timeout, options.timeout};
-  config.retries = options.retries;
-  config.channel = options.channel;
-  config.load_timeout = options.load_timeout;
-  return config;
-}
-
 bool check_mountpoint(const std::string& path) {
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) {
@@ -115,7 +104,7 @@ int main(int argc, char** argv) {
   // own client (no connection may survive the fork of daemonizing) says so up front.
   std::string node_id;
   {
-    DaemonClient probe_client(client_config(options));
+    DaemonClient probe_client(client_config_from(options));
     ProbeInfo info;
     FetchResult probed = probe_client.probe(&info, NeverCancelled());
     if (probed.ok()) {
@@ -128,7 +117,7 @@ int main(int argc, char** argv) {
     }
   }
 
-  DaemonClient client(client_config(options));
+  DaemonClient client(client_config_from(options));
   DaemonState daemon_state(options.daemon.to_string());
   if (node_id.empty())
     daemon_state.note({FetchStatus::kUnreachable, "no answer to /probe at mount time"});
@@ -138,7 +127,8 @@ int main(int argc, char** argv) {
   fetcher_config.negative_ttl = options.negative_timeout;
   fetcher_config.load_missing = !options.channel.empty();
   ContentFetcher fetcher(observed, *cache, fetcher_config);
-  BlockFetcher blocks(observed, *cache, fetcher, {64 << 10, options.block_size, options.max_conns});
+  BlockFetcher blocks(observed, *cache, fetcher,
+                      {BlockFetcherConfig{}.page_size, options.block_size, options.max_conns});
   StreamingConfig streaming{options.whole_max, options.max_readahead, options.verify_strict};
   Filesystem filesystem(tree, *cache, fetcher, blocks, streaming,
                         [&client, &daemon_state](std::string* id, const CancelToken& cancel) {
