@@ -63,7 +63,8 @@ std::shared_ptr<PartialFile> BlockFetcher::partial(const std::string& sha1, std:
       file = PartialFile::open(cache_.partial_dir(), sha1, size, config_.page_size, error);
       if (!file) return nullptr;
       registry_[sha1] = file;
-      if (keeper_) keeper_->partial(sha1, size, file->cached_bytes());
+      file->indexed_bytes = file->cached_bytes();
+      if (keeper_) keeper_->partial(sha1, size, file->indexed_bytes);
     }
   }
   if (manifest && !file->manifest()) file->set_manifest(*manifest);
@@ -131,7 +132,7 @@ int BlockFetcher::fetch_run(PartialFile& file, std::uint64_t first, std::uint64_
             if (errno == EINTR) continue;
             // A full disk: evicting beats failing the read (once per write).
             if (errno == ENOSPC && write_error != ENOSPC && keeper_ &&
-                keeper_->make_room(end - position) > 0) {
+                keeper_->make_room_after_enospc(end - position) > 0) {
               write_error = ENOSPC;
               continue;
             }
@@ -158,7 +159,12 @@ int BlockFetcher::fetch_run(PartialFile& file, std::uint64_t first, std::uint64_
   }
   errors_.count_bytes_fetched(position - start);
   if (!result.ok()) return errors_.to_errno(result, file.sha1(), "block fetch of");
-  if (keeper_) keeper_->partial(file.sha1(), file.size(), file.cached_bytes());
+  // Tell the index about every block's worth of new bytes, not every page.
+  std::uint64_t held = file.cached_bytes();
+  if (keeper_ && held >= file.indexed_bytes + config_.run_size) {
+    file.indexed_bytes = held;
+    keeper_->partial(file.sha1(), file.size(), held);
+  }
   return 0;
 }
 

@@ -26,10 +26,17 @@ CacheKeeper::CacheKeeper(ContentCache& cache, CacheIndex& index, QuotaConfig quo
   cached_bytes_ = index_.totals().bytes;
 }
 
-std::uint64_t CacheKeeper::free_bytes() const {
-  struct statvfs st {};
-  if (statvfs(cache_.root().c_str(), &st) != 0) return ~std::uint64_t{0};
-  return static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
+std::uint64_t CacheKeeper::free_bytes() {
+  std::lock_guard lock(free_mutex_);
+  auto now = std::chrono::steady_clock::now();
+  if (now - free_checked_ >= std::chrono::milliseconds(250)) {
+    struct statvfs st {};
+    free_bytes_ = statvfs(cache_.root().c_str(), &st) == 0
+                      ? static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize
+                      : ~std::uint64_t{0};
+    free_checked_ = now;
+  }
+  return free_bytes_;
 }
 
 void CacheKeeper::complete(const std::string& sha1, std::uint64_t size) {
@@ -74,6 +81,10 @@ std::uint64_t CacheKeeper::make_room(std::uint64_t incoming) {
     if (fits()) break;
     if (in_use_ && in_use_(entry.sha1)) continue;
     freed += evict(entry);
+    {
+      std::lock_guard free_lock(free_mutex_);
+      free_checked_ = {};  // ask the file system again after deleting
+    }
     spdlog::debug("evicted {} ({} bytes, last used {})", entry.sha1, entry.bytes,
                   entry.last_access);
   }
@@ -84,6 +95,22 @@ std::uint64_t CacheKeeper::make_room(std::uint64_t incoming) {
         "the rest is pinned or open",
         cached_bytes_.load(), max_bytes_, free_bytes(), min_free_bytes_);
   }
+  return freed;
+}
+
+std::uint64_t CacheKeeper::make_room_after_enospc(std::uint64_t needed) {
+  std::lock_guard lock(evict_mutex_);
+  std::uint64_t freed = 0;
+  for (const IndexEntry& entry : index_.eviction_candidates()) {
+    if (freed >= needed) break;
+    if (in_use_ && in_use_(entry.sha1)) continue;
+    freed += evict(entry);
+  }
+  {
+    std::lock_guard free_lock(free_mutex_);
+    free_checked_ = {};
+  }
+  spdlog::info("the cache's file system is full: evicted {} bytes to go on", freed);
   return freed;
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -36,6 +37,8 @@ class CacheKeeper {
 
   // Evicts until `incoming` more bytes fit; returns the bytes freed.
   std::uint64_t make_room(std::uint64_t incoming);
+  // After a write failed with ENOSPC: evicts at least `needed` bytes whatever the limits say.
+  std::uint64_t make_room_after_enospc(std::uint64_t needed);
   // Deletes one object's files and forgets it (the tool's verify and gc use it too).
   std::uint64_t evict(const IndexEntry& entry);
   // evict() for an object known by its hash only.
@@ -52,13 +55,16 @@ class CacheKeeper {
   void adopt_unindexed_files();
 
  private:
-  std::uint64_t free_bytes() const;
+  std::uint64_t free_bytes();
   ContentCache& cache_;
   CacheIndex& index_;
   std::uint64_t max_bytes_;
   std::uint64_t min_free_bytes_;
   std::atomic<std::uint64_t> cached_bytes_{0};
   std::mutex evict_mutex_;
+  std::mutex free_mutex_;  // free space is asked of the file system at most every 250 ms
+  std::chrono::steady_clock::time_point free_checked_{};
+  std::uint64_t free_bytes_ = 0;
   std::function<bool(const std::string&)> in_use_;
 };
 

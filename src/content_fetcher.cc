@@ -186,9 +186,12 @@ int ContentFetcher::download(const std::string& sha1, std::uint64_t size,
   int write_error = 0;
   ByteSink sink = [&](const char* data, std::size_t n) {
     hasher.update(data, n);
+    std::uint64_t before = tx->size();
     write_error = tx->append(data, n);
-    if (write_error == -ENOSPC && keeper_ && keeper_->make_room(size) > 0) {
-      write_error = tx->append(data, n);  // evicting beats failing the read
+    if (write_error == -ENOSPC && keeper_ && keeper_->make_room_after_enospc(size - before) > 0) {
+      std::size_t written =
+          static_cast<std::size_t>(tx->size() - before);  // evicting beats failing the read
+      write_error = tx->append(data + written, n - written);
     }
     return write_error == 0;
   };

@@ -53,9 +53,11 @@ std::shared_ptr<PartialFile> PartialFile::open(const fs::path& directory, const 
   } else if (pread(file->map_fd_, file->present_.data(), pages, 0) != static_cast<ssize_t>(pages)) {
     file->present_.assign(pages, 0);
   }
-  for (auto& p : file->present_) {
+  for (std::uint64_t page = 0; page < pages; ++page) {
+    auto& p = file->present_[page];
     p = p == 1 ? 1 : 0;
     file->present_count_ += p;
+    if (p) file->present_bytes_ += file->page_end(page) - file->page_start(page);
   }
   return file;
 }
@@ -72,10 +74,7 @@ bool PartialFile::all_present() const {
 
 std::uint64_t PartialFile::cached_bytes() const {
   std::lock_guard lock(mutex_);
-  std::uint64_t bytes = 0;
-  for (std::uint64_t b = 0; b < present_.size(); ++b)
-    if (present_[b]) bytes += page_end(b) - page_start(b);
-  return bytes;
+  return present_bytes_;
 }
 
 bool PartialFile::claim(std::uint64_t page) {
@@ -95,6 +94,7 @@ void PartialFile::finish(std::uint64_t page, bool fetched) {
       if (pwrite(map_fd_, &one, 1, static_cast<off_t>(page)) == 1) {
         present_[page] = 1;
         ++present_count_;
+        present_bytes_ += page_end(page) - page_start(page);
       }
     }
   }
@@ -184,6 +184,7 @@ void PartialFile::fail() {
     failed_ = true;
     present_.assign(present_.size(), 0);
     present_count_ = 0;
+    present_bytes_ = 0;
     unlink(map_path_.c_str());
     unlink(chunks_path_.c_str());
     unlink(data_path_.c_str());

@@ -78,6 +78,8 @@ class PartialFile {
   Sha1Hasher whole_file_hasher;
   std::mutex hash_mutex;
   std::atomic<bool> verify_scheduled{false};
+  // Bytes held when the cache index was last told (it is told every block, not every page).
+  std::atomic<std::uint64_t> indexed_bytes{0};
 
  private:
   PartialFile(std::string sha1, std::uint64_t size, std::uint64_t page_size);
@@ -97,6 +99,7 @@ class PartialFile {
   std::vector<std::uint8_t> present_;
   std::vector<std::uint8_t> in_flight_;
   std::uint64_t present_count_ = 0;
+  std::uint64_t present_bytes_ = 0;
   std::optional<Manifest> manifest_;
   std::vector<std::uint8_t> chunk_verified_;
   std::atomic<bool> complete_{false};
