@@ -193,6 +193,12 @@ std::uint64_t CacheIndex::counter(const std::string& name) {
   return row.step() ? static_cast<std::uint64_t>(row.integer(0)) : 0;
 }
 
+double CacheIndex::hit_rate() {
+  std::uint64_t hits = counter("hits");
+  std::uint64_t misses = counter("misses");
+  return hits + misses ? static_cast<double>(hits) / static_cast<double>(hits + misses) : 0.0;
+}
+
 void CacheIndex::set_open(const std::string& sha1, bool open) {
   std::lock_guard lock(mutex_);
   Statement(db_, open ? "INSERT OR IGNORE INTO open_objects (sha1) VALUES (?1)"

@@ -55,6 +55,8 @@ class CacheIndex {
   std::vector<IndexEntry> eviction_candidates();
 
   void add_counter(const std::string& name, std::int64_t delta);
+  // hits / (hits + misses) of opens of content, 0 before the first.
+  double hit_rate();
   std::uint64_t counter(const std::string& name);
 
   // Objects the mount has open (so that nobody evicts them); cleared when a mount starts.

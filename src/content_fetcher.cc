@@ -57,12 +57,14 @@ FetchResult ContentFetcher::read_with_load(const std::string& sha1, std::uint64_
 SizeAnswer ContentFetcher::blob_size(std::string_view sha1_view, const CancelToken& cancel) {
   if (sha1_view == kEmptySha1) return {0, 0};
   if (auto size = cache_.complete_size(sha1_view)) return {0, *size};
-  if (auto size = cache_.partial_size(sha1_view))
-    return {0, *size};  // no rediscovery after a remount
   std::string sha1(sha1_view);
   {
     std::lock_guard lock(mutex_);
     if (auto it = sizes_.find(sha1); it != sizes_.end()) return {0, it->second};
+  }
+  if (auto size = cache_.partial_size(sha1)) {  // no rediscovery after a remount
+    remember_size(sha1, *size);
+    return {0, *size};
   }
   if (known_missing(sha1)) return {-ENOENT, 0};
   for (;;) {

@@ -318,12 +318,8 @@ int Filesystem::root_xattr(std::string_view name, std::string& value) {
   if (name == "user.kachery.online") {
     value = daemon_state_ == nullptr || daemon_state_->online() ? "1" : "0";
   } else if (name == "user.kachery.hitrate") {
-    std::uint64_t hits = keeper_ ? keeper_->index().counter("hits") : 0;
-    std::uint64_t misses = keeper_ ? keeper_->index().counter("misses") : 0;
     char text[32];
-    std::snprintf(
-        text, sizeof(text), "%.3f",
-        hits + misses ? static_cast<double>(hits) / static_cast<double>(hits + misses) : 0.0);
+    std::snprintf(text, sizeof(text), "%.3f", keeper_ ? keeper_->index().hit_rate() : 0.0);
     value = text;
   } else if (name == "user.kachery.bytes_fetched") {
     value = std::to_string(fetcher_.bytes_fetched());

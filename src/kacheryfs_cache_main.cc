@@ -100,8 +100,7 @@ int status(Tool& tool) {
   DaemonClient client(config);
   ProbeInfo info;
   FetchResult probed = client.probe(&info, NeverCancelled());
-  double hit_rate =
-      hits + misses ? static_cast<double>(hits) / static_cast<double>(hits + misses) : 0.0;
+  double hit_rate = tool.index->hit_rate();
   if (tool.as_json) {
     json out = {{"cache_dir", tool.options.cache_dir},
                 {"bytes", totals.bytes},

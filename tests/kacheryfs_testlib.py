@@ -220,6 +220,13 @@ class MountTestCase(unittest.TestCase):
     """A temp dir with storage/, cache/ and mnt/, an emulator, and helpers to mount."""
 
     emulator_flags = ()
+    hang_guard = 60  # seconds a wait_for may take before the test fails: a guard, not a timing
+
+    def wait_for(self, predicate, what, timeout=None):
+        deadline = time.monotonic() + (timeout or self.hang_guard)
+        while not predicate():
+            self.assertLess(time.monotonic(), deadline, "timed out waiting for " + what)
+            time.sleep(0.05)
 
     def setUp(self):
         require_fuse()

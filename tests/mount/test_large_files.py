@@ -44,11 +44,7 @@ def overlaps(ranges):
 
 
 class LargeFiles(MountTestCase):
-    def wait_for(self, predicate, what, timeout=HANG_GUARD):
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            self.assertLess(time.monotonic(), deadline, "timed out waiting for " + what)
-            time.sleep(0.05)
+    hang_guard = HANG_GUARD
 
     def cmp_at(self, mounted, original, offset, length=4096):
         r = subprocess.run(["cmp", "-i", "%d:%d" % (offset, offset), "-n", str(length), mounted, original],

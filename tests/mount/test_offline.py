@@ -23,11 +23,7 @@ def root_xattr(mnt, name):
 
 
 class Offline(MountTestCase):
-    def wait_for(self, predicate, what, timeout=HANG_GUARD):
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            self.assertLess(time.monotonic(), deadline, "timed out waiting for " + what)
-            time.sleep(0.1)
+    hang_guard = HANG_GUARD
 
     def test_daemon_killed_and_restarted_during_a_run(self):
         cached, cached_original = put_random_file(self.storage, 2_000_000, 1, self.originals)
