@@ -2,10 +2,12 @@
 # Runs ../shared/kachery-daemon-conformance.py against a fresh emulator, with a short auth
 # rotation period so that the rotation check (2.10) runs too. Every check must pass.
 set -euo pipefail
+# Usage: run_conformance.sh EMULATOR SCRIPT [EMULATOR FLAGS...]  (e.g. --node-like)
 emulator="$1"
 script="$2"
+shift 2
 work=$(mktemp -d /tmp/kfs-conformance-XXXXXX)
-"$emulator" --storage-dir "$work/storage" --port-file "$work/port" --auth-period 2 > "$work/emulator.out" 2>&1 &
+"$emulator" --storage-dir "$work/storage" --port-file "$work/port" --auth-period 2 "$@" > "$work/emulator.out" 2>&1 &
 pid=$!
 cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT

@@ -25,6 +25,12 @@ HTTP API on 127.0.0.1. Writes DIR/client-auth and DIR/kachery-node-id.
                             a file at DIR/sha1/ab/cd/ef/<sha1> is "fetched" into storage
   --load-delay-ms N         how long such a fetch takes (default 1000)
   --request-log FILE        append one line per content request to FILE
+speed (default: as fast as loopback goes; bodies always come in 65,536-byte chunks):
+  --rate MBPS               each download sends at most MBPS megabytes (10^6 B) a second
+  --total-rate MBPS         all downloads together send at most MBPS megabytes a second
+  --request-cost-ms MS      every request costs MS ms of the daemon's one thread
+  --node-like               the real kachery-daemon 1.2.1 as measured on a 2-core machine:
+                            --rate 400 --total-rate 700 --request-cost-ms 1
 fault injection (on /downloadFileData):
   --fault-sha1 SHA1         apply the faults below to this sha1 only
   --first-byte-delay-ms N   wait N ms before answering
@@ -51,6 +57,16 @@ std::uint64_t number(const std::string& flag, const std::string& text) {
   usage_error(flag + ": expected a non-negative integer, got '" + text + "'");
 }
 
+double positive_number(const std::string& flag, const std::string& text) {
+  try {
+    std::size_t used = 0;
+    double value = std::stod(text, &used);
+    if (used == text.size() && value > 0 && value < 1e9) return value;
+  } catch (const std::exception&) {
+  }
+  usage_error(flag + ": expected a positive number, got '" + text + "'");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -65,6 +81,12 @@ int main(int argc, char** argv) {
     if (flag == "-h" || flag == "--help") {
       std::cout << kUsage;
       return 0;
+    }
+    if (flag == "--node-like") {
+      config.connection_rate = 400e6;
+      config.total_rate = 700e6;
+      config.request_cost = std::chrono::microseconds(1000);
+      continue;
     }
     if (i + 1 >= args.size()) usage_error("unknown flag or missing value: " + flag);
     const std::string& value = args[++i];
@@ -84,6 +106,13 @@ int main(int argc, char** argv) {
       config.load_delay = std::chrono::milliseconds(number(flag, value));
     else if (flag == "--request-log")
       config.request_log = value;
+    else if (flag == "--rate")
+      config.connection_rate = positive_number(flag, value) * 1e6;
+    else if (flag == "--total-rate")
+      config.total_rate = positive_number(flag, value) * 1e6;
+    else if (flag == "--request-cost-ms")
+      config.request_cost =
+          std::chrono::microseconds(static_cast<std::int64_t>(positive_number(flag, value) * 1e3));
     else if (flag == "--fault-sha1")
       faults.only_sha1 = value;
     else if (flag == "--first-byte-delay-ms")

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "hash_name.h"
+#include "rate_pacer.h"
 
 namespace kachery_emulator {
 
@@ -40,7 +41,9 @@ const std::string kNotFound = "Error downloading file: Unable get data read stre
 const std::string kInvalidDownload =
     "Error downloading file: Invalid request in _apiDownloadFileData";
 constexpr double kMaxSafeInteger = 9007199254740991.0;
-constexpr std::size_t kChunk = 128 * 1024;
+// Node's fs.createReadStream reads 64 KiB at a time and the daemon writes each read as one
+// chunk: the body arrives in 65,536-byte chunks (conformance check 4.2b).
+constexpr std::size_t kChunk = 64 * 1024;
 constexpr auto kKeepAliveTimeout = std::chrono::seconds(5);
 
 bool is_hex40_any_case(const json& value) {
@@ -145,7 +148,8 @@ struct EmulatorServer::Impl {
         faults(f),
         storage(config.storage_dir),
         codes(storage.root(), config.auth_period),
-        acceptor(ioc) {}
+        acceptor(ioc),
+        daemon_thread(config.total_rate) {}
 
   EmulatorConfig config;
   Faults& faults;
@@ -153,6 +157,9 @@ struct EmulatorServer::Impl {
   AuthCodes codes;
   net::io_context ioc;
   tcp::acceptor acceptor;
+  // The daemon's one thread: every request's fixed cost and every body byte of every
+  // connection pass through it (--total-rate, --request-cost-ms).
+  RatePacer daemon_thread;
   std::mutex log_mutex;
   std::atomic<std::uint64_t> requests{0};
   std::atomic<std::uint64_t> bytes_sent{0};
@@ -229,6 +236,7 @@ struct EmulatorServer::Impl {
   // ---------------------------------------------------------------- routes
   bool handle(tcp::socket& socket, const Request& request) {
     ++requests;
+    daemon_thread.pace(0, config.request_cost);
     std::string target(request.target());
     bool post = request.method() == http::verb::post;
     bool get = request.method() == http::verb::get;
@@ -508,6 +516,7 @@ struct EmulatorServer::Impl {
     bool corrupt = faults.wrong_bytes.count(sha1) > 0;
     bool ok = send_chunked_header(socket, 200);
     std::vector<char> buffer(kChunk);
+    RatePacer connection(config.connection_rate);
     std::uint64_t sent = 0;
     bool stalled = false;
     std::string note;
@@ -545,6 +554,11 @@ struct EmulatorServer::Impl {
             buffer[static_cast<std::size_t>(i)] ^= 0x5a;
           }
         }
+      }
+      // The chunk leaves when both the daemon's thread and this connection have had time.
+      if (daemon_thread.limited() || connection.limited()) {
+        std::this_thread::sleep_until(std::max(daemon_thread.book(static_cast<std::uint64_t>(n)),
+                                               connection.book(static_cast<std::uint64_t>(n))));
       }
       ok = send_chunk(socket, buffer.data(), static_cast<std::size_t>(n));
       if (ok) sent += static_cast<std::uint64_t>(n);

@@ -34,6 +34,10 @@ struct EmulatorConfig {
   std::chrono::milliseconds load_delay{1000};
   std::chrono::milliseconds auth_period{180000};
   std::filesystem::path request_log;  // "" = none
+  // Speed of a daemon that takes CPU (0 = as fast as loopback goes).
+  double connection_rate = 0;                 // body bytes per second, each download
+  double total_rate = 0;                      // body bytes per second, all connections together
+  std::chrono::microseconds request_cost{0};  // fixed work per request, one at a time
 };
 
 class EmulatorServer {

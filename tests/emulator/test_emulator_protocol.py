@@ -4,6 +4,7 @@ import hashlib
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -187,6 +188,62 @@ class SimulatedNetwork(EmulatorCase):
         with open(self.remote_original, "rb") as f:
             original = f.read()
         self.assertEqual(self.download(0, 400_000, sha1=self.remote), (200, original))
+
+
+class Speed(EmulatorCase):
+    """--rate, --total-rate and --node-like make the emulator as slow as the real daemon.
+    Only lower bounds on time are asserted: a busy machine can make a transfer slower, never
+    faster than its rate limit."""
+
+    def flags_for_test(self):
+        return {"test_rate_limits_each_download": ("--rate", "10"),
+                "test_total_rate_is_shared_by_all_connections": ("--total-rate", "10"),
+                "test_node_like_keeps_the_framing": ("--node-like",)}[self._testMethodName]
+
+    def timed_download(self, results, i):
+        t0 = time.monotonic()
+        results[i] = (self.download(0, len(self.data)), time.monotonic() - t0)
+
+    def test_rate_limits_each_download(self):
+        t0 = time.monotonic()
+        self.assertEqual(self.download(0, len(self.data)), (200, self.data))
+        self.assertGreaterEqual(time.monotonic() - t0, 0.09, "1,024,000 bytes at 10 MB/s")
+
+    def test_total_rate_is_shared_by_all_connections(self):
+        import threading
+        results = [None, None]
+        threads = [threading.Thread(target=self.timed_download, args=(results, i)) for i in range(2)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for (status_body, _) in results:
+            self.assertEqual(status_body, (200, self.data))
+        self.assertGreaterEqual(time.monotonic() - t0, 0.19, "2 x 1,024,000 bytes at 10 MB/s in all")
+
+    def test_node_like_keeps_the_framing(self):
+        with socket.create_connection(("127.0.0.1", self.emulator.port)) as sock:
+            body = json.dumps({"fileKey": {"sha1": self.sha1}, "startByte": 5, "endByte": 300000}).encode()
+            sock.sendall(b"POST /downloadFileData HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                         b"KACHERY-CLIENT-AUTH-CODE: " + self.emulator.auth_code().encode() +
+                         b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            raw = b""
+            while True:
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    break
+                raw += chunk
+        rest = raw.partition(b"\r\n\r\n")[2]
+        sizes, i = [], 0
+        while True:
+            j = rest.index(b"\r\n", i)
+            n = int(rest[i:j], 16)
+            sizes.append(n)
+            if n == 0:
+                break
+            i = j + 2 + n + 2
+        self.assertEqual(sizes, [65536] * 4 + [299995 - 4 * 65536, 0])
 
 
 if __name__ == "__main__":
