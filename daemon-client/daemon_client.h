@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "auth_code_file.h"
-#include "blob_source.h"
-#include "daemon_address.h"
+#include "fetch/blob_source.h"
 #include "http_connection.h"
-#include "options.h"
+#include "support/daemon_address.h"
+#include "support/options.h"
 
 namespace kacheryfs {
 

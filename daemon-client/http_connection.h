@@ -12,8 +12,8 @@
 #include <utility>
 #include <vector>
 
-#include "cancel_token.h"
-#include "daemon_address.h"
+#include "support/cancel_token.h"
+#include "support/daemon_address.h"
 
 namespace kacheryfs {
 

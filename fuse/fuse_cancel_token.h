@@ -5,7 +5,7 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
-#include "cancel_token.h"
+#include "support/cancel_token.h"
 
 namespace kacheryfs {
 

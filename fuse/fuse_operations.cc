@@ -144,11 +144,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   fi->keep_cache = 1;  // content is immutable: keep the page cache across opens
   fi->fh = reinterpret_cast<std::uint64_t>(file.get());
-  if (fuse_reply_open(req, fi) == 0) {
-    file.release();
-  } else if (file->fd >= 0) {
-    close(file->fd);  // the opener went away (interrupted)
-  }
+  if (fuse_reply_open(req, fi) == 0) file.release();  // else the opener went away: drop it
 }
 
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_info* fi) {
@@ -162,7 +158,7 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_in
     return;
   }
   if (fd < 0) {
-    const std::string& bytes = file->bytes;
+    const std::string& bytes = file->bytes;  // synthetic files; the empty file has none
     auto start = std::min(static_cast<std::size_t>(offset), bytes.size());
     fuse_reply_buf(req, bytes.data() + start, std::min(size, bytes.size() - start));
     return;
@@ -210,9 +206,7 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   auto* file = reinterpret_cast<OpenedFile*>(fi->fh);
-  context(req).filesystem->release(*file);
-  if (file->fd >= 0) close(file->fd);
-  delete file;
+  delete file;  // closes its cache file and ends its hold on the object
   fuse_reply_err(req, 0);
 }
 

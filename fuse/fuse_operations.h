@@ -8,7 +8,8 @@
 #include <chrono>
 #include <cstdint>
 
-#include "filesystem.h"
+#include "support/late_callback.h"
+#include "tree/filesystem.h"
 
 namespace kacheryfs {
 
@@ -21,7 +22,9 @@ struct FuseTimeouts {
 struct FuseContext {
   Filesystem* filesystem = nullptr;
   FuseTimeouts timeouts;
-  std::uint32_t max_read = 1 << 20;
+  std::uint32_t max_read = 0;  // from the max_read option (its default lives in the table)
+  // Attached by the session runner: drops the kernel's cached pages of an inode.
+  LateCallback<std::uint64_t>* invalidate_inode = nullptr;
 };
 
 const fuse_lowlevel_ops& kacheryfs_operations();

@@ -54,10 +54,12 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
   std::unique_ptr<fuse_session, decltype(&fuse_session_destroy)> session_guard(
       session, fuse_session_destroy);
   // Content that failed verification may already sit in the kernel's page cache: drop it.
-  context.filesystem->on_invalidate([session](std::uint64_t ino) {
-    int error = fuse_lowlevel_notify_inval_inode(session, static_cast<fuse_ino_t>(ino), 0, 0);
-    spdlog::debug("dropped the kernel's cache of inode {} ({})", ino, error);
-  });
+  if (context.invalidate_inode != nullptr) {
+    context.invalidate_inode->attach([session](std::uint64_t ino) {
+      int error = fuse_lowlevel_notify_inval_inode(session, static_cast<fuse_ino_t>(ino), 0, 0);
+      spdlog::debug("dropped the kernel's cache of inode {} ({})", ino, error);
+    });
+  }
   if (fuse_set_signal_handlers(session) != 0) {
     spdlog::error("cannot install signal handlers");
     return 1;

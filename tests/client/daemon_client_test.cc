@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "emulator_process.h"
-#include "sha1_hasher.h"
+#include "kachery/sha1_hasher.h"
 
 namespace kacheryfs {
 namespace {

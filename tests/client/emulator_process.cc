@@ -9,8 +9,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "hash_name.h"
-#include "sha1_hasher.h"
+#include "kachery/hash_name.h"
+#include "kachery/sha1_hasher.h"
 
 namespace kacheryfs::testing {
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "emulator_server.h"
-#include "hash_name.h"
+#include "kachery/hash_name.h"
 
 namespace {
 

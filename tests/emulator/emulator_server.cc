@@ -17,7 +17,7 @@
 #include <thread>
 #include <vector>
 
-#include "hash_name.h"
+#include "kachery/hash_name.h"
 #include "rate_pacer.h"
 
 namespace kachery_emulator {

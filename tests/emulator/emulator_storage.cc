@@ -10,8 +10,8 @@
 #include <sstream>
 #include <vector>
 
-#include "hash_name.h"
-#include "sha1_hasher.h"
+#include "kachery/hash_name.h"
+#include "kachery/sha1_hasher.h"
 
 namespace kachery_emulator {
 

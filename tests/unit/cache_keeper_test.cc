@@ -1,6 +1,6 @@
 // CacheIndex and CacheKeeper on a temp cache dir: accounting, LRU eviction that spares
 // pinned and open objects, and counters.
-#include "cache_keeper.h"
+#include "cache/cache_keeper.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -8,24 +8,22 @@
 #include <filesystem>
 #include <fstream>
 
+#include "test_support.h"
+
 namespace kacheryfs {
 namespace {
 
 namespace fs = std::filesystem;
 
-class CacheKeeperTest : public ::testing::Test {
+class CacheKeeperTest : public testing::TempDirTest {
  protected:
   void SetUp() override {
-    root_ = fs::temp_directory_path() /
-            ("kfs-keeper-test-" + std::to_string(getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
+    TempDirTest::SetUp();
     cache_ = std::make_unique<ContentCache>(root_);
-    std::string error;
-    index_ = CacheIndex::open(root_, &error);
-    ASSERT_TRUE(index_) << error;
+    auto index = CacheIndex::open(cache_->layout());
+    ASSERT_TRUE(index.ok()) << index.detail();
+    index_ = std::move(*index);
   }
-  void TearDown() override { fs::remove_all(root_); }
 
   // A complete object of `size` bytes on disk and in the index, used at `age` seconds ago.
   std::string put(char fill, std::uint64_t size, CacheKeeper& keeper) {
@@ -36,13 +34,13 @@ class CacheKeeperTest : public ::testing::Test {
     return sha1;
   }
 
-  fs::path root_;
   std::unique_ptr<ContentCache> cache_;
+  OpenObjects in_use_;
   std::unique_ptr<CacheIndex> index_;
 };
 
 TEST_F(CacheKeeperTest, AccountsCompleteAndPartialObjects) {
-  CacheKeeper keeper(*cache_, *index_, {1 << 30, 1, 0});
+  CacheKeeper keeper(*cache_, *index_, {1 << 30, 1, 0}, in_use_);
   put('a', 1000, keeper);
   keeper.partial(std::string(40, 'b'), 5000, 2000);
   keeper.partial(std::string(40, 'b'), 5000, 3000);
@@ -51,12 +49,12 @@ TEST_F(CacheKeeperTest, AccountsCompleteAndPartialObjects) {
   EXPECT_EQ(totals.bytes, 4000u);
   EXPECT_EQ(totals.objects, 2u);
   EXPECT_EQ(totals.partial, 1u);
-  CacheKeeper reopened(*cache_, *index_, {1 << 30, 1, 0});
+  CacheKeeper reopened(*cache_, *index_, {1 << 30, 1, 0}, in_use_);
   EXPECT_EQ(reopened.cached_bytes(), 4000u) << "totals come from the index, not a scan";
 }
 
 TEST_F(CacheKeeperTest, EvictsLeastRecentlyUsedButNeverPinnedOrOpen) {
-  CacheKeeper keeper(*cache_, *index_, {3000, 1, 0});
+  CacheKeeper keeper(*cache_, *index_, {3000, 1, 0}, in_use_);
   std::string oldest = put('1', 1000, keeper);
   std::string pinned = put('2', 1000, keeper);
   std::string open = put('3', 1000, keeper);
@@ -71,7 +69,7 @@ TEST_F(CacheKeeperTest, EvictsLeastRecentlyUsedButNeverPinnedOrOpen) {
   EXPECT_TRUE(fs::exists(cache_->complete_path(newest)));
   EXPECT_FALSE(index_->get(oldest));
   EXPECT_EQ(keeper.cached_bytes(), 3000u);
-  keeper.set_in_use_check([&](const std::string& sha1) { return sha1 == newest; });
+  OpenObjects::Hold reading = in_use_.hold(newest);  // open in this process
   EXPECT_EQ(keeper.make_room(2500), 0u) << "nothing left that may go";
 }
 
@@ -83,7 +81,7 @@ TEST_F(CacheKeeperTest, CountersAndUnindexedFiles) {
   std::string sha1(40, 'c');
   fs::create_directories(cache_->complete_path(sha1).parent_path());
   std::ofstream(cache_->complete_path(sha1)) << "hello";
-  CacheKeeper keeper(*cache_, *index_, {1 << 30, 1, 0});
+  CacheKeeper keeper(*cache_, *index_, {1 << 30, 1, 0}, in_use_);
   keeper.adopt_unindexed_files();
   ASSERT_TRUE(index_->get(sha1));
   EXPECT_EQ(index_->get(sha1)->size, 5u);

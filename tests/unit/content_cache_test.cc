@@ -1,4 +1,4 @@
-#include "content_cache.h"
+#include "cache/content_cache.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -6,42 +6,33 @@
 #include <filesystem>
 #include <fstream>
 
-#include "hash_name.h"
-#include "sha1_hasher.h"
+#include "kachery/hash_name.h"
+#include "kachery/sha1_hasher.h"
+#include "test_support.h"
 
 namespace kacheryfs {
 namespace {
 
 namespace fs = std::filesystem;
 
-class ContentCacheTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    root_ = fs::temp_directory_path() /
-            ("kfs-cache-test-" + std::to_string(getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(root_);
-  }
-  void TearDown() override { fs::remove_all(root_); }
-  fs::path root_;
-};
+using ContentCacheTest = testing::TempDirTest;
 
 TEST_F(ContentCacheTest, CommittedEntryAppearsInTheStorageLayout) {
   ContentCache cache(root_);
   std::string data = "hello kachery\n";
   std::string sha1 = sha1_hex_of(data);
   EXPECT_FALSE(cache.complete_size(sha1));
-  int error = 0;
-  auto tx = cache.begin(sha1, &error);
-  ASSERT_TRUE(tx);
+  auto begun = cache.begin(sha1);
+  ASSERT_TRUE(begun.ok());
+  auto& tx = *begun;
   ASSERT_EQ(tx->append(data.data(), data.size()), 0);
   EXPECT_FALSE(cache.complete_size(sha1)) << "invisible before commit";
   ASSERT_EQ(tx->commit(), 0);
   EXPECT_EQ(cache.complete_size(sha1), data.size());
   EXPECT_TRUE(fs::exists(root_ / storage_relpath(sha1)));
-  int fd = cache.open_complete(sha1);
-  ASSERT_GE(fd, 0);
-  close(fd);
+  auto fd = cache.open_complete(sha1);
+  ASSERT_TRUE(fd.ok());
+  EXPECT_GE(fd->get(), 0);
   EXPECT_EQ(cache.list_all(), std::vector<std::string>{sha1});
   EXPECT_EQ(cache.list_level(""), std::vector<std::string>{sha1.substr(0, 2)});
   EXPECT_EQ(cache.list_level(sha1.substr(0, 6)), std::vector<std::string>{sha1});
@@ -52,13 +43,12 @@ TEST_F(ContentCacheTest, AbandonedTransactionLeavesNothing) {
   ContentCache cache(root_);
   std::string sha1(40, 'a');
   {
-    int error = 0;
-    auto tx = cache.begin(sha1, &error);
-    ASSERT_TRUE(tx);
-    tx->append("xyz", 3);
+    auto tx = cache.begin(sha1);
+    ASSERT_TRUE(tx.ok());
+    (*tx)->append("xyz", 3);
   }
   EXPECT_FALSE(cache.complete_size(sha1));
-  EXPECT_EQ(cache.open_complete(sha1), -ENOENT);
+  EXPECT_EQ(cache.open_complete(sha1).error(), -ENOENT);
   EXPECT_TRUE(fs::is_empty(root_ / "tmp"));
 }
 

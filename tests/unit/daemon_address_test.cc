@@ -1,4 +1,4 @@
-#include "daemon_address.h"
+#include "support/daemon_address.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "hash_name.h"
+#include "kachery/hash_name.h"
 
 #include <gtest/gtest.h>
 

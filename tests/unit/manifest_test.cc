@@ -1,4 +1,4 @@
-#include "manifest.h"
+#include "kachery/manifest.h"
 
 #include <gtest/gtest.h>
 

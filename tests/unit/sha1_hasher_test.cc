@@ -1,10 +1,10 @@
-#include "sha1_hasher.h"
+#include "kachery/sha1_hasher.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-#include "hash_name.h"
+#include "kachery/hash_name.h"
 
 namespace kacheryfs {
 namespace {

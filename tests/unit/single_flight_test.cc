@@ -1,4 +1,4 @@
-#include "single_flight.h"
+#include "fetch/single_flight.h"
 
 #include <gtest/gtest.h>
 

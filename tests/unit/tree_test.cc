@@ -1,4 +1,4 @@
-#include "tree.h"
+#include "tree/tree.h"
 
 #include <gtest/gtest.h>
 

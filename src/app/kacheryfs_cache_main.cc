@@ -1,0 +1,370 @@
+// kacheryfs-cache: looks after a kacheryfs cache dir, whether or not a mount uses it
+// (the SQLite index and temp-file-and-rename writes make that safe):
+//   status | ls | gc | verify | pin URI|HASH... | unpin URI|HASH...   [--json]
+// The cache dir, daemon address and auth come from the same options and environment as
+// the mount (-o cache_dir=...,auth_file=..., KACHERY_DAEMON_HOST/PORT, KACHERY_STORAGE_DIR).
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "app/mount_assembly.h"
+#include "kachery/hash_name.h"
+#include "kachery/sha1_hasher.h"
+#include "support/logging.h"
+#include "support/options.h"
+
+namespace {
+
+using namespace kacheryfs;
+using json = nlohmann::ordered_json;
+
+const char* kUsage =
+    R"(usage: kacheryfs-cache [-o opt,...] [--daemon HOST[:PORT]|URL] [--json] COMMAND [ARGS]
+
+commands:
+  status                 cache size against its limit, objects, pinned, partial, hit rate, daemon
+  ls                     cached objects with size, state and last access
+  gc                     evict least recently used objects down to the limits
+  verify                 re-hash every complete object; move bad ones to CACHE/bad/; exit 1 if any
+  pin URI|HASH...        fetch completely, verify, and never evict (sha1://<hash>[/name][?manifest=<sha1>])
+  unpin URI|HASH...      allow eviction again
+options: -o takes the mount's options (cache_dir=, auth_file=, cache_max=, cache_min_free=,
+timeout=, ...); --json prints JSON for scripts.
+)";
+
+// What every command works on: the same assembly as a mount's, without the FUSE session.
+struct Tool {
+  MountAssembly* parts = nullptr;
+  MountOptions options;
+  bool as_json = false;
+  ContentCache* cache = nullptr;
+  CacheIndex* index = nullptr;
+  CacheKeeper* keeper = nullptr;
+};
+
+std::string iso_time(std::int64_t seconds) {
+  std::time_t t = static_cast<std::time_t>(seconds);
+  char text[32];
+  std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return text;
+}
+
+std::string human(std::uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    ++unit;
+  }
+  char text[32];
+  std::snprintf(text, sizeof(text), unit == 0 ? "%.0f %s" : "%.1f %s", value, units[unit]);
+  return text;
+}
+
+// sha1://<hash>[/name][?manifest=<sha1>] or a bare hash.
+bool parse_target(const std::string& text, std::string* sha1, std::string* manifest) {
+  std::string rest = text;
+  if (rest.starts_with("sha1://")) rest = rest.substr(7);
+  std::string query;
+  if (auto q = rest.find('?'); q != std::string::npos) {
+    query = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+  }
+  if (auto slash = rest.find('/'); slash != std::string::npos) rest = rest.substr(0, slash);
+  if (!is_sha1_name(rest)) return false;
+  *sha1 = rest;
+  manifest->clear();
+  if (query.starts_with("manifest=") && is_sha1_name(query.substr(9, 40)))
+    *manifest = query.substr(9, 40);
+  return true;
+}
+
+int status(Tool& tool) {
+  IndexTotals totals = tool.index->totals();
+  Counters counters;  // the totals of every mount of this cache, as the index keeps them
+  counters.load(tool.index->counters());
+  std::uint64_t hits = counters.get(Counter::kHits);
+  std::uint64_t misses = counters.get(Counter::kMisses);
+  DaemonClientConfig config = client_config_from(tool.options);
+  config.timeouts.connect = std::chrono::milliseconds(2000);
+  DaemonClient client(config);
+  ProbeInfo info;
+  FetchResult probed = client.probe(&info, NeverCancelled());
+  double hit_rate = counters.hit_rate();
+  json named = json::object();
+  for (const auto& [name, value] : counters.named_values()) named[name] = value;
+  if (tool.as_json) {
+    json out = {{"cache_dir", tool.options.cache_dir},
+                {"bytes", totals.bytes},
+                {"max_bytes", tool.keeper->max_bytes()},
+                {"min_free_bytes", tool.keeper->min_free_bytes()},
+                {"objects", totals.objects},
+                {"pinned", totals.pinned},
+                {"partial", totals.partial},
+                {"hits", hits},
+                {"misses", misses},
+                {"hit_rate", hit_rate},
+                {"counters", named},
+                {"daemon", tool.options.daemon.to_string()},
+                {"daemon_reachable", probed.ok()}};
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::cout << "cache dir:  " << tool.options.cache_dir << "\n"
+              << "size:       " << human(totals.bytes) << " of " << human(tool.keeper->max_bytes())
+              << " (" << totals.bytes << " bytes)\n"
+              << "objects:    " << totals.objects << " (" << totals.pinned << " pinned, "
+              << totals.partial << " partial)\n"
+              << "hit rate:   " << static_cast<int>(hit_rate * 100 + 0.5) << "% (" << hits
+              << " hits, " << misses << " misses)\n"
+              << "daemon:     " << tool.options.daemon.to_string() << " "
+              << (probed.ok() ? "reachable" : "unreachable (" + probed.detail + ")") << "\n";
+  }
+  return 0;
+}
+
+int list(Tool& tool) {
+  auto entries = tool.index->entries();
+  if (tool.as_json) {
+    json out = json::array();
+    for (const auto& e : entries) {
+      out.push_back({{"sha1", e.sha1},
+                     {"size", e.size},
+                     {"bytes", e.bytes},
+                     {"state", e.complete ? "complete" : "partial"},
+                     {"pinned", e.pinned},
+                     {"last_access", iso_time(e.last_access)}});
+    }
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  for (const auto& e : entries) {
+    std::cout << e.sha1 << "  " << e.size << "  " << (e.complete ? "complete" : "partial ")
+              << (e.pinned ? " pinned" : "       ") << "  " << iso_time(e.last_access)
+              << (e.complete ? "" : "  " + std::to_string(e.bytes) + " bytes held") << "\n";
+  }
+  return 0;
+}
+
+int gc(Tool& tool) {
+  std::uint64_t freed = tool.keeper->make_room(0);
+  IndexTotals totals = tool.index->totals();
+  if (tool.as_json) {
+    std::cout << json({{"freed_bytes", freed},
+                       {"bytes", totals.bytes},
+                       {"max_bytes", tool.keeper->max_bytes()}})
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << "freed " << human(freed) << "; the cache holds " << human(totals.bytes) << " of "
+              << human(tool.keeper->max_bytes()) << "\n";
+  }
+  return 0;
+}
+
+int verify(Tool& tool) {
+  std::filesystem::path bad_dir = tool.cache->layout().bad_dir();
+  std::vector<std::string> bad;
+  std::size_t checked = 0;
+  for (const std::string& sha1 : tool.cache->list_all()) {
+    auto opened = tool.cache->open_complete(sha1);
+    if (!opened.ok()) continue;
+    int fd = opened->get();
+    Sha1Hasher hasher;
+    std::vector<char> buffer(1 << 20);
+    ssize_t n;
+    while ((n = read(fd, buffer.data(), buffer.size())) > 0)
+      hasher.update(buffer.data(), static_cast<std::size_t>(n));
+    ++checked;
+    if (n == 0 && hasher.final_hex() == sha1) continue;
+    bad.push_back(sha1);
+    std::filesystem::create_directories(bad_dir);
+    std::error_code ec;
+    std::filesystem::rename(tool.cache->complete_path(sha1), bad_dir / sha1, ec);
+    tool.keeper->forget(sha1);
+  }
+  // The index must describe the disk: drop entries whose files are gone, add complete
+  // files it does not know (e.g. after a crash between a rename and its index update).
+  std::size_t repaired = 0;
+  for (const IndexEntry& entry : tool.index->entries()) {
+    bool present = entry.complete ? tool.cache->complete_size(entry.sha1).has_value()
+                                  : tool.cache->partial_size(entry.sha1).has_value();
+    if (!present) {
+      tool.index->remove(entry.sha1);
+      ++repaired;
+    }
+  }
+  for (const std::string& sha1 : tool.cache->list_all()) {
+    auto entry = tool.index->get(sha1);
+    if (!entry || !entry->complete) {
+      tool.keeper->complete(sha1, *tool.cache->complete_size(sha1));
+      ++repaired;
+    }
+  }
+  if (tool.as_json) {
+    std::cout << json({{"checked", checked},
+                       {"bad", bad},
+                       {"moved_to", bad_dir.string()},
+                       {"index_entries_repaired", repaired}})
+                     .dump(2)
+              << "\n";
+  } else {
+    for (const auto& sha1 : bad)
+      std::cout << "BAD " << sha1 << " (moved to " << (bad_dir / sha1).string() << ")\n";
+    std::cout << checked << " objects checked, " << bad.size() << " bad, " << repaired
+              << " index entries repaired\n";
+  }
+  return bad.empty() ? 0 : 1;
+}
+
+// Shows how much of a streamed file is cached until stopped: a bar redrawn in place on a
+// terminal, a line per 10% otherwise, nothing with --json.
+class PinProgress {
+ public:
+  PinProgress(std::shared_ptr<const PartialFile> file, bool tty, bool quiet)
+      : file_(std::move(file)), thread_([this, tty, quiet] { run(*file_, tty, quiet); }) {}
+  ~PinProgress() {
+    finished_ = true;
+    thread_.join();
+  }
+
+ private:
+  void run(const PartialFile& file, bool tty, bool quiet) {
+    int last_percent = -1;
+    for (;;) {
+      bool last = finished_.load();
+      int percent = static_cast<int>(100.0 * static_cast<double>(file.cached_bytes()) /
+                                     static_cast<double>(file.size()));
+      if (tty) {
+        int bars = percent / 4;
+        std::printf("\r%s [%s%s] %3d%% of %s", file.sha1().substr(0, 12).c_str(),
+                    std::string(bars, '#').c_str(), std::string(25 - bars, '.').c_str(), percent,
+                    human(file.size()).c_str());
+        std::fflush(stdout);
+      } else if (!quiet && percent / 10 != last_percent / 10) {
+        std::printf("%s %d%% of %llu bytes\n", file.sha1().c_str(), percent,
+                    static_cast<unsigned long long>(file.size()));
+        std::fflush(stdout);
+      }
+      last_percent = percent;
+      if (last) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    if (tty) std::printf("\n");
+  }
+
+  std::shared_ptr<const PartialFile> file_;
+  std::atomic<bool> finished_{false};
+  std::thread thread_;
+};
+
+int pin(Tool& tool, const std::vector<std::string>& targets, bool pinned) {
+  bool tty = isatty(STDOUT_FILENO) && !tool.as_json;
+  json results = json::array();
+  int failures = 0;
+  for (const std::string& target : targets) {
+    std::string sha1, manifest;
+    if (!parse_target(target, &sha1, &manifest)) {
+      std::cerr << "kacheryfs-cache: '" << target << "' is not a sha1 or sha1:// URI\n";
+      ++failures;
+      continue;
+    }
+    if (!pinned) {
+      bool known = tool.index->set_pinned(sha1, false);
+      if (!known) std::cerr << "kacheryfs-cache: " << sha1 << " is not in the cache\n";
+      failures += known ? 0 : 1;
+      results.push_back({{"sha1", sha1}, {"pinned", false}, {"ok", known}});
+      if (known && !tool.as_json) std::cout << "unpinned " << sha1 << "\n";
+      continue;
+    }
+    // The mount's own entry point, so that manifests, channels and verification work the
+    // same as for a read through the mount.
+    std::unique_ptr<PinProgress> progress;
+    ContentRequest request{
+        sha1, manifest, Intent::kPin, [&](std::shared_ptr<const PartialFile> file) {
+          progress = std::make_unique<PinProgress>(std::move(file), tty, tool.as_json);
+        }};
+    OpenContent content;
+    int error = tool.parts->content().open(request, content, NeverCancelled());
+    progress.reset();
+    bool ok = error == 0 && tool.index->set_pinned(sha1, true);
+    if (!ok) {
+      std::cerr << "kacheryfs-cache: cannot pin " << sha1 << ": "
+                << (error ? std::strerror(-error) : "not indexed") << "\n";
+      ++failures;
+    } else if (!tool.as_json) {
+      std::cout << "pinned " << sha1 << " (" << content.size << " bytes, verified)\n";
+    }
+    results.push_back({{"sha1", sha1}, {"size", content.size}, {"pinned", ok}, {"ok", ok}});
+  }
+  if (tool.as_json) std::cout << results.dump(2) << "\n";
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  Tool tool;
+  std::vector<std::string> option_args = {"kacheryfs"};
+  std::string source;
+  std::vector<std::string> rest;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "-h" || args[i] == "--help") {
+      std::cout << kUsage;
+      return 0;
+    } else if (args[i] == "--json") {
+      tool.as_json = true;
+    } else if ((args[i] == "-o" || args[i] == "--daemon") && i + 1 < args.size()) {
+      if (args[i] == "-o") {
+        option_args.push_back("-o");
+        option_args.push_back(args[++i]);
+      } else {
+        source = args[++i];
+      }
+    } else {
+      rest.push_back(args[i]);
+    }
+  }
+  if (rest.empty()) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  if (!source.empty()) option_args.push_back(source);
+  option_args.push_back("/");  // the mount point the shared option parser expects
+  ParsedCommandLine parsed = parse_command_line(option_args, process_env);
+  if (!parsed.errors.empty()) {
+    for (const auto& error : parsed.errors) std::cerr << "kacheryfs-cache: " << error << "\n";
+    return 2;
+  }
+  tool.options = parsed.options;
+  log_to_stderr("warn");
+  auto built = MountAssembly::build(tool.options, AssemblyRole::kTool);
+  if (!built.ok()) {
+    std::cerr << "kacheryfs-cache: " << built.detail() << "\n";
+    return 1;
+  }
+  tool.parts = built->get();
+  tool.cache = &tool.parts->cache();
+  tool.index = &tool.parts->index();
+  tool.keeper = &tool.parts->keeper();
+  const std::string& command = rest[0];
+  std::vector<std::string> targets(rest.begin() + 1, rest.end());
+  if (command == "status" && targets.empty()) return status(tool);
+  if (command == "ls" && targets.empty()) return list(tool);
+  if (command == "gc" && targets.empty()) return gc(tool);
+  if (command == "verify" && targets.empty()) return verify(tool);
+  if ((command == "pin" || command == "unpin") && !targets.empty())
+    return pin(tool, targets, command == "pin");
+  std::cerr << "kacheryfs-cache: unknown command or wrong arguments: " << command
+            << " (see --help)\n";
+  return 2;
+}

@@ -1,0 +1,88 @@
+// kacheryfs: mounts a kachery node's content read-only, addressed by SHA-1.
+// Parses the command line, has MountAssembly build the mount, and runs the FUSE session.
+#include <malloc.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <iostream>
+
+#include "app/mount_assembly.h"
+#include "fuse_session_runner.h"
+#include "support/logging.h"
+#include "support/options.h"
+
+namespace {
+
+using namespace kacheryfs;
+
+bool check_mountpoint(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    std::cerr << "kacheryfs: bad mount point '" << path << "': " << std::strerror(errno) << "\n";
+    return false;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    std::cerr << "kacheryfs: bad mount point '" << path << "': not a directory\n";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Bounded memory while streaming: few malloc arenas, and large buffers always mmapped
+  // (and so returned to the system when freed) instead of kept in per-thread heaps.
+  mallopt(M_ARENA_MAX, 2);
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  std::vector<std::string> args(argv, argv + argc);
+  ParsedCommandLine parsed = parse_command_line(args, process_env);
+  const MountOptions& options = parsed.options;
+  if (options.show_help) {
+    std::cout << usage_text("kacheryfs");
+    return 0;
+  }
+  if (options.show_version) {
+    std::cout << "kacheryfs " KACHERYFS_VERSION "\n";
+    return 0;
+  }
+  if (!parsed.errors.empty()) {
+    for (const std::string& error : parsed.errors) std::cerr << "kacheryfs: " << error << "\n";
+    return 1;
+  }
+  if (!check_mountpoint(options.mountpoint)) return 1;
+  std::string level = options.debug ? "debug" : options.log_level;
+  log_to_stderr(level);
+
+  auto built = MountAssembly::build(options, AssemblyRole::kMount);
+  if (!built.ok()) {
+    std::cerr << "kacheryfs: " << built.detail() << "\n";
+    return 1;
+  }
+  MountAssembly& mount = **built;
+  spdlog::info("{}", describe(options));
+  mount.keeper().make_room(0);
+  spdlog::info("cache: {} bytes in {} objects, limit {} bytes, keeping {} bytes free",
+               mount.keeper().cached_bytes(), mount.index().totals().objects,
+               mount.keeper().max_bytes(), mount.keeper().min_free_bytes());
+  // The daemon being down is not fatal: cached content stays readable.
+  mount.probe_daemon();
+
+  FuseContext context;
+  context.filesystem = &mount.filesystem();
+  context.timeouts.negative = static_cast<double>(options.negative_timeout.count());
+  context.max_read = options.max_read;
+  context.invalidate_inode = &mount.invalidate_inode();
+  FuseMountConfig config{options.mountpoint, options.fuse_options, options.foreground,
+                         options.debug, options.single_threaded};
+  int result = run_fuse_session(config, context, [&](bool daemonized) {
+    if (daemonized) {
+      log_to_syslog(level);
+      mount.cache().record_mount_pid();
+    }
+    mount.start_background();
+  });
+  mount.stop_background();
+  return result;
+}

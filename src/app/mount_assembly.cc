@@ -1,0 +1,121 @@
+#include "app/mount_assembly.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+namespace kacheryfs {
+
+MountAssembly::MountAssembly(const MountOptions& options)
+    : options_(options),
+      client_(client_config_from(options)),
+      daemon_state_(options.daemon.to_string()),
+      observed_(client_, daemon_state_) {}
+
+MountAssembly::~MountAssembly() { stop_background(); }
+
+Result<std::unique_ptr<MountAssembly>> MountAssembly::build(const MountOptions& options,
+                                                            AssemblyRole role) {
+  std::unique_ptr<MountAssembly> a(new MountAssembly(options));
+  const std::string& dir = options.cache_dir;
+  try {
+    a->cache_ = std::make_unique<ContentCache>(dir);
+  } catch (const std::exception& e) {
+    return fail(-EIO, "cannot use cache dir '" + dir + "': " + e.what());
+  }
+  if (role == AssemblyRole::kMount) {
+    std::string holder;
+    if (!a->cache_->lock_for_mount(&holder)) {
+      return fail(-EBUSY, "cache dir '" + dir + "' is in use by another kacheryfs (pid " + holder +
+                              "); unmount it or give this mount its own -o cache_dir");
+    }
+  }
+  auto index = CacheIndex::open(a->cache_->layout());
+  if (!index.ok())
+    return fail(-EIO, "cannot open the cache index in '" + dir + "': " + index.detail());
+  a->index_ = std::move(*index);
+  if (role == AssemblyRole::kMount) a->index_->clear_open();  // this mount holds the cache now
+  CacheIndex& index_ref = *a->index_;
+  a->open_objects_ = std::make_unique<OpenObjects>(
+      [&index_ref](const std::string& sha1, bool open) { index_ref.set_open(sha1, open); });
+  a->keeper_ = std::make_unique<CacheKeeper>(
+      *a->cache_, *a->index_,
+      QuotaConfig{options.cache_max, options.cache_min_free, options.cache_min_free_fraction},
+      *a->open_objects_);
+  a->keeper_->adopt_unindexed_files();
+
+  FetcherConfig fetcher_config;
+  fetcher_config.range_size = options.range_size;
+  fetcher_config.negative_ttl = options.negative_timeout;
+  fetcher_config.load_missing = !options.channel.empty();
+  a->fetcher_ = std::make_unique<ContentFetcher>(a->observed_, *a->cache_, *a->keeper_,
+                                                 a->counters_, fetcher_config);
+  MountAssembly* self = a.get();
+  a->blocks_ = std::make_unique<BlockFetcher>(
+      a->observed_, *a->cache_, *a->keeper_, a->counters_, *a->open_objects_,
+      BlockFetcherConfig{BlockFetcherConfig{}.page_size, options.block_size, options.max_conns},
+      [self](const std::string& sha1) {
+        self->invalidate_inode_(self->tree_.ino_of(NodeKind::kContent, sha1));
+      });
+  a->content_ = std::make_unique<ContentAccess>(
+      *a->cache_, *a->fetcher_, *a->blocks_, *a->keeper_, a->counters_, *a->open_objects_,
+      StreamingConfig{options.whole_max, options.max_readahead, options.verify_strict});
+  a->filesystem_ = std::make_unique<Filesystem>(
+      a->tree_, *a->cache_, *a->content_, a->counters_, *a->keeper_, a->daemon_state_,
+      [self](std::string* id, const CancelToken& cancel) {
+        ProbeInfo info;
+        FetchResult result = self->client_.probe(&info, cancel);
+        self->daemon_state_.note(result);
+        if (result.ok()) *id = info.node_id;
+        return result;
+      });
+  return a;
+}
+
+void MountAssembly::probe_daemon() {
+  DaemonClient probe_client(client_config_from(options_));
+  ProbeInfo info;
+  FetchResult probed = probe_client.probe(&info, NeverCancelled());
+  if (probed.ok()) {
+    filesystem_->set_node_id(info.node_id);
+    spdlog::info("daemon {} ({}), node {}", options_.daemon.to_string(), info.daemon_version,
+                 info.node_id);
+  } else {
+    daemon_state_.note({FetchStatus::kUnreachable, "no answer to /probe at mount time"});
+    spdlog::warn("daemon {} unreachable ({}: {}); serving cached files only until it answers",
+                 options_.daemon.to_string(), to_string(probed.status), probed.detail);
+  }
+}
+
+void MountAssembly::persist_counters() {
+  auto now = counters_.named_values();
+  auto before = persisted_.named_values();
+  for (std::size_t i = 0; i < now.size(); ++i) {
+    std::uint64_t delta = now[i].second - before[i].second;
+    if (delta > 0) index_->add_counter(now[i].first, static_cast<std::int64_t>(delta));
+  }
+  persisted_.load(now);
+}
+
+void MountAssembly::start_background() {
+  background_ = std::thread([this] {
+    // While the daemon is offline, probe it every 2 s, so that the mount notices it is back
+    // (and says so once) without waiting for a reader. Counters reach the index every 200 ms.
+    for (unsigned tick = 1; !stopping_; ++tick) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (tick % 4 == 0) persist_counters();
+      if (tick % 40 == 0 && !stopping_ && !daemon_state_.online()) {
+        ProbeInfo info;
+        daemon_state_.note(client_.probe(&info, NeverCancelled()));
+      }
+    }
+  });
+}
+
+void MountAssembly::stop_background() {
+  stopping_ = true;
+  if (background_.joinable()) background_.join();
+  if (index_) persist_counters();
+}
+
+}  // namespace kacheryfs

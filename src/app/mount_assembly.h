@@ -1,0 +1,93 @@
+// MountAssembly: the one place that builds the object graph of a mount from parsed
+// options, for `kacheryfs` and `kacheryfs-cache` alike:
+//   daemon client -> observed source (daemon state) -> cache (layout, index, keeper,
+//   open objects) -> fetchers (whole files, blocks) -> content access -> filesystem.
+// The mount adds only the FUSE session on top; the tool uses content() and the cache parts.
+// Members are declared in dependency order, so they are destroyed in reverse.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "cache/cache_index.h"
+#include "cache/cache_keeper.h"
+#include "cache/content_cache.h"
+#include "cache/open_objects.h"
+#include "daemon_client.h"
+#include "fetch/block_fetcher.h"
+#include "fetch/content_access.h"
+#include "fetch/content_fetcher.h"
+#include "fetch/daemon_state.h"
+#include "support/counters.h"
+#include "support/late_callback.h"
+#include "support/options.h"
+#include "support/result.h"
+#include "tree/filesystem.h"
+#include "tree/tree.h"
+
+namespace kacheryfs {
+
+enum class AssemblyRole {
+  kMount,  // takes the cache dir's mount lock; counters persist to the index
+  kTool,   // shares the cache dir with a running mount, if any
+};
+
+class MountAssembly {
+ public:
+  // Builds everything; a failure carries a one-line message (the cache dir cannot be
+  // used, another mount holds it, the index cannot be opened).
+  static Result<std::unique_ptr<MountAssembly>> build(const MountOptions& options,
+                                                      AssemblyRole role);
+  ~MountAssembly();
+  MountAssembly(const MountAssembly&) = delete;
+  MountAssembly& operator=(const MountAssembly&) = delete;
+
+  const MountOptions& options() const { return options_; }
+  ContentCache& cache() { return *cache_; }
+  CacheIndex& index() { return *index_; }
+  CacheKeeper& keeper() { return *keeper_; }
+  DaemonClient& client() { return client_; }
+  DaemonState& daemon_state() { return daemon_state_; }
+  Counters& counters() { return counters_; }
+  ContentAccess& content() { return *content_; }
+  Filesystem& filesystem() { return *filesystem_; }
+  // Attached by the FUSE session: drops the kernel's cached pages of an inode.
+  LateCallback<std::uint64_t>& invalidate_inode() { return invalidate_inode_; }
+
+  // Asks the daemon for its node id (a probe with its own connection, so that none is
+  // left open across the fork of daemonizing) and logs whether it answers.
+  void probe_daemon();
+  // Starts the background work of a running mount (after daemonizing): probing the daemon
+  // while it is offline, and writing the counters to the index.
+  void start_background();
+  // Stops it and writes the counters one last time.
+  void stop_background();
+
+ private:
+  explicit MountAssembly(const MountOptions& options);
+  void persist_counters();
+
+  MountOptions options_;
+  Counters counters_;
+  Counters persisted_;  // what the index was told so far
+  DaemonClient client_;
+  DaemonState daemon_state_;
+  ObservedSource observed_;
+  std::unique_ptr<ContentCache> cache_;
+  std::unique_ptr<CacheIndex> index_;
+  std::unique_ptr<OpenObjects> open_objects_;
+  std::unique_ptr<CacheKeeper> keeper_;
+  LateCallback<std::uint64_t> invalidate_inode_;
+  Tree tree_;
+  std::unique_ptr<ContentFetcher> fetcher_;
+  std::unique_ptr<BlockFetcher> blocks_;
+  std::unique_ptr<ContentAccess> content_;
+  std::unique_ptr<Filesystem> filesystem_;
+
+  std::atomic<bool> stopping_{false};
+  std::thread background_;
+};
+
+}  // namespace kacheryfs

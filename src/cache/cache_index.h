@@ -1,0 +1,78 @@
+// The persistent accounting of the cache: one row per object (complete or partial) with
+// its size, bytes held, pinned flag and last access, plus counters (hits, misses, bytes
+// fetched) and the objects the running mount has open. Kept in CACHE/index.sqlite (SQLite,
+// WAL), so a mount starts without scanning the cache and the kacheryfs-cache tool can read
+// and change it while a mount runs. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cache/cache_layout.h"
+#include "support/result.h"
+
+struct sqlite3;
+
+namespace kacheryfs {
+
+struct IndexEntry {
+  std::string sha1;
+  std::uint64_t size = 0;
+  std::uint64_t bytes = 0;  // bytes held (== size when complete)
+  bool complete = false;
+  bool pinned = false;
+  std::int64_t last_access = 0;  // unix seconds
+};
+
+struct IndexTotals {
+  std::uint64_t bytes = 0;
+  std::uint64_t objects = 0;
+  std::uint64_t pinned = 0;
+  std::uint64_t partial = 0;
+};
+
+class CacheIndex {
+ public:
+  // Opens (creating) the layout's index.sqlite.
+  static Result<std::unique_ptr<CacheIndex>> open(const CacheLayout& layout);
+  ~CacheIndex();
+  CacheIndex(const CacheIndex&) = delete;
+  CacheIndex& operator=(const CacheIndex&) = delete;
+
+  // Inserts or updates an object and marks it used now.
+  void record(const std::string& sha1, std::uint64_t size, std::uint64_t bytes, bool complete);
+  void touch(const std::string& sha1);
+  void remove(const std::string& sha1);
+  // Sets the pinned flag; false when the object is not in the index.
+  bool set_pinned(const std::string& sha1, bool pinned);
+  std::optional<IndexEntry> get(const std::string& sha1);
+  IndexTotals totals();
+  std::vector<IndexEntry> entries();
+  // Unpinned objects that no mount has open, least recently used first.
+  std::vector<IndexEntry> eviction_candidates();
+
+  // Persistent totals of the Counters registry, by its names (see support/counters.h).
+  void add_counter(const std::string& name, std::int64_t delta);
+  std::uint64_t counter(const std::string& name);
+  std::vector<std::pair<std::string, std::uint64_t>> counters();
+
+  // Objects the mount has open (so that nobody evicts them); cleared when a mount starts.
+  void set_open(const std::string& sha1, bool open);
+  void clear_open();
+
+  bool empty();
+
+ private:
+  explicit CacheIndex(sqlite3* db);
+  bool exec(const char* sql);
+  std::mutex mutex_;  // a leaf: nothing else is locked while it is held
+  sqlite3* db_;
+};
+
+}  // namespace kacheryfs

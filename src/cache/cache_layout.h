@@ -1,0 +1,54 @@
+// CacheLayout: the one place that names the files of a cache dir. Everything else asks it.
+//   ROOT/sha1/ab/cd/ef/<sha1>     complete, verified content (the kachery storage layout, so
+//                                 ROOT also works as KACHERY_OFFLINE_STORAGE_DIR)
+//   ROOT/partial/<sha1>.data      a large file being streamed: sparse, full size
+//   ROOT/partial/<sha1>.blocks    its page map, one byte per 64 KiB page (1 = present)
+//   ROOT/partial/<sha1>.chunks    its verified manifest chunks, one byte each
+//   ROOT/tmp/                     temp files of transactions (and of meta values)
+//   ROOT/bad/<sha1>               objects that failed `kacheryfs-cache verify`
+//   ROOT/meta/<key>               small persistent facts (the node id)
+//   ROOT/index.sqlite             the cache index;  ROOT/mount.lock  one mount per cache
+// (The page map keeps its historical ".blocks" name, so caches from earlier versions work.)
+// Immutable after construction; thread-safe.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace kacheryfs {
+
+class CacheLayout {
+ public:
+  explicit CacheLayout(std::filesystem::path root) : root_(std::move(root)) {}
+
+  const std::filesystem::path& root() const { return root_; }
+  std::filesystem::path complete_dir() const { return root_ / "sha1"; }
+  std::filesystem::path complete_path(std::string_view sha1) const;
+  std::filesystem::path partial_dir() const { return root_ / "partial"; }
+  std::filesystem::path partial_data(std::string_view sha1) const {
+    return partial_dir() / (std::string(sha1) + std::string(kDataSuffix));
+  }
+  std::filesystem::path page_map(std::string_view sha1) const {
+    return partial_dir() / (std::string(sha1) + std::string(kPageMapSuffix));
+  }
+  std::filesystem::path verified_chunks(std::string_view sha1) const {
+    return partial_dir() / (std::string(sha1) + std::string(kChunksSuffix));
+  }
+  // The sha1 whose partial data file this name is ("<sha1>.data"), or "".
+  static std::string sha1_of_partial_data(std::string_view file_name);
+
+  std::filesystem::path tmp_dir() const { return root_ / "tmp"; }
+  std::filesystem::path bad_dir() const { return root_ / "bad"; }
+  std::filesystem::path meta_dir() const { return root_ / "meta"; }
+  std::filesystem::path index_path() const { return root_ / "index.sqlite"; }
+  std::filesystem::path lock_path() const { return root_ / "mount.lock"; }
+
+ private:
+  static constexpr std::string_view kDataSuffix = ".data";
+  static constexpr std::string_view kPageMapSuffix = ".blocks";
+  static constexpr std::string_view kChunksSuffix = ".chunks";
+  std::filesystem::path root_;
+};
+
+}  // namespace kacheryfs

@@ -1,0 +1,220 @@
+#include "cache/content_cache.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <system_error>
+
+#include "kachery/hash_name.h"
+
+namespace kacheryfs {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::string> directory_names(const fs::path& dir) {
+  std::vector<std::string> names;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return names;
+  while (dirent* e = readdir(d)) {
+    std::string_view name = e->d_name;
+    if (name != "." && name != "..") names.emplace_back(name);
+  }
+  closedir(d);
+  return names;
+}
+
+// Temp files are named <sha1>.<pid>.<counter>.tmp, so a new process can tell which
+// leftovers belong to processes that no longer run.
+std::string temp_name(std::string_view sha1) {
+  static std::atomic<std::uint64_t> counter{0};
+  std::ostringstream name;
+  name << sha1 << '.' << getpid() << '.' << counter.fetch_add(1) << ".tmp";
+  return name.str();
+}
+
+}  // namespace
+
+ContentCache::ContentCache(fs::path root_dir) : layout_(std::move(root_dir)) {
+  fs::create_directories(layout_.complete_dir());
+  fs::create_directories(layout_.tmp_dir());
+  fs::create_directories(layout_.meta_dir());
+  if (access(root().c_str(), W_OK) != 0) {
+    throw std::system_error(errno, std::generic_category(), "cache dir " + root().string());
+  }
+  remove_stale_temp_files();
+}
+
+void ContentCache::remove_stale_temp_files() const {
+  for (const std::string& name : directory_names(layout_.tmp_dir())) {
+    // <sha1>.<pid>.<n>.tmp
+    std::size_t first = name.find('.');
+    std::size_t second = name.find('.', first + 1);
+    bool stale = true;
+    if (first != std::string::npos && second != std::string::npos) {
+      pid_t pid = static_cast<pid_t>(
+          std::strtol(name.substr(first + 1, second - first - 1).c_str(), nullptr, 10));
+      stale = pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH);
+    }
+    if (stale) unlink((layout_.tmp_dir() / name).c_str());
+  }
+}
+
+bool ContentCache::lock_for_mount(std::string* holder) {
+  fs::path path = layout_.lock_path();
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    *holder = std::string("cannot open ") + path.string() + ": " + std::strerror(errno);
+    return false;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = {};
+    ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+    *holder = n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : "?";
+    while (!holder->empty() && (holder->back() == '\n' || holder->back() == ' '))
+      holder->pop_back();
+    close(fd);
+    return false;
+  }
+  std::string pid = std::to_string(getpid()) + "\n";
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    // The lock is what matters; the pid is only for the message of a second mount.
+  }
+  return true;  // fd stays open for the life of the process
+}
+
+void ContentCache::record_mount_pid() const {
+  fs::path path = layout_.lock_path();
+  std::string pid = std::to_string(getpid()) + "\n";
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+  }
+  close(fd);
+}
+
+std::optional<std::uint64_t> ContentCache::complete_size(std::string_view sha1) const {
+  struct stat st {};
+  if (stat(complete_path(sha1).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+Result<UniqueFd> ContentCache::open_complete(std::string_view sha1) const {
+  int fd = open(complete_path(sha1).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(-errno);
+  return UniqueFd(fd);
+}
+
+std::vector<std::string> ContentCache::list_level(std::string_view prefix) const {
+  fs::path dir = layout_.complete_dir();
+  for (std::size_t i = 0; i < prefix.size(); i += 2) dir /= std::string(prefix.substr(i, 2));
+  std::vector<std::string> names;
+  for (std::string& name : directory_names(dir)) {
+    bool wanted = prefix.size() == 6 ? is_sha1_name(name) && name.starts_with(prefix)
+                                     : name.size() == 2 && is_lower_hex(name);
+    if (wanted) names.push_back(std::move(name));
+  }
+  return names;
+}
+
+std::vector<std::string> ContentCache::list_all() const {
+  std::vector<std::string> all;
+  for (const std::string& a : list_level(""))
+    for (const std::string& b : list_level(a))
+      for (const std::string& c : list_level(a + b))
+        for (std::string& name : list_level(a + b + c)) all.push_back(std::move(name));
+  return all;
+}
+
+std::optional<std::string> ContentCache::read_meta(std::string_view key) const {
+  std::ifstream in(layout_.meta_dir() / std::string(key), std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+void ContentCache::write_meta(std::string_view key, std::string_view value) const {
+  fs::path final_path = layout_.meta_dir() / std::string(key);
+  fs::path temp_path = layout_.tmp_dir() / temp_name("meta");
+  {
+    std::ofstream out(temp_path, std::ios::binary | std::ios::trunc);
+    out << value;
+    if (!out) return;
+  }
+  if (rename(temp_path.c_str(), final_path.c_str()) != 0) unlink(temp_path.c_str());
+}
+
+std::optional<std::uint64_t> ContentCache::partial_size(std::string_view sha1) const {
+  struct stat st {};
+  if (stat(layout_.page_map(sha1).c_str(), &st) != 0) return std::nullopt;
+  if (stat(layout_.partial_data(sha1).c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+    return std::nullopt;
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+int ContentCache::adopt(std::string_view sha1, const fs::path& verified_file) const {
+  fs::path final_path = complete_path(sha1);
+  std::error_code ec;
+  fs::create_directories(final_path.parent_path(), ec);
+  if (ec) return -ec.value();
+  if (rename(verified_file.c_str(), final_path.c_str()) != 0) return -errno;
+  return 0;
+}
+
+Result<std::unique_ptr<ContentCache::Transaction>> ContentCache::begin(
+    std::string_view sha1) const {
+  fs::path temp_path = layout_.tmp_dir() / temp_name(sha1);
+  int fd = open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return fail(-errno, "cannot create a temp file in " + layout_.tmp_dir().string());
+  return std::unique_ptr<Transaction>(new Transaction(fd, temp_path, complete_path(sha1)));
+}
+
+ContentCache::Transaction::Transaction(int fd, fs::path temp_path, fs::path final_path)
+    : fd_(fd), temp_path_(std::move(temp_path)), final_path_(std::move(final_path)) {}
+
+ContentCache::Transaction::~Transaction() {
+  if (fd_ >= 0) close(fd_);
+  if (!committed_) unlink(temp_path_.c_str());
+}
+
+int ContentCache::Transaction::append(const char* data, std::size_t size) {
+  while (size > 0) {
+    ssize_t n = write(fd_, data, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    data += n;
+    size -= static_cast<std::size_t>(n);
+    size_ += static_cast<std::uint64_t>(n);
+  }
+  return 0;
+}
+
+int ContentCache::Transaction::commit() {
+  if (fdatasync(fd_) != 0) return -errno;
+  if (close(fd_) != 0) {
+    fd_ = -1;
+    return -errno;
+  }
+  fd_ = -1;
+  std::error_code ec;
+  fs::create_directories(final_path_.parent_path(), ec);
+  if (ec) return -ec.value();
+  if (rename(temp_path_.c_str(), final_path_.c_str()) != 0) return -errno;
+  committed_ = true;
+  return 0;
+}
+
+}  // namespace kacheryfs

@@ -1,0 +1,92 @@
+// The persistent local cache of complete, verified content, laid out like a kachery
+// storage dir: ROOT/sha1/ab/cd/ef/<sha1> (so ROOT also works as KACHERY_OFFLINE_STORAGE_DIR).
+// Bytes arrive through a Transaction: a temp file under ROOT/tmp that becomes visible in the
+// layout only by an atomic rename after it was verified and synced. Used by the fetcher.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cache/cache_layout.h"
+#include "support/result.h"
+#include "support/unique_fd.h"
+
+namespace kacheryfs {
+
+class ContentCache {
+ public:
+  // Creates ROOT, ROOT/sha1 and ROOT/tmp as needed and removes temp files left by
+  // processes that are gone. Throws std::system_error when ROOT cannot be used (the one
+  // place the core throws: a constructor has no result to return).
+  explicit ContentCache(std::filesystem::path root);
+
+  const std::filesystem::path& root() const { return layout_.root(); }
+  const CacheLayout& layout() const { return layout_; }
+
+  // Takes CACHE/mount.lock for this process (flock; released when the process ends, kept
+  // across the fork of daemonizing). Only one mount uses a cache dir at a time: returns
+  // false and sets *holder to the pid recorded by the mount that has it.
+  bool lock_for_mount(std::string* holder);
+  // Rewrites the pid in the lock file (after daemonizing changed it).
+  void record_mount_pid() const;
+  std::filesystem::path complete_path(std::string_view sha1) const {
+    return layout_.complete_path(sha1);
+  }
+
+  // Size of the complete entry, or nullopt when it is not cached.
+  std::optional<std::uint64_t> complete_size(std::string_view sha1) const;
+
+  // Opens the complete entry read-only (-ENOENT when not cached).
+  Result<UniqueFd> open_complete(std::string_view sha1) const;
+
+  // Names under sha1/ at the given hex prefix of length 0, 2, 4 or 6: the next level's
+  // two-character directories, or (for length 6) the complete sha1 names.
+  std::vector<std::string> list_level(std::string_view prefix) const;
+  // Every complete sha1 in the cache.
+  std::vector<std::string> list_all() const;
+
+  // Size of a partially fetched large file (its data file has the full size), if any.
+  std::optional<std::uint64_t> partial_size(std::string_view sha1) const;
+  // Moves a verified file into the complete layout (atomic rename); 0 or -errno.
+  int adopt(std::string_view sha1, const std::filesystem::path& verified_file) const;
+
+  // Small persistent facts (e.g. the node id), stored as ROOT/meta/<key>.
+  std::optional<std::string> read_meta(std::string_view key) const;
+  void write_meta(std::string_view key, std::string_view value) const;
+
+  class Transaction {
+   public:
+    ~Transaction();  // removes the temp file unless committed
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+
+    // Appends bytes; returns 0 or -errno.
+    int append(const char* data, std::size_t size);
+    std::uint64_t size() const { return size_; }
+    // fsyncs and renames the temp file into the layout; returns 0 or -errno.
+    int commit();
+
+   private:
+    friend class ContentCache;
+    Transaction(int fd, std::filesystem::path temp_path, std::filesystem::path final_path);
+    int fd_;
+    std::filesystem::path temp_path_;
+    std::filesystem::path final_path_;
+    std::uint64_t size_ = 0;
+    bool committed_ = false;
+  };
+
+  // Starts writing the entry for sha1.
+  Result<std::unique_ptr<Transaction>> begin(std::string_view sha1) const;
+
+ private:
+  void remove_stale_temp_files() const;
+  CacheLayout layout_;
+};
+
+}  // namespace kacheryfs

@@ -1,0 +1,214 @@
+#include "cache/partial_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace kacheryfs {
+
+namespace fs = std::filesystem;
+
+PartialFile::PartialFile(std::string sha1, std::uint64_t size, std::uint64_t page_size)
+    : sha1_(std::move(sha1)), size_(size), page_size_(page_size) {}
+
+PartialFile::~PartialFile() = default;
+
+Result<std::shared_ptr<PartialFile>> PartialFile::open(const CacheLayout& layout,
+                                                       const std::string& sha1, std::uint64_t size,
+                                                       std::uint64_t page_size) {
+  std::shared_ptr<PartialFile> file(new PartialFile(sha1, size, page_size));
+  std::error_code ec;
+  fs::create_directories(layout.partial_dir(), ec);
+  file->data_path_ = layout.partial_data(sha1);
+  file->map_path_ = layout.page_map(sha1);
+  file->chunks_path_ = layout.verified_chunks(sha1);
+  std::uint64_t pages = (size + page_size - 1) / page_size;
+  file->present_.assign(pages, 0);
+  file->in_flight_.assign(pages, 0);
+
+  // A map that does not match this geometry (another page size) is started afresh.
+  struct stat st {};
+  bool reuse =
+      stat(file->map_path_.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) == pages &&
+      stat(file->data_path_.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) == size;
+  int flags = O_RDWR | O_CREAT | O_CLOEXEC | (reuse ? 0 : O_TRUNC);
+  file->data_fd_.reset(::open(file->data_path_.c_str(), flags, 0644));
+  if (!file->data_fd_.valid())
+    return kacheryfs::fail(-errno, "cannot open " + file->data_path_.string());
+  file->map_fd_.reset(::open(file->map_path_.c_str(), flags, 0644));
+  if (!file->map_fd_.valid())
+    return kacheryfs::fail(-errno, "cannot open " + file->map_path_.string());
+  if (!reuse) {
+    if (ftruncate(file->data_fd_.get(), static_cast<off_t>(size)) != 0 ||
+        ftruncate(file->map_fd_.get(), static_cast<off_t>(pages)) != 0) {
+      return kacheryfs::fail(-errno, "cannot size " + file->data_path_.string());
+    }
+  } else if (pread(file->map_fd_.get(), file->present_.data(), pages, 0) !=
+             static_cast<ssize_t>(pages)) {
+    file->present_.assign(pages, 0);
+  }
+  for (std::uint64_t page = 0; page < pages; ++page) {
+    auto& p = file->present_[page];
+    p = p == 1 ? 1 : 0;
+    file->present_count_ += p;
+    if (p) file->present_bytes_ += file->page_end(page) - file->page_start(page);
+  }
+  return file;
+}
+
+bool PartialFile::present(std::uint64_t page) const {
+  std::lock_guard lock(mutex_);
+  return present_[page] != 0;
+}
+
+bool PartialFile::all_present() const {
+  std::lock_guard lock(mutex_);
+  return present_count_ == present_.size();
+}
+
+std::uint64_t PartialFile::cached_bytes() const {
+  std::lock_guard lock(mutex_);
+  return present_bytes_;
+}
+
+bool PartialFile::claim(std::uint64_t page) {
+  std::lock_guard lock(mutex_);
+  if (failed_ || present_[page] || in_flight_[page]) return false;
+  in_flight_[page] = 1;
+  return true;
+}
+
+void PartialFile::finish(std::uint64_t page, bool fetched) {
+  {
+    std::lock_guard lock(mutex_);
+    in_flight_[page] = 0;
+    if (fetched && !failed_) {
+      // The page's bytes were written before this point; only now does the map say so.
+      std::uint8_t one = 1;
+      if (pwrite(map_fd_.get(), &one, 1, static_cast<off_t>(page)) == 1) {
+        present_[page] = 1;
+        ++present_count_;
+        present_bytes_ += page_end(page) - page_start(page);
+      }
+    }
+  }
+  changed_.notify_all();
+}
+
+PartialFile::WaitResult PartialFile::wait(std::uint64_t page, const CancelToken& cancel) {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    if (failed_) return WaitResult::kFailed;
+    if (present_[page]) return WaitResult::kPresent;
+    if (!in_flight_[page]) return WaitResult::kAbsent;
+    if (cancel.cancelled()) return WaitResult::kCancelled;
+    changed_.wait_for(lock, std::chrono::milliseconds(50));
+  }
+}
+
+void PartialFile::set_manifest(Manifest manifest) {
+  std::lock_guard lock(mutex_);
+  std::size_t count = manifest.chunks.size();
+  chunk_verified_.assign(count, 0);
+  chunks_fd_.reset(::open(chunks_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  struct stat st {};
+  if (chunks_fd_.valid() && fstat(chunks_fd_.get(), &st) == 0) {
+    if (static_cast<std::size_t>(st.st_size) == count) {
+      if (pread(chunks_fd_.get(), chunk_verified_.data(), count, 0) != static_cast<ssize_t>(count))
+        chunk_verified_.assign(count, 0);
+      for (auto& v : chunk_verified_) v = v == 1 ? 1 : 0;
+    } else if (ftruncate(chunks_fd_.get(), 0) != 0 ||
+               ftruncate(chunks_fd_.get(), static_cast<off_t>(count)) != 0) {
+      chunks_fd_.reset();
+    }
+  }
+  manifest_ = std::move(manifest);
+}
+
+bool PartialFile::chunk_verified(std::size_t chunk) const {
+  std::lock_guard lock(mutex_);
+  return complete_ || (chunk < chunk_verified_.size() && chunk_verified_[chunk]);
+}
+
+void PartialFile::set_chunk_verified(std::size_t chunk) {
+  {
+    std::lock_guard lock(mutex_);
+    if (chunk < chunk_verified_.size()) {
+      chunk_verified_[chunk] = 1;
+      std::uint8_t one = 1;
+      if (chunks_fd_.valid() && pwrite(chunks_fd_.get(), &one, 1, static_cast<off_t>(chunk)) != 1) {
+        // Not recorded: it is simply verified again after a remount.
+      }
+    }
+  }
+  changed_.notify_all();
+}
+
+std::size_t PartialFile::verified_chunk_count() const {
+  std::lock_guard lock(mutex_);
+  std::size_t n = 0;
+  for (auto v : chunk_verified_) n += v;
+  return n;
+}
+
+bool PartialFile::wait_chunk_verified(std::size_t chunk, const CancelToken& cancel) {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    if (failed_) return false;
+    if (complete_ || (chunk < chunk_verified_.size() && chunk_verified_[chunk])) return true;
+    if (cancel.cancelled()) return false;
+    changed_.wait_for(lock, std::chrono::milliseconds(50));
+  }
+}
+
+void PartialFile::set_complete() {
+  {
+    std::lock_guard lock(mutex_);
+    complete_ = true;
+    unlink(map_path_.c_str());
+    unlink(chunks_path_.c_str());
+  }
+  changed_.notify_all();
+}
+
+void PartialFile::fail() {
+  {
+    std::lock_guard lock(mutex_);
+    failed_ = true;
+    present_.assign(present_.size(), 0);
+    present_count_ = 0;
+    present_bytes_ = 0;
+    unlink(map_path_.c_str());
+    unlink(chunks_path_.c_str());
+    unlink(data_path_.c_str());
+  }
+  changed_.notify_all();
+}
+
+}  // namespace kacheryfs
+
+namespace kacheryfs {
+
+bool PartialFile::hash_present_pages(const PageHasher& hash_range) {
+  while (hashed_pages_ < page_count() && present(hashed_pages_)) {
+    // Hash the run of present pages from the cursor in one pass.
+    std::uint64_t first = hashed_pages_;
+    std::uint64_t last = first;
+    while (last + 1 < page_count() && last - first < 255 && present(last + 1)) ++last;
+    if (!hash_range(page_start(first), page_end(last), whole_file_hasher_)) return false;
+    hashed_pages_ = last + 1;
+  }
+  return true;
+}
+
+bool PartialFile::report_held_bytes(std::uint64_t held, std::uint64_t step) {
+  std::uint64_t told = indexed_bytes_.load();
+  while (held >= told + step) {
+    if (indexed_bytes_.compare_exchange_weak(told, held)) return true;
+  }
+  return false;
+}
+
+}  // namespace kacheryfs

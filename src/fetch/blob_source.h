@@ -1,0 +1,53 @@
+// The contract between the core and wherever content bytes come from. The daemon client
+// implements it over HTTP; unit tests implement it in memory. No HTTP or FUSE types here.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "support/cancel_token.h"
+
+namespace kacheryfs {
+
+enum class FetchStatus {
+  kOk,
+  kNotFound,       // the source does not have this blob
+  kUnreachable,    // could not connect
+  kTimeout,        // connect, first-byte or idle timeout
+  kCancelled,      // the CancelToken fired
+  kAuthRejected,   // 403 even with a freshly read auth code
+  kServerError,    // 5xx (other than not-found) after retries
+  kProtocolError,  // an answer we cannot make sense of
+  kLocalError,     // the sink refused the bytes (e.g. disk full)
+};
+
+const char* to_string(FetchStatus status);
+
+struct FetchResult {
+  FetchStatus status = FetchStatus::kOk;
+  std::string detail;  // one line for logs, e.g. "connect 127.0.0.1:20431: Connection refused"
+  bool ok() const { return status == FetchStatus::kOk; }
+};
+
+// Receives consecutive bytes of a range. Returns false to abort the transfer.
+using ByteSink = std::function<bool(const char* data, std::size_t size)>;
+
+class BlobSource {
+ public:
+  virtual ~BlobSource() = default;
+
+  // Streams bytes [start, end) of the blob into sink, in order, without gaps or repeats
+  // (the implementation resumes internally after a dropped connection). Fewer bytes than
+  // asked means the blob ended. Requires end > start.
+  virtual FetchResult read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
+                                 const ByteSink& sink, const CancelToken& cancel) = 0;
+
+  // Asks the source to obtain a blob it lacks (kachery: /loadFile through a channel).
+  // Returns kOk once the blob can be read, kNotFound when it cannot be found.
+  virtual FetchResult load_blob(std::string_view sha1, const CancelToken& cancel) = 0;
+};
+
+}  // namespace kacheryfs

@@ -1,0 +1,354 @@
+#include "fetch/block_fetcher.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "fetch/fetch_errors.h"
+#include "kachery/sha1_hasher.h"
+
+namespace kacheryfs {
+
+namespace {
+
+constexpr std::size_t kMaxQueuedBlocks = 1024;
+
+// Hashes [start, end) of fd into hasher; false on a read error.
+bool hash_range(int fd, std::uint64_t start, std::uint64_t end, Sha1Hasher& hasher) {
+  thread_local std::vector<char> buffer(1 << 20);  // the verifier thread's, reused
+  while (start < end) {
+    ssize_t n = pread(fd, buffer.data(), std::min<std::uint64_t>(buffer.size(), end - start),
+                      static_cast<off_t>(start));
+    if (n <= 0) return false;
+    hasher.update(buffer.data(), static_cast<std::size_t>(n));
+    start += static_cast<std::uint64_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
+
+BlockFetcher::BlockFetcher(BlobSource& source, ContentCache& cache, CacheAccounting& accounting,
+                           Counters& counters, OpenObjects& in_use, BlockFetcherConfig config,
+                           FailureCallback on_failure)
+    : source_(source),
+      cache_(cache),
+      accounting_(accounting),
+      counters_(counters),
+      in_use_(in_use),
+      config_(config),
+      on_failure_(std::move(on_failure)) {}
+
+BlockFetcher::~BlockFetcher() {
+  {
+    std::lock_guard lock(queue_mutex_);
+    stopping_ = true;
+  }
+  queue_changed_.notify_all();
+  for (auto& thread : threads_) thread.join();
+}
+
+void BlockFetcher::start_threads() {
+  std::call_once(started_, [this] {
+    for (unsigned i = 0; i < config_.max_conns; ++i)
+      threads_.emplace_back([this] { worker_loop(); });
+    threads_.emplace_back([this] { verifier_loop(); });
+  });
+}
+
+Result<std::shared_ptr<PartialFile>> BlockFetcher::partial(
+    const std::string& sha1, std::uint64_t size, const std::optional<Manifest>& manifest) {
+  std::shared_ptr<PartialFile> file;
+  {
+    std::lock_guard lock(registry_mutex_);
+    auto it = registry_.find(sha1);
+    if (it != registry_.end()) file = it->second.lock();
+    if (file && file->failed()) file.reset();
+    if (!file) {
+      auto opened = PartialFile::open(cache_.layout(), sha1, size, config_.page_size);
+      if (!opened.ok()) return opened.failure();
+      file = std::move(*opened);
+      file->keep_in_use(in_use_.hold(sha1));  // never evicted while someone streams it
+      registry_[sha1] = file;
+      file->set_reported_bytes(file->cached_bytes());
+      accounting_.partial(sha1, size, file->cached_bytes());
+      if (!file->all_present()) counters_.add(Counter::kMisses);  // bytes will be fetched
+    }
+  }
+  if (manifest && !file->manifest()) file->set_manifest(*manifest);
+  schedule_verify(file);  // pages from an earlier mount are verified as they are found
+  return file;
+}
+
+std::uint64_t BlockFetcher::partial_bytes(const std::string& sha1, std::uint64_t size) {
+  {
+    std::lock_guard lock(registry_mutex_);
+    auto it = registry_.find(sha1);
+    if (it != registry_.end()) {
+      if (auto file = it->second.lock()) return file->cached_bytes();
+    }
+  }
+  std::ifstream map(cache_.layout().page_map(sha1), std::ios::binary);
+  std::uint64_t bytes = 0;
+  std::uint64_t page = 0;
+  for (char c; map.get(c); ++page) {
+    if (c == 1)
+      bytes +=
+          std::min(size, (page + 1) * config_.page_size) - std::min(size, page * config_.page_size);
+  }
+  return bytes;
+}
+
+std::size_t BlockFetcher::verified_chunks(const std::string& sha1) {
+  {
+    std::lock_guard lock(registry_mutex_);
+    auto it = registry_.find(sha1);
+    if (it != registry_.end()) {
+      if (auto file = it->second.lock()) return file->verified_chunk_count();
+    }
+  }
+  std::ifstream chunks(cache_.layout().verified_chunks(sha1), std::ios::binary);
+  std::size_t verified = 0;
+  for (char c; chunks.get(c);) verified += c == 1;
+  return verified;
+}
+
+int BlockFetcher::fetch_block(PartialFile& file, std::uint64_t first, std::uint64_t limit,
+                              const CancelToken& cancel) {
+  std::uint64_t pages_per_block = std::max<std::uint64_t>(1, config_.block_size / file.page_size());
+  limit = std::min({limit, first + pages_per_block - 1, file.page_count() - 1});
+  std::uint64_t last = first;
+  while (last < limit && file.claim(last + 1)) ++last;
+  std::uint64_t start = file.page_start(first);
+  std::uint64_t end = file.page_end(last);
+  std::uint64_t position = start;
+  std::uint64_t next_page = first;  // the first page not yet recorded as present
+  int write_error = 0;
+  accounting_.make_room(end - start);
+  FetchResult result = source_.read_range(
+      file.sha1(), start, end,
+      [&](const char* data, std::size_t size) {
+        while (size > 0) {
+          ssize_t n = pwrite(file.data_fd(), data, size, static_cast<off_t>(position));
+          if (n < 0) {
+            if (errno == EINTR) continue;
+            // A full disk: evicting beats failing the read (once per write).
+            if (errno == ENOSPC && write_error != ENOSPC &&
+                accounting_.make_room_after_enospc(end - position) > 0) {
+              write_error = ENOSPC;
+              continue;
+            }
+            write_error = errno;
+            return false;
+          }
+          data += n;
+          size -= static_cast<std::size_t>(n);
+          position += static_cast<std::uint64_t>(n);
+        }
+        while (next_page <= last && file.page_end(next_page) <= position)
+          file.finish(next_page++, true);
+        return true;
+      },
+      cancel);
+  while (next_page <= last) file.finish(next_page++, false);  // whatever did not arrive
+  if (result.ok() && position != end) {
+    result = {FetchStatus::kProtocolError, "range [" + std::to_string(start) + ", " +
+                                               std::to_string(end) + "): got " +
+                                               std::to_string(position - start) + " bytes"};
+  }
+  if (result.status == FetchStatus::kLocalError && write_error != 0) {
+    result.detail = std::string("writing the block cache: ") + std::strerror(write_error);
+  }
+  counters_.add(Counter::kBytesFetched, position - start);
+  if (!result.ok()) {
+    EioSite site = write_error != 0 ? EioSite::kCacheWrite : EioSite::kBlockFetch;
+    return fetch_errno(counters_, result, site, file.sha1());
+  }
+  // Tell the index about every block's worth of new bytes, not every page.
+  std::uint64_t held = file.cached_bytes();
+  if (file.report_held_bytes(held, config_.block_size))
+    accounting_.partial(file.sha1(), file.size(), held);
+  return 0;
+}
+
+int BlockFetcher::ensure(const std::shared_ptr<PartialFile>& shared, std::uint64_t offset,
+                         std::uint64_t length, bool verified_only, const CancelToken& cancel) {
+  PartialFile& file = *shared;
+  if (file.failed()) return -EIO;
+  if (offset >= file.size() || length == 0) return 0;
+  std::uint64_t last_byte = std::min(file.size(), offset + length) - 1;
+  if (verified_only && file.manifest()) {
+    // Only whole chunks can be verified: fetch every page of the chunks the range touches.
+    for (const ManifestChunk& chunk : file.manifest()->chunks) {
+      if (chunk.start <= offset && offset < chunk.end) offset = chunk.start;
+      if (chunk.start <= last_byte && last_byte < chunk.end) last_byte = chunk.end - 1;
+    }
+  }
+  std::uint64_t last_page = last_byte / file.page_size();
+  bool fetched_any = false;
+  for (std::uint64_t page = offset / file.page_size(); page <= last_page; ++page) {
+    for (;;) {
+      if (file.present(page)) break;
+      if (file.claim(page)) {
+        if (int error = fetch_block(file, page, last_page, cancel); error != 0) return error;
+        fetched_any = true;
+        break;
+      }
+      auto waited = file.wait(page, cancel);
+      if (waited == PartialFile::WaitResult::kPresent) break;
+      if (waited == PartialFile::WaitResult::kCancelled) return -EINTR;
+      if (waited == PartialFile::WaitResult::kFailed) return -EIO;
+      // kAbsent: the other fetch failed; try it here, so the reader sees the real error.
+    }
+  }
+  if (fetched_any) schedule_verify(shared);
+  if (verified_only && file.manifest()) {
+    const auto& chunks = file.manifest()->chunks;
+    for (std::size_t c = 0; c < chunks.size(); ++c) {
+      if (chunks[c].end <= offset || chunks[c].start > last_byte) continue;
+      if (!file.wait_chunk_verified(c, cancel)) return file.failed() ? -EIO : -EINTR;
+    }
+  }
+  return file.failed() ? -EIO : 0;
+}
+
+void BlockFetcher::prefetch(const std::shared_ptr<PartialFile>& file, std::uint64_t offset,
+                            std::uint64_t length) {
+  if (file->failed() || offset >= file->size() || length == 0) return;
+  start_threads();
+  std::uint64_t pages_per_block =
+      std::max<std::uint64_t>(1, config_.block_size / file->page_size());
+  std::uint64_t first = offset / file->page_size();
+  std::uint64_t last = (std::min(file->size(), offset + length) - 1) / file->page_size();
+  {
+    std::lock_guard lock(queue_mutex_);
+    // Runs are aligned to block_size, so that readers of one file queue the same runs.
+    for (std::uint64_t block = first / pages_per_block * pages_per_block; block <= last;
+         block += pages_per_block) {
+      if (blocks_to_fetch_.size() >= kMaxQueuedBlocks) break;
+      std::uint64_t block_last = std::min(block + pages_per_block - 1, file->page_count() - 1);
+      bool missing = false;
+      for (std::uint64_t page = std::max(block, first); page <= block_last && !missing; ++page) {
+        missing = !file->present(page);
+      }
+      if (missing) blocks_to_fetch_.push_back({file, block, block_last});
+    }
+  }
+  queue_changed_.notify_all();
+}
+
+int BlockFetcher::fetch_all(const std::shared_ptr<PartialFile>& file, const CancelToken& cancel) {
+  prefetch(file, 0, file->size());
+  if (int error = ensure(file, 0, file->size(), false, cancel); error != 0) return error;
+  schedule_verify(file);
+  while (!file->complete()) {
+    if (file->failed()) return -EIO;
+    if (cancel.cancelled()) return -EINTR;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return 0;
+}
+
+void BlockFetcher::schedule_verify(const std::shared_ptr<PartialFile>& file) {
+  if (!file->mark_verify_scheduled()) return;
+  start_threads();
+  {
+    std::lock_guard lock(queue_mutex_);
+    files_to_verify_.push_back(file);
+  }
+  queue_changed_.notify_all();
+}
+
+void BlockFetcher::worker_loop() {
+  NeverCancelled never;
+  for (;;) {
+    Block block;
+    {
+      std::unique_lock lock(queue_mutex_);
+      queue_changed_.wait(lock, [this] { return stopping_ || !blocks_to_fetch_.empty(); });
+      if (stopping_) return;
+      block = std::move(blocks_to_fetch_.front());
+      blocks_to_fetch_.pop_front();
+    }
+    bool fetched = false;
+    for (std::uint64_t page = block.first_page; page <= block.last_page; ++page) {
+      if (!block.file->claim(page)) continue;
+      if (fetch_block(*block.file, page, block.last_page, never) != 0) break;
+      fetched = true;
+    }
+    if (fetched) schedule_verify(block.file);
+  }
+}
+
+void BlockFetcher::verifier_loop() {
+  for (;;) {
+    std::shared_ptr<PartialFile> file;
+    {
+      std::unique_lock lock(queue_mutex_);
+      queue_changed_.wait(lock, [this] { return stopping_ || !files_to_verify_.empty(); });
+      if (stopping_) return;
+      file = std::move(files_to_verify_.front());
+      files_to_verify_.pop_front();
+    }
+    file->clear_verify_scheduled();  // completions from now on schedule another pass
+    verify(*file);
+  }
+}
+
+void BlockFetcher::verify(PartialFile& file) {
+  auto verifying = file.lock_for_verify();
+  if (file.failed() || file.complete()) return;
+  auto fail = [&](const std::string& what) {
+    // Fail and drop the kernel's pages first, so that once the line is logged no reader
+    // can get the bad bytes any more.
+    file.fail();
+    if (on_failure_) on_failure_(file.sha1());
+    accounting_.forget(file.sha1());
+    report_eio(counters_, EioSite::kBlockChecksum, file.sha1(),
+               what +
+                   "; its cached pages are dropped and its readers get EIO until it is fetched "
+                   "again");
+  };
+
+  if (const auto& manifest = file.manifest()) {
+    for (std::size_t c = 0; c < manifest->chunks.size(); ++c) {
+      const ManifestChunk& chunk = manifest->chunks[c];
+      if (file.chunk_verified(c)) continue;
+      bool ready = true;
+      for (std::uint64_t b = chunk.start / file.page_size();
+           b <= (chunk.end - 1) / file.page_size() && ready; ++b) {
+        ready = file.present(b);
+      }
+      if (!ready) continue;
+      Sha1Hasher hasher;
+      if (!hash_range(file.data_fd(), chunk.start, chunk.end, hasher))
+        return fail("cannot read chunk back");
+      std::string actual = hasher.final_hex();
+      if (actual != chunk.sha1) {
+        return fail("manifest chunk " + std::to_string(c) + " [" + std::to_string(chunk.start) +
+                    ", " + std::to_string(chunk.end) + ") hashes to " + actual);
+      }
+      file.set_chunk_verified(c);
+    }
+  }
+  bool read_back =
+      file.hash_present_pages([&](std::uint64_t start, std::uint64_t end, Sha1Hasher& hasher) {
+        return hash_range(file.data_fd(), start, end, hasher);
+      });
+  if (!read_back) return fail("cannot read the file back");
+  if (!file.all_pages_hashed()) return;
+  std::string actual = file.whole_file_hash();
+  if (actual != file.sha1()) return fail("the file hashes to " + actual);
+  if (int error = cache_.adopt(file.sha1(), file.data_path()); error != 0) {
+    spdlog::warn("cannot move verified {} into the cache: {}", file.sha1(), std::strerror(-error));
+    return;
+  }
+  accounting_.complete(file.sha1(), file.size());  // indexed before anyone sees it complete
+  file.set_complete();
+  spdlog::debug("verified and cached {} ({} bytes, streamed in blocks)", file.sha1(), file.size());
+}
+
+}  // namespace kacheryfs

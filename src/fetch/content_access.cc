@@ -1,0 +1,151 @@
+#include "fetch/content_access.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "fetch/fetch_errors.h"
+#include "kachery/hash_name.h"
+
+namespace kacheryfs {
+
+ContentAccess::ContentAccess(ContentCache& cache, ContentFetcher& fetcher, BlockFetcher& blocks,
+                             CacheAccounting& accounting, Counters& counters, OpenObjects& in_use,
+                             StreamingConfig streaming)
+    : cache_(cache),
+      fetcher_(fetcher),
+      blocks_(blocks),
+      accounting_(accounting),
+      counters_(counters),
+      in_use_(in_use),
+      streaming_(streaming) {}
+
+void ContentAccess::note_manifest(const std::string& sha1, const std::string& manifest_sha1) {
+  if (manifest_sha1.empty()) return;
+  std::lock_guard lock(manifests_mutex_);
+  manifest_names_[sha1] = manifest_sha1;
+}
+
+int ContentAccess::open(const ContentRequest& request, OpenContent& out,
+                        const CancelToken& cancel) {
+  const std::string& sha1 = request.sha1;
+  out.sha1 = sha1;
+  if (sha1 == kEmptySha1) return 0;  // no fd: reads return nothing
+  out.in_use = in_use_.hold(sha1);
+  if (auto fd = cache_.open_complete(sha1); fd.ok()) {
+    // A file that the lookup's size discovery just fetched is that fetch's miss, not a hit.
+    if (!fetcher_.take_freshly_fetched(sha1)) counters_.add(Counter::kHits);
+    accounting_.accessed(sha1);
+    out.fd = std::move(*fd);
+    out.size = cache_.complete_size(sha1).value_or(0);
+    return 0;
+  }
+  Result<std::uint64_t> size = fetcher_.blob_size(sha1, cancel);
+  if (!size.ok()) return size.error();
+  out.size = *size;
+  if (*size <= streaming_.whole_max) {
+    // Small enough to fetch whole and verify before any byte is served.
+    if (int error = fetcher_.ensure_cached(sha1, cancel); error != 0) return error;
+    fetcher_.take_freshly_fetched(sha1);
+  } else if (int error = open_streamed(request, *size, out, cancel); error != 0 || out.partial) {
+    return error;
+  }
+  auto fd = cache_.open_complete(sha1);
+  if (!fd.ok()) return fd.error();
+  out.fd = std::move(*fd);
+  return 0;
+}
+
+int ContentAccess::open_streamed(const ContentRequest& request, std::uint64_t size,
+                                 OpenContent& out, const CancelToken& cancel) {
+  std::optional<Manifest> manifest = manifest_for(request, size, cancel);
+  auto partial = blocks_.partial(request.sha1, size, manifest);
+  if (!partial.ok()) {
+    return fetch_errno(
+        counters_,
+        {FetchStatus::kLocalError, "cannot create the block cache entry: " + partial.detail() +
+                                       ": " + std::strerror(-partial.error())},
+        EioSite::kCacheWrite, request.sha1);
+  }
+  bool fetch_everything = request.intent == Intent::kPin || (streaming_.strict && !manifest);
+  if (fetch_everything) {
+    // A pin wants it all; strict mode without a manifest can verify nothing before the
+    // whole file is: fetch every block (in parallel) and wait for the whole-file check.
+    if (request.on_stream) request.on_stream(*partial);
+    return blocks_.fetch_all(*partial, cancel);
+  }
+  if (!(*partial)->complete()) out.partial = std::move(*partial);
+  return 0;
+}
+
+std::optional<Manifest> ContentAccess::manifest_for(const ContentRequest& request,
+                                                    std::uint64_t size, const CancelToken& cancel) {
+  const std::string& sha1 = request.sha1;
+  std::string manifest_sha1 = request.manifest_sha1;
+  if (manifest_sha1.empty()) {
+    std::lock_guard lock(manifests_mutex_);
+    auto it = manifest_names_.find(sha1);
+    if (it == manifest_names_.end()) return std::nullopt;
+    manifest_sha1 = it->second;
+  }
+  if (fetcher_.ensure_cached(manifest_sha1, cancel) != 0) {
+    spdlog::warn("cannot fetch manifest {} of {}; verifying the whole file only", manifest_sha1,
+                 sha1);
+    return std::nullopt;
+  }
+  std::ifstream in(cache_.complete_path(manifest_sha1), std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  std::string error;
+  auto manifest = parse_manifest(text, &error);
+  if (manifest && (manifest->sha1 != sha1 || manifest->size != size))
+    error = "it describes another file";
+  if (!manifest || !error.empty()) {
+    spdlog::warn("ignoring manifest {} of {}: {}", manifest_sha1, sha1, error);
+    return std::nullopt;
+  }
+  return manifest;
+}
+
+Result<int> ContentAccess::prepare_read(OpenContent& file, std::uint64_t offset,
+                                        std::uint64_t length, const CancelToken& cancel) {
+  if (!file.partial) return file.fd.get();
+  const std::shared_ptr<PartialFile>& partial = file.partial;
+  std::uint64_t window = 0;
+  {
+    // A read that starts within 1 MiB of where the previous one ended is sequential (the
+    // kernel's own readahead reorders reads a little): the readahead window doubles, from
+    // one block up to max_readahead. Any other jump resets it: random reads fetch only
+    // their pages.
+    std::lock_guard lock(file.readahead_mutex);
+    constexpr std::uint64_t kSlack = 1 << 20;
+    bool sequential =
+        offset == 0 || (offset + kSlack >= file.next_offset && offset <= file.next_offset + kSlack);
+    std::uint64_t block = blocks_.config().block_size;
+    file.window =
+        sequential ? std::min(streaming_.max_readahead, std::max(block, 2 * file.window)) : 0;
+    file.next_offset = offset + length;
+    window = file.window;
+  }
+  if (window > 0) blocks_.prefetch(partial, offset + length, window);
+  if (int error = blocks_.ensure(partial, offset, length, streaming_.strict, cancel); error != 0)
+    return fail(error);
+  return partial->data_fd();
+}
+
+Result<std::uint64_t> ContentAccess::cached_bytes(const std::string& sha1,
+                                                  const CancelToken& cancel) {
+  bool complete = sha1 == kEmptySha1 || cache_.complete_size(sha1).has_value();
+  Result<std::uint64_t> size = fetcher_.blob_size(sha1, cancel);
+  if (!size.ok()) return size;
+  return complete ? *size : blocks_.partial_bytes(sha1, *size);
+}
+
+std::string ContentAccess::verified(const std::string& sha1) {
+  if (sha1 == kEmptySha1 || cache_.complete_size(sha1).has_value()) return "yes";
+  return blocks_.verified_chunks(sha1) > 0 ? "partial" : "no";
+}
+
+}  // namespace kacheryfs

@@ -1,0 +1,74 @@
+// The fetch policy: answers "how big is blob X" and "make blob X complete in the cache",
+// talking to a BlobSource and hiding it behind the cache (as CVMFS's fetcher does).
+// Sizes come from the cache, from memory, or from the protocol's size discovery (one range
+// [0, probe_size) answers small files and already carries their bytes; larger ones bisect
+// with 1-byte probes). Downloads go in bounded ranges, are SHA-1 verified while they stream,
+// and become visible only by the cache's atomic commit. Concurrent calls for one blob
+// share one transfer. Errors come back as a negative errno; each EIO is counted at its site.
+// Lock order: a SingleFlight's own lock is never held while mutex_ is taken.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "cache/cache_accounting.h"
+#include "cache/content_cache.h"
+#include "fetch/blob_source.h"
+#include "fetch/single_flight.h"
+#include "support/counters.h"
+#include "support/result.h"
+
+namespace kacheryfs {
+
+struct FetcherConfig {
+  std::uint64_t range_size = 4 << 20;     // bytes per download request
+  std::uint64_t probe_size = 1 << 20;     // first size-discovery range
+  std::chrono::seconds negative_ttl{10};  // how long "the node lacks X" is remembered
+  bool load_missing = false;              // ask the source to load blobs it lacks (/loadFile)
+};
+
+class ContentFetcher {
+ public:
+  ContentFetcher(BlobSource& source, ContentCache& cache, CacheAccounting& accounting,
+                 Counters& counters, FetcherConfig config);
+
+  // The blob's size: from the cache, from memory, or by size discovery.
+  Result<std::uint64_t> blob_size(std::string_view sha1, const CancelToken& cancel);
+  // 0 once ROOT/sha1/ab/cd/ef/<sha1> holds verified content; else -ENOENT, -EIO or -EINTR.
+  int ensure_cached(std::string_view sha1, const CancelToken& cancel);
+  // True (once) when this fetcher fetched sha1 complete since it was last asked: the open
+  // that follows a lookup's size discovery is then not a cache hit (the miss was counted).
+  bool take_freshly_fetched(const std::string& sha1);
+
+ private:
+  Result<std::uint64_t> discover_size(const std::string& sha1, const CancelToken& cancel);
+  int download(const std::string& sha1, std::uint64_t size, const CancelToken& cancel);
+  FetchResult read_with_load(const std::string& sha1, std::uint64_t start, std::uint64_t end,
+                             const ByteSink& sink, const CancelToken& cancel);
+  bool known_missing(const std::string& sha1);
+  void remember_size(const std::string& sha1, std::uint64_t size);
+  void fetched_complete(const std::string& sha1, std::uint64_t size);
+
+  BlobSource& source_;
+  ContentCache& cache_;
+  CacheAccounting& accounting_;
+  Counters& counters_;
+  FetcherConfig config_;
+
+  std::mutex mutex_;  // a leaf; guards sizes_, missing_until_ and fresh_
+  std::unordered_map<std::string, std::uint64_t> sizes_;
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> missing_until_;
+  std::unordered_set<std::string> fresh_;
+
+  SingleFlight<Result<std::uint64_t>> size_flights_;
+  SingleFlight<int> download_flights_;
+};
+
+}  // namespace kacheryfs

@@ -1,0 +1,34 @@
+#include "fetch/fetch_errors.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+
+namespace kacheryfs {
+
+int fetch_errno(Counters& counters, const FetchResult& result, EioSite site,
+                std::string_view sha1) {
+  switch (result.status) {
+    case FetchStatus::kOk:
+      return 0;
+    case FetchStatus::kNotFound:
+      return -ENOENT;
+    case FetchStatus::kCancelled:
+      return -EINTR;
+    default:
+      break;
+  }
+  std::uint64_t n = counters.count_eio(site);
+  spdlog::warn("EIO #{} [site {} {}] {} for {}: {}", n, static_cast<int>(site), to_string(site),
+               to_string(result.status), sha1, result.detail);
+  return -EIO;
+}
+
+int report_eio(Counters& counters, EioSite site, std::string_view sha1, std::string_view why) {
+  std::uint64_t n = counters.count_eio(site);
+  spdlog::error("EIO #{} [site {} {}] sha1 mismatch for {}: {}", n, static_cast<int>(site),
+                to_string(site), sha1, why);
+  return -EIO;
+}
+
+}  // namespace kacheryfs

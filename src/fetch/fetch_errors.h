@@ -1,0 +1,18 @@
+// The one place where a failed fetch becomes the errno a reader sees: not found is
+// ENOENT, cancelled is EINTR, and everything else is EIO, counted at its numbered site
+// (Counters) and logged once with its number and cause.
+#pragma once
+
+#include <string_view>
+
+#include "fetch/blob_source.h"
+#include "support/counters.h"
+
+namespace kacheryfs {
+
+int fetch_errno(Counters& counters, const FetchResult& result, EioSite site, std::string_view sha1);
+
+// Counts and logs a checksum mismatch ("sha1 mismatch for <sha1>: <why>"); returns -EIO.
+int report_eio(Counters& counters, EioSite site, std::string_view sha1, std::string_view why);
+
+}  // namespace kacheryfs

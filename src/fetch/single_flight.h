@@ -1,0 +1,67 @@
+// Collapses concurrent calls for the same key into one: the first caller (the leader) runs
+// the work, later callers wait for its result. Waiters poll their own CancelToken, so a
+// follower that is interrupted leaves without disturbing the leader. Used by the fetcher
+// so that N readers of one uncached file cause one download.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "support/cancel_token.h"
+
+namespace kacheryfs {
+
+template <class Value>
+class SingleFlight {
+ public:
+  // Returns the result of fn, run once among concurrent callers with the same key, or
+  // nullopt when this caller (a follower) was cancelled before the leader finished.
+  std::optional<Value> run(const std::string& key, const std::function<Value()>& fn,
+                           const CancelToken& cancel) {
+    std::shared_ptr<Call> call;
+    bool leader = false;
+    {
+      std::lock_guard lock(mutex_);
+      auto [it, inserted] = calls_.try_emplace(key);
+      if (inserted) it->second = std::make_shared<Call>();
+      call = it->second;
+      leader = inserted;
+    }
+    if (leader) {
+      Value result = fn();
+      {
+        std::lock_guard lock(mutex_);
+        calls_.erase(key);
+      }
+      {
+        std::lock_guard lock(call->mutex);
+        call->result = result;
+      }
+      call->done.notify_all();
+      return result;
+    }
+    std::unique_lock lock(call->mutex);
+    while (!call->result) {
+      if (cancel.cancelled()) return std::nullopt;
+      call->done.wait_for(lock, std::chrono::milliseconds(50));
+    }
+    return call->result;
+  }
+
+ private:
+  struct Call {
+    std::mutex mutex;
+    std::condition_variable done;
+    std::optional<Value> result;
+  };
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::shared_ptr<Call>> calls_;
+};
+
+}  // namespace kacheryfs

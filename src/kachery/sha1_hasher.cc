@@ -1,0 +1,44 @@
+#include "kachery/sha1_hasher.h"
+
+#include <openssl/evp.h>
+
+#include <stdexcept>
+
+namespace kacheryfs {
+
+void Sha1Hasher::CtxDeleter::operator()(evp_md_ctx_st* ctx) const { EVP_MD_CTX_free(ctx); }
+
+Sha1Hasher::Sha1Hasher() : ctx_(EVP_MD_CTX_new()) {
+  if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), EVP_sha1(), nullptr) != 1) {
+    throw std::runtime_error("OpenSSL: cannot initialise SHA-1");
+  }
+}
+
+Sha1Hasher::~Sha1Hasher() = default;
+
+void Sha1Hasher::update(const void* data, std::size_t size) {
+  EVP_DigestUpdate(ctx_.get(), data, size);
+}
+
+std::string Sha1Hasher::final_hex() {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(ctx_.get(), digest, &length);
+  EVP_DigestInit_ex(ctx_.get(), EVP_sha1(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(2 * length);
+  for (unsigned int i = 0; i < length; ++i) {
+    hex.push_back(kHex[digest[i] >> 4]);
+    hex.push_back(kHex[digest[i] & 0xf]);
+  }
+  return hex;
+}
+
+std::string sha1_hex_of(std::string_view bytes) {
+  Sha1Hasher hasher;
+  hasher.update(bytes.data(), bytes.size());
+  return hasher.final_hex();
+}
+
+}  // namespace kacheryfs

@@ -1,0 +1,484 @@
+#include "support/options.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstdlib>
+#include <sstream>
+
+#include "kachery/hash_name.h"
+
+namespace kacheryfs {
+
+namespace {
+
+constexpr std::array kIgnoredFstabOptions = {
+    "_netdev", "auto",    "noauto",   "user",       "users", "nouser", "nofail", "defaults",
+    "ro",      "rw",      "exec",     "noexec",     "suid",  "nosuid", "dev",    "nodev",
+    "atime",   "noatime", "relatime", "nodiratime", "sync",  "async"};
+template <class Array>
+bool contains(const Array& array, std::string_view value) {
+  return std::find(array.begin(), array.end(), value) != array.end();
+}
+
+std::optional<std::uint64_t> parse_uint(std::string_view text) {
+  std::uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
+  return value;
+}
+
+std::string default_cache_dir(const EnvLookup& env) {
+  if (geteuid() == 0) return "/var/cache/kacheryfs";
+  if (auto xdg = env("XDG_CACHE_HOME"); xdg && !xdg->empty()) return *xdg + "/kacheryfs";
+  if (auto home = env("HOME"); home && !home->empty()) return *home + "/.cache/kacheryfs";
+  return "/tmp/kacheryfs-cache-" + std::to_string(geteuid());
+}
+
+bool is_channel_name(std::string_view name) {
+  return name.size() >= 3 && name.size() <= 160 &&
+         std::all_of(name.begin(), name.end(), [](char c) {
+           return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+         });
+}
+
+std::string format_size(std::uint64_t bytes) {
+  constexpr std::array kSuffixes = {"", "K", "M", "G", "T"};
+  std::size_t i = 0;
+  while (i + 1 < kSuffixes.size() && bytes >= 1024 && bytes % 1024 == 0) {
+    bytes /= 1024;
+    ++i;
+  }
+  return std::to_string(bytes) + kSuffixes[i];
+}
+
+template <class Duration>
+std::string format_duration(Duration duration) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(duration).count();
+  return ms % 1000 == 0 ? std::to_string(ms / 1000) : std::to_string(ms) + "ms";
+}
+
+using Value = std::optional<std::string_view>;
+const std::string kNeedsValue = "needs a value";
+
+// Row builders, one per kind of value (as mergerfs's from_string/to_string per type).
+template <class Field>
+OptionRow size_row(std::string_view name, Field MountOptions::*field, std::uint64_t low,
+                   std::uint64_t high, std::string_view default_value, std::string_view range,
+                   std::string_view help) {
+  return {name,
+          "SIZE",
+          default_value,
+          "",
+          range,
+          help,
+          false,
+          [=](Value value, MountOptions& o) -> std::string {
+            if (!value || value->empty()) return kNeedsValue;
+            auto size = parse_size(*value);
+            if (!size || *size < low || *size > high)
+              return "expected a size from " + format_size(low) + " to " + format_size(high) +
+                     ", e.g. " + std::string(default_value.empty() ? "4M" : default_value);
+            o.*field = static_cast<Field>(*size);
+            return "";
+          },
+          [=](const MountOptions& o) { return format_size(o.*field); }};
+}
+
+template <class Duration>
+OptionRow duration_row(std::string_view name, Duration MountOptions::*field,
+                       std::string_view default_value, std::string_view help) {
+  return {name,
+          "SEC",
+          default_value,
+          "",
+          "> 0, e.g. 10 or 500ms",
+          help,
+          false,
+          [=](Value value, MountOptions& o) -> std::string {
+            if (!value || value->empty()) return kNeedsValue;
+            auto d = parse_duration(*value);
+            if (!d || d->count() == 0)
+              return "expected a positive duration in seconds, e.g. 10 or 500ms";
+            o.*field = std::chrono::ceil<Duration>(*d);
+            return "";
+          },
+          [=](const MountOptions& o) { return format_duration(o.*field); }};
+}
+
+OptionRow count_row(std::string_view name, unsigned MountOptions::*field, unsigned low,
+                    unsigned high, std::string_view default_value, std::string_view help) {
+  std::string_view range = name == "retries" ? "0..100" : "1..64";
+  return {name,
+          "N",
+          default_value,
+          "",
+          range,
+          help,
+          false,
+          [=](Value value, MountOptions& o) -> std::string {
+            if (!value || value->empty()) return kNeedsValue;
+            auto n = parse_uint(*value);
+            if (!n || *n < low || *n > high)
+              return "expected a count between " + std::to_string(low) + " and " +
+                     std::to_string(high);
+            o.*field = static_cast<unsigned>(*n);
+            return "";
+          },
+          [=](const MountOptions& o) { return std::to_string(o.*field); }};
+}
+
+OptionRow text_row(std::string_view name, std::string_view value_name,
+                   std::string MountOptions::*field, std::string_view default_note,
+                   std::string_view help) {
+  return {name,
+          value_name,
+          "",
+          default_note,
+          "a path",
+          help,
+          false,
+          [=](Value value, MountOptions& o) -> std::string {
+            if (!value || value->empty()) return kNeedsValue;
+            o.*field = std::string(*value);
+            return "";
+          },
+          [=](const MountOptions& o) { return (o.*field).empty() ? "(none)" : o.*field; }};
+}
+
+OptionRow fuse_row(std::string_view name, bool takes_value, std::string_view help) {
+  return {name,
+          takes_value ? "NAME" : "",
+          "",
+          "",
+          "",
+          help,
+          true,
+          [=](Value value, MountOptions& o) -> std::string {
+            if (takes_value && (!value || value->empty())) return kNeedsValue;
+            if (!takes_value && value) return "takes no value";
+            o.fuse_options.push_back(value ? std::string(name) + "=" + std::string(*value)
+                                           : std::string(name));
+            return "";
+          },
+          {}};
+}
+
+std::vector<OptionRow> make_option_table() {
+  using MO = MountOptions;
+  constexpr std::uint64_t K = 1 << 10, M = 1 << 20, G = 1 << 30;
+  constexpr std::uint64_t T = std::uint64_t{1} << 40;
+  std::vector<OptionRow> rows;
+  rows.push_back(text_row("cache_dir", "DIR", &MO::cache_dir,
+                          "~/.cache/kacheryfs; /var/cache/kacheryfs for root",
+                          "local cache of fetched content"));
+  rows.push_back(text_row("auth_file", "FILE", &MO::auth_file,
+                          "$KACHERY_STORAGE_DIR/client-auth if it exists",
+                          "file holding the daemon's client auth code"));
+  rows.push_back(
+      duration_row("timeout", &MO::timeout, "10", "first-byte and idle timeout of each request"));
+  rows.push_back(duration_row("connect_timeout", &MO::connect_timeout, "5", "connect timeout"));
+  rows.push_back(count_row("retries", &MO::retries, 0, 100, "2",
+                           "retries of a range after a 5xx or a dropped connection"));
+  rows.push_back(size_row("range_size", &MO::range_size, 4 * K, G, "4M", "4K..1G",
+                          "bytes per download request of a whole file"));
+  rows.push_back(duration_row("negative_timeout", &MO::negative_timeout, "10",
+                              "how long 'the node lacks X' is remembered"));
+  rows.push_back({"channel", "NAME", "", "none", "3-160 of a-z A-Z 0-9 . _ -",
+                  "ask the node to load missing files through this channel (/loadFile)", false,
+                  [](Value value, MountOptions& o) -> std::string {
+                    if (!value || value->empty()) return kNeedsValue;
+                    if (!is_channel_name(*value))
+                      return "a channel name is 3-160 letters, digits, '.', '_' or '-'";
+                    o.channel = std::string(*value);
+                    return "";
+                  },
+                  [](const MountOptions& o) { return o.channel.empty() ? "(none)" : o.channel; }});
+  rows.push_back(duration_row("load_timeout", &MO::load_timeout, "600",
+                              "how long such a load may stay silent"));
+  rows.push_back({"log_level", "LEVEL", "info", "", "trace debug info warn error off",
+                  "how much the mount logs", false,
+                  [](Value value, MountOptions& o) -> std::string {
+                    constexpr std::array kLevels = {"trace", "debug", "info",
+                                                    "warn",  "error", "off"};
+                    if (!value || value->empty()) return kNeedsValue;
+                    if (!contains(kLevels, *value))
+                      return "expected trace, debug, info, warn, error or off";
+                    o.log_level = std::string(*value);
+                    return "";
+                  },
+                  [](const MountOptions& o) { return o.log_level; }});
+  rows.push_back(size_row("max_read", &MO::max_read, 4 * K, M, "256K", "4K..1M",
+                          "largest read request from the kernel (replies fit a pipe: splice)"));
+  rows.push_back(size_row("whole_max", &MO::whole_max, 0, T, "64M", "0..1T",
+                          "files up to SIZE are fetched whole at open; larger ones stream"));
+  rows.push_back(size_row("block_size", &MO::block_size, 64 * K, 256 * M, "4M", "64K..256M",
+                          "largest range request of a stream, and its prefetch unit"));
+  rows.push_back(count_row("max_conns", &MO::max_conns, 1, 64, "4",
+                           "range requests in flight for prefetching"));
+  rows.push_back(size_row("max_readahead", &MO::max_readahead, 0, T, "64M", "0..1T",
+                          "largest readahead window of a sequential reader"));
+  rows.push_back(
+      {"verify", "MODE", "normal", "", "strict normal",
+       "strict: serve no byte before it is verified", false,
+       [](Value value, MountOptions& o) -> std::string {
+         if (!value || (*value != "strict" && *value != "normal"))
+           return "expected verify=strict or verify=normal";
+         o.verify_strict = *value == "strict";
+         return "";
+       },
+       [](const MountOptions& o) -> std::string { return o.verify_strict ? "strict" : "normal"; }});
+  rows.push_back({"cache_max", "SIZE", "", "a quarter of the cache's file system", ">= 1M",
+                  "evict least recently used files beyond SIZE", false,
+                  [](Value value, MountOptions& o) -> std::string {
+                    if (!value || value->empty()) return kNeedsValue;
+                    auto size = parse_size(*value);
+                    if (!size || *size < M) return "expected a size of at least 1M, e.g. 20G";
+                    o.cache_max = *size;
+                    return "";
+                  },
+                  [](const MountOptions& o) -> std::string {
+                    return o.cache_max == 0 ? "auto" : format_size(o.cache_max);
+                  }});
+  rows.push_back({"cache_min_free", "SIZE|PCT", "10%", "", "a size, or 0%..90%",
+                  "keep this much of the cache's file system free", false,
+                  [](Value value, MountOptions& o) -> std::string {
+                    if (!value || value->empty()) return kNeedsValue;
+                    if (value->ends_with('%')) {
+                      auto percent = parse_uint(value->substr(0, value->size() - 1));
+                      if (!percent || *percent > 90)
+                        return "expected a size or a percentage up to 90%, e.g. 10%";
+                      o.cache_min_free = 0;
+                      o.cache_min_free_fraction = static_cast<double>(*percent) / 100.0;
+                      return "";
+                    }
+                    auto size = parse_size(*value);
+                    if (!size) return "expected a size or a percentage, e.g. 5G or 10%";
+                    o.cache_min_free = *size;
+                    o.cache_min_free_fraction = 0;
+                    return "";
+                  },
+                  [](const MountOptions& o) -> std::string {
+                    if (o.cache_min_free > 0) return format_size(o.cache_min_free);
+                    return std::to_string(static_cast<int>(o.cache_min_free_fraction * 100 + 0.5)) +
+                           "%";
+                  }});
+  rows.push_back({"debug", "", "", "", "", "debug log (as -d, but without -f)", false,
+                  [](Value, MountOptions& o) -> std::string {
+                    o.debug = true;
+                    return "";
+                  },
+                  [](const MountOptions& o) -> std::string { return o.debug ? "yes" : "no"; }});
+  rows.push_back(fuse_row("allow_other", false, "let other users read the mount"));
+  rows.push_back(fuse_row("allow_root", false, "let root read the mount"));
+  rows.push_back(fuse_row("default_permissions", false, "let the kernel check permissions"));
+  rows.push_back(fuse_row("auto_unmount", false, "unmount when the process ends"));
+  rows.push_back(fuse_row("fsname", true, "the mount's source name (default: the daemon URL)"));
+  rows.push_back(fuse_row("subtype", true, "the mount's subtype (always kacheryfs)"));
+  return rows;
+}
+
+void apply_option(std::string_view item, MountOptions& o, std::vector<std::string>& errors) {
+  std::size_t eq = item.find('=');
+  std::string_view name = item.substr(0, eq);
+  Value value;
+  if (eq != std::string_view::npos) value = item.substr(eq + 1);
+  if (name.empty()) return;
+  if (contains(kIgnoredFstabOptions, name) || name.starts_with("x-") || name == "comment") return;
+  for (const OptionRow& row : option_table()) {
+    if (row.name != name) continue;
+    std::string error = row.set(value, o);
+    if (error == kNeedsValue) error += " (" + std::string(name) + "=...)";
+    if (!error.empty()) errors.push_back("option '" + std::string(item) + "': " + error);
+    return;
+  }
+  errors.push_back("option '" + std::string(item) + "': unknown option (see kacheryfs -h)");
+}
+
+}  // namespace
+
+std::optional<std::string> process_env(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr) return std::nullopt;
+  return std::string(value);
+}
+
+std::optional<std::uint64_t> parse_size(std::string_view text) {
+  std::uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end == text.data()) return std::nullopt;
+  std::string_view suffix(end, static_cast<std::size_t>(text.data() + text.size() - end));
+  if (suffix.ends_with("iB"))
+    suffix.remove_suffix(2);
+  else if (suffix.size() == 2 && (suffix.ends_with('B') || suffix.ends_with('b')))
+    suffix.remove_suffix(1);
+  int shift = 0;
+  if (suffix.empty())
+    shift = 0;
+  else if (suffix == "K" || suffix == "k")
+    shift = 10;
+  else if (suffix == "M" || suffix == "m")
+    shift = 20;
+  else if (suffix == "G" || suffix == "g")
+    shift = 30;
+  else if (suffix == "T" || suffix == "t")
+    shift = 40;
+  else
+    return std::nullopt;
+  if (shift > 0 && value > (~std::uint64_t{0} >> shift)) return std::nullopt;
+  return value << shift;
+}
+
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  bool millis = text.ends_with("ms");
+  if (millis)
+    text.remove_suffix(2);
+  else if (text.ends_with('s'))
+    text.remove_suffix(1);
+  if (text.empty()) return std::nullopt;
+  double value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value < 0 || value > 1e9) {
+    return std::nullopt;
+  }
+  return std::chrono::milliseconds(static_cast<std::int64_t>(millis ? value : value * 1000));
+}
+
+const std::vector<OptionRow>& option_table() {
+  static const std::vector<OptionRow> table = make_option_table();
+  return table;
+}
+
+MountOptions default_mount_options() {
+  MountOptions o;
+  for (const OptionRow& row : option_table()) {
+    if (!row.default_value.empty()) row.set(row.default_value, o);
+  }
+  return o;
+}
+
+ParsedCommandLine parse_command_line(const std::vector<std::string>& args, const EnvLookup& env) {
+  ParsedCommandLine parsed;
+  parsed.options = default_mount_options();
+  MountOptions& o = parsed.options;
+  std::vector<std::string>& errors = parsed.errors;
+  std::vector<std::string> positional;
+  auto apply_list = [&](std::string_view list) {
+    std::size_t start = 0;
+    while (start <= list.size()) {
+      std::size_t comma = list.find(',', start);
+      if (comma == std::string_view::npos) comma = list.size();
+      apply_option(list.substr(start, comma - start), o, errors);
+      start = comma + 1;
+    }
+  };
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (arg == "-o") {
+      if (i + 1 == args.size()) {
+        errors.push_back("-o needs an argument");
+        break;
+      }
+      apply_list(args[++i]);
+    } else if (arg.starts_with("-o")) {
+      apply_list(std::string_view(arg).substr(2));
+    } else if (arg == "-f") {
+      o.foreground = true;
+    } else if (arg == "-d" || arg == "--debug") {
+      o.debug = true;
+      o.foreground = true;
+    } else if (arg == "-s") {
+      o.single_threaded = true;
+    } else if (arg == "-h" || arg == "--help") {
+      o.show_help = true;
+    } else if (arg == "-V" || arg == "--version") {
+      o.show_version = true;
+    } else if (arg.size() > 1 && arg[0] == '-') {
+      errors.push_back("unknown flag '" + arg + "' (see kacheryfs -h)");
+    } else {
+      positional.push_back(arg);
+    }
+  }
+  if (o.show_help || o.show_version) return parsed;
+
+  if (positional.size() == 1) {
+    o.mountpoint = positional[0];
+  } else if (positional.size() == 2) {
+    o.source = positional[0];
+    o.mountpoint = positional[1];
+  } else if (positional.empty()) {
+    errors.push_back(
+        "missing mount point (usage: kacheryfs [options] [HOST[:PORT]|URL] MOUNTPOINT)");
+  } else {
+    errors.push_back("too many arguments: expected [HOST[:PORT]|URL] MOUNTPOINT");
+  }
+
+  std::string address_error;
+  auto address = parse_daemon_address(o.source, env("KACHERY_DAEMON_HOST").value_or(""),
+                                      env("KACHERY_DAEMON_PORT").value_or(""), &address_error);
+  if (address)
+    o.daemon = *address;
+  else
+    errors.push_back("daemon address: " + address_error);
+
+  if (o.cache_dir.empty()) o.cache_dir = default_cache_dir(env);
+  if (o.auth_file.empty()) {
+    if (auto storage = env("KACHERY_STORAGE_DIR"); storage && !storage->empty()) {
+      std::string candidate = *storage + "/client-auth";
+      if (access(candidate.c_str(), F_OK) == 0) o.auth_file = candidate;
+    }
+  }
+  bool has_fsname = std::any_of(o.fuse_options.begin(), o.fuse_options.end(),
+                                [](const std::string& s) { return s.starts_with("fsname="); });
+  if (!has_fsname) o.fuse_options.push_back("fsname=" + o.daemon.to_string());
+  o.fuse_options.push_back("subtype=kacheryfs");
+  return parsed;
+}
+
+std::string usage_text(std::string_view program) {
+  std::ostringstream out;
+  out << "usage: " << program << " [options] [HOST[:PORT]|URL] MOUNTPOINT\n"
+      << "\n"
+      << "Mounts the content of a kachery node read-only: MOUNTPOINT/sha1/<sha1>.\n"
+      << "HOST and PORT default to $KACHERY_DAEMON_HOST and $KACHERY_DAEMON_PORT "
+         "(localhost:20431).\n"
+      << "\n"
+      << "general options:\n"
+      << "    -o opt,[opt...]        mount options\n"
+      << "    -f                     stay in the foreground, log to stderr\n"
+      << "    -d                     debug output (implies -f)\n"
+      << "    -s                     single-threaded\n"
+      << "    -h   --help            print this help\n"
+      << "    -V   --version         print the version\n";
+  for (bool fuse : {false, true}) {
+    out << (fuse ? "\nFUSE options passed through:\n" : "\nkacheryfs options:\n");
+    for (const OptionRow& row : option_table()) {
+      if (row.to_fuse != fuse) continue;
+      std::string left = "-o " + std::string(row.name);
+      if (!row.value_name.empty()) left += "=" + std::string(row.value_name);
+      std::string text = std::string(row.help);
+      if (!row.default_value.empty())
+        text += " (default " + std::string(row.default_value) + ")";
+      else if (!row.default_note.empty())
+        text += " (default " + std::string(row.default_note) + ")";
+      out << "    " << left << std::string(left.size() < 26 ? 26 - left.size() : 1, ' ') << text
+          << "\n";
+    }
+  }
+  out << "\nfstab options (_netdev, noauto, nofail, user, x-systemd.*, ...) are accepted and\n"
+      << "ignored.\n";
+  return out.str();
+}
+
+std::string describe(const MountOptions& o) {
+  std::ostringstream out;
+  out << "daemon=" << o.daemon.to_string() << " mountpoint=" << o.mountpoint;
+  for (const OptionRow& row : option_table()) {
+    if (row.show) out << " " << row.name << "=" << row.show(o);
+  }
+  return out.str();
+}
+
+}  // namespace kacheryfs

@@ -1,0 +1,98 @@
+// kacheryfs's command line as plain typed data, following sshfs conventions:
+//   kacheryfs [options] [HOST[:PORT]|URL] MOUNTPOINT   with -o opt[=val],...  -f -d -h -V
+// Every value is validated by a from_string-style parser that is unit tested, and all
+// errors are reported together. fstab-only options are accepted and ignored; a few FUSE
+// mount options are passed through. Used by main.cc and by the tests.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "support/daemon_address.h"
+
+namespace kacheryfs {
+
+// Every field set by an -o option gets its default from the option table in options.cc
+// (default_mount_options()); nothing here repeats a default.
+struct MountOptions {
+  std::string source;  // as given; "" means KACHERY_DAEMON_HOST/PORT
+  DaemonAddress daemon;
+  std::string mountpoint;
+  bool foreground = false;
+  bool debug = false;
+  bool single_threaded = false;
+  bool show_help = false;
+  bool show_version = false;
+
+  std::string cache_dir;  // default: a per-user dir (see default_cache_dir in options.cc)
+  std::string auth_file;  // "" means no auth header
+  std::chrono::milliseconds connect_timeout{};
+  std::chrono::milliseconds timeout{};  // first byte and idle, per request
+  std::uint64_t range_size = 0;         // bytes per whole-file download request
+  unsigned retries = 0;
+  std::chrono::seconds negative_timeout{};
+  std::string channel;  // when set, missing files are loaded through it (/loadFile)
+  std::chrono::seconds load_timeout{};
+  std::string log_level;
+  std::uint32_t max_read = 0;        // largest kernel read request
+  std::uint64_t block_size = 0;      // fetch unit of the block cache for large files
+  unsigned max_conns = 0;            // range requests in flight for prefetching
+  std::uint64_t whole_max = 0;       // files up to this size are fetched whole at open
+  std::uint64_t max_readahead = 0;   // largest readahead window
+  bool verify_strict = false;        // -o verify=strict: serve only verified bytes
+  std::uint64_t cache_max = 0;       // 0: a quarter of the cache's file system
+  std::uint64_t cache_min_free = 0;  // bytes; 0: use cache_min_free_fraction
+  double cache_min_free_fraction = 0;
+
+  std::vector<std::string> fuse_options;  // passed to libfuse as -o
+};
+
+// One row of the option table: the single description of an -o option, from which the
+// parser, --help, the startup log line and the documentation test are all driven.
+struct OptionRow {
+  std::string_view name;
+  std::string_view value_name;     // "SIZE", "SEC", "N", ... ("" for a flag)
+  std::string_view default_value;  // applied by default_mount_options(); "" = none
+  std::string_view default_note;   // what the default means when it is not a plain value
+  std::string_view range;          // accepted values, e.g. "4K..1G"
+  std::string_view help;           // one line
+  bool to_fuse = false;            // passed through to libfuse
+  // Parses the value (nullopt for "-o name" without '=') into the options; returns an
+  // error text ("" on success).
+  std::function<std::string(std::optional<std::string_view> value, MountOptions& options)> set;
+  // The effective value as text (for the log line); empty function for FUSE options.
+  std::function<std::string(const MountOptions& options)> show;
+};
+
+const std::vector<OptionRow>& option_table();
+// MountOptions with every table default applied.
+MountOptions default_mount_options();
+
+struct ParsedCommandLine {
+  MountOptions options;
+  std::vector<std::string> errors;  // one line each; empty on success
+};
+
+using EnvLookup = std::function<std::optional<std::string>(const char* name)>;
+
+// Reads the real environment.
+std::optional<std::string> process_env(const char* name);
+
+ParsedCommandLine parse_command_line(const std::vector<std::string>& args, const EnvLookup& env);
+
+// "4096", "64K", "4M", "4MiB", "1G", "1T" (binary multiples). nullopt if malformed.
+std::optional<std::uint64_t> parse_size(std::string_view text);
+// "10", "2.5", "500ms". nullopt if malformed or negative.
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+
+// --help, generated from the table.
+std::string usage_text(std::string_view program);
+// One line with the effective configuration, for the log at start.
+std::string describe(const MountOptions& options);
+
+}  // namespace kacheryfs

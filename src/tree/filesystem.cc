@@ -1,0 +1,245 @@
+#include "tree/filesystem.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "fetch/fetch_errors.h"
+#include "kachery/hash_name.h"
+
+namespace kacheryfs {
+
+namespace {
+
+constexpr std::string_view kNodeIdMetaKey = "kachery-node-id";
+
+// The root's extended attributes, each read from the one owner of its value.
+struct RootXattr {
+  std::string_view name;
+  std::string (*value)(const Counters& counters, const CacheAccounting& accounting,
+                       const DaemonState& daemon);
+};
+constexpr RootXattr kRootXattrs[] = {
+    {"user.kachery.online",
+     [](const Counters&, const CacheAccounting&, const DaemonState& daemon) -> std::string {
+       return daemon.online() ? "1" : "0";
+     }},
+    {"user.kachery.hitrate",
+     [](const Counters& counters, const CacheAccounting&, const DaemonState&) -> std::string {
+       char text[32];
+       std::snprintf(text, sizeof(text), "%.3f", counters.hit_rate());
+       return text;
+     }},
+    {"user.kachery.bytes_fetched",
+     [](const Counters& counters, const CacheAccounting&, const DaemonState&) {
+       return std::to_string(counters.get(Counter::kBytesFetched));
+     }},
+    {"user.kachery.cache_bytes",
+     [](const Counters&, const CacheAccounting& accounting, const DaemonState&) {
+       return std::to_string(accounting.cached_bytes());
+     }},
+    {"user.kachery.nioerr",
+     [](const Counters& counters, const CacheAccounting&, const DaemonState&) {
+       return std::to_string(counters.eio_total());
+     }},
+    {"user.kachery.eio", [](const Counters& counters, const CacheAccounting&,
+                            const DaemonState&) { return counters.eio_report(); }},
+};
+constexpr std::string_view kSha1Xattr = "user.kachery.sha1";
+constexpr std::string_view kCachedBytesXattr = "user.kachery.cached_bytes";
+constexpr std::string_view kVerifiedXattr = "user.kachery.verified";
+constexpr std::string_view kContentXattrs[] = {kSha1Xattr, kCachedBytesXattr, kVerifiedXattr};
+
+}  // namespace
+
+Filesystem::Filesystem(Tree& tree, ContentCache& cache, ContentAccess& content, Counters& counters,
+                       CacheAccounting& accounting, const DaemonState& daemon_state,
+                       NodeIdFetch fetch_node_id)
+    : tree_(tree),
+      cache_(cache),
+      content_(content),
+      counters_(counters),
+      accounting_(accounting),
+      daemon_state_(daemon_state),
+      fetch_node_id_(std::move(fetch_node_id)) {
+  node_id_ = cache_.read_meta(kNodeIdMetaKey);
+}
+
+void Filesystem::set_node_id(const std::string& node_id) {
+  std::lock_guard lock(node_id_mutex_);
+  if (node_id_ != node_id) cache_.write_meta(kNodeIdMetaKey, node_id);
+  node_id_ = node_id;
+}
+
+int Filesystem::node_id(std::string& out, const CancelToken& cancel) {
+  {
+    std::lock_guard lock(node_id_mutex_);
+    if (node_id_) {
+      out = *node_id_;
+      return 0;
+    }
+  }
+  std::string fetched;
+  FetchResult result = fetch_node_id_(&fetched, cancel);
+  if (!result.ok()) return fetch_errno(counters_, result, EioSite::kNodeIdProbe, "kachery-node-id");
+  set_node_id(fetched);
+  out = fetched;
+  return 0;
+}
+
+int Filesystem::attributes_of(std::uint64_t ino, const Node& node, Attributes& out,
+                              const CancelToken& cancel) {
+  out = Attributes{};
+  out.ino = ino;
+  switch (node.kind) {
+    case NodeKind::kRoot:
+    case NodeKind::kSha1Dir:
+    case NodeKind::kPrefixDir:
+      out.directory = true;
+      return 0;
+    case NodeKind::kNodeIdFile: {
+      std::string id;
+      if (int error = node_id(id, cancel); error != 0) return error;
+      out.size = id.size();
+      return 0;
+    }
+    case NodeKind::kContent: {
+      Result<std::uint64_t> size = content_.size(node.key, cancel);
+      if (!size.ok()) return size.error();
+      out.content = true;
+      out.size = *size;
+      return 0;
+    }
+  }
+  return -EIO;
+}
+
+int Filesystem::lookup(std::uint64_t parent, std::string_view name, Attributes& out,
+                       const CancelToken& cancel) {
+  std::optional<std::uint64_t> ino = tree_.child(parent, name);
+  if (!ino) return -ENOENT;  // malformed: no request
+  if (auto content = parse_content_name(name))
+    content_.note_manifest(content->sha1, content->manifest_sha1);
+  return getattr(*ino, out, cancel);
+}
+
+int Filesystem::getattr(std::uint64_t ino, Attributes& out, const CancelToken& cancel) {
+  std::optional<Node> node = tree_.node(ino);
+  if (!node) return -ENOENT;
+  return attributes_of(ino, *node, out, cancel);
+}
+
+int Filesystem::list(std::uint64_t ino, std::vector<DirEntry>& out) {
+  std::optional<Node> node = tree_.node(ino);
+  if (!node) return -ENOENT;
+  out.clear();
+  out.push_back({".", ino, true});
+  switch (node->kind) {
+    case NodeKind::kRoot:
+      out.push_back({"..", ino, true});
+      out.push_back({"sha1", Tree::kSha1DirIno, true});
+      out.push_back({std::string(Tree::kNodeIdName), Tree::kNodeIdIno, false});
+      return 0;
+    case NodeKind::kSha1Dir:
+    case NodeKind::kPrefixDir: {
+      out.push_back({"..", Tree::kRootIno, true});
+      std::string prefix = node->kind == NodeKind::kSha1Dir ? "" : node->key;
+      for (std::string& name : cache_.list_level(prefix)) {
+        bool directory = prefix.size() < 6;
+        std::uint64_t child = tree_.child(ino, name).value_or(0);
+        if (child != 0) out.push_back({std::move(name), child, directory});
+      }
+      if (node->kind == NodeKind::kSha1Dir) {  // sha1/ also lists every cached hash
+        for (std::string& sha1 : cache_.list_all()) {
+          std::uint64_t child = tree_.child(ino, sha1).value_or(0);
+          if (child != 0) out.push_back({std::move(sha1), child, false});
+        }
+      }
+      return 0;
+    }
+    case NodeKind::kContent:
+    case NodeKind::kNodeIdFile:
+      return -ENOTDIR;
+  }
+  return -EIO;
+}
+
+int Filesystem::open(std::uint64_t ino, OpenedFile& out, const CancelToken& cancel) {
+  std::optional<Node> node = tree_.node(ino);
+  if (!node) return -ENOENT;
+  switch (node->kind) {
+    case NodeKind::kRoot:
+    case NodeKind::kSha1Dir:
+    case NodeKind::kPrefixDir:
+      return -EISDIR;
+    case NodeKind::kNodeIdFile:
+      return node_id(out.bytes, cancel);
+    case NodeKind::kContent: {
+      ContentRequest request;
+      request.sha1 = node->key;
+      return content_.open(request, out.content, cancel);
+    }
+  }
+  return -EIO;
+}
+
+int Filesystem::prepare_read(OpenedFile& file, std::uint64_t offset, std::uint64_t size, int* fd,
+                             const CancelToken& cancel) {
+  if (!file.content.fd.valid() && !file.content.partial) {
+    *fd = -1;  // synthetic bytes, or the empty file
+    return 0;
+  }
+  Result<int> readable = content_.prepare_read(file.content, offset, size, cancel);
+  if (!readable.ok()) return readable.error();
+  *fd = *readable;
+  return 0;
+}
+
+int Filesystem::list_xattrs(std::uint64_t ino, std::vector<std::string>& names) {
+  std::optional<Node> node = tree_.node(ino);
+  if (!node) return -ENOENT;
+  names.clear();
+  if (node->kind == NodeKind::kRoot) {
+    for (const RootXattr& xattr : kRootXattrs) names.emplace_back(xattr.name);
+  }
+  if (node->kind == NodeKind::kContent) {
+    for (std::string_view name : kContentXattrs) names.emplace_back(name);
+  }
+  return 0;
+}
+
+int Filesystem::get_xattr(std::uint64_t ino, std::string_view name, std::string& value,
+                          const CancelToken& cancel) {
+  std::optional<Node> node = tree_.node(ino);
+  if (!node) return -ENOENT;
+  if (node->kind == NodeKind::kRoot) return root_xattr(name, value);
+  if (node->kind != NodeKind::kContent) return -ENODATA;
+  const std::string& sha1 = node->key;
+  if (name == kSha1Xattr) {
+    value = sha1;
+  } else if (name == kVerifiedXattr) {
+    value = content_.verified(sha1);
+  } else if (name == kCachedBytesXattr) {
+    Result<std::uint64_t> bytes = content_.cached_bytes(sha1, cancel);
+    if (!bytes.ok()) return bytes.error();
+    value = std::to_string(*bytes);
+  } else {
+    return -ENODATA;
+  }
+  return 0;
+}
+
+int Filesystem::root_xattr(std::string_view name, std::string& value) {
+  for (const RootXattr& xattr : kRootXattrs) {
+    if (xattr.name == name) {
+      value = xattr.value(counters_, accounting_, daemon_state_);
+      return 0;
+    }
+  }
+  return -ENODATA;
+}
+
+}  // namespace kacheryfs

@@ -1,0 +1,90 @@
+// What the mounted filesystem does, as plain functions that return 0 or -errno: look up a
+// name, get attributes, list a directory, open a file, read its extended attributes.
+// fuse/ turns each FUSE request into one call here and one reply. Content is made present
+// by ContentAccess (the same entry point the tool uses); the node id is fetched once and
+// remembered in the cache. No FUSE types here.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cache/cache_accounting.h"
+#include "cache/content_cache.h"
+#include "fetch/blob_source.h"
+#include "fetch/content_access.h"
+#include "fetch/daemon_state.h"
+#include "support/cancel_token.h"
+#include "support/counters.h"
+#include "tree/tree.h"
+
+namespace kacheryfs {
+
+struct Attributes {
+  std::uint64_t ino = 0;
+  bool directory = false;
+  bool content = false;  // immutable content: may be cached by the kernel for long
+  std::uint64_t size = 0;
+};
+
+struct DirEntry {
+  std::string name;
+  std::uint64_t ino = 0;
+  bool directory = false;
+};
+
+struct OpenedFile {
+  OpenContent content;  // content files
+  std::string bytes;    // small synthetic files (kachery-node-id)
+};
+
+// Fetches the node id from the daemon (the assembly binds it to the daemon client's /probe).
+using NodeIdFetch = std::function<FetchResult(std::string* node_id, const CancelToken& cancel)>;
+
+class Filesystem {
+ public:
+  Filesystem(Tree& tree, ContentCache& cache, ContentAccess& content, Counters& counters,
+             CacheAccounting& accounting, const DaemonState& daemon_state,
+             NodeIdFetch fetch_node_id);
+
+  int lookup(std::uint64_t parent, std::string_view name, Attributes& out,
+             const CancelToken& cancel);
+  int getattr(std::uint64_t ino, Attributes& out, const CancelToken& cancel);
+  int list(std::uint64_t ino, std::vector<DirEntry>& out);
+  int open(std::uint64_t ino, OpenedFile& out, const CancelToken& cancel);
+  // Makes [offset, offset + size) of an open file readable and says where from: *fd (-1
+  // for the synthetic files, whose bytes are in file.bytes).
+  int prepare_read(OpenedFile& file, std::uint64_t offset, std::uint64_t size, int* fd,
+                   const CancelToken& cancel);
+
+  // Extended attributes (names in kRootXattrs and kContentXattrs of filesystem.cc).
+  int get_xattr(std::uint64_t ino, std::string_view name, std::string& value,
+                const CancelToken& cancel);
+  int list_xattrs(std::uint64_t ino, std::vector<std::string>& names);
+
+  // Remembers the node id (also in the cache, for offline mounts).
+  void set_node_id(const std::string& node_id);
+  const Tree& tree() const { return tree_; }
+
+ private:
+  int attributes_of(std::uint64_t ino, const Node& node, Attributes& out,
+                    const CancelToken& cancel);
+  int node_id(std::string& out, const CancelToken& cancel);
+  int root_xattr(std::string_view name, std::string& value);
+
+  Tree& tree_;
+  ContentCache& cache_;
+  ContentAccess& content_;
+  Counters& counters_;
+  CacheAccounting& accounting_;
+  const DaemonState& daemon_state_;
+  NodeIdFetch fetch_node_id_;
+  std::mutex node_id_mutex_;  // a leaf
+  std::optional<std::string> node_id_;
+};
+
+}  // namespace kacheryfs
