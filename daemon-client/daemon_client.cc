@@ -1,5 +1,7 @@
 #include "daemon_client.h"
 
+#include "kachery/hash_name.h"
+
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
@@ -115,9 +117,44 @@ HttpOutcome DaemonClient::send(HttpRequest request, const BodySink& sink,
   return outcome;
 }
 
+FetchResult DaemonClient::store(std::uint64_t length, const BodyProducer& produce,
+                                StoreAnswer* answer, const CancelToken& cancel) {
+  HttpRequest request{"POST", "/store", {}, {}, produce, length};
+  if (auth_.enabled()) request.headers.emplace_back("KACHERY-CLIENT-AUTH-CODE", auth_.current());
+  std::string body;
+  HttpConnection connection(config_.address);  // fresh: a streamed body is never replayed
+  HttpTimeouts timeouts = config_.timeouts;
+  timeouts.first_byte = std::max(timeouts.first_byte, std::chrono::milliseconds(120000));
+  HttpOutcome outcome = connection.exchange(
+      request,
+      [&](const char* data, std::size_t size) {
+        body.append(data, size);
+        return body.size() < (1 << 20);
+      },
+      timeouts, cancel);
+  if (outcome.status == 403) auth_.refresh();  // the caller's retry uses the new code
+  if (outcome.error != TransportError::kNone || outcome.status != 200)
+    return classify_failure(outcome);
+  auto json = nlohmann::json::parse(body, nullptr, false);
+  auto text = [&](const char* key) {
+    return json.is_object() && json.contains(key) && json[key].is_string()
+               ? json[key].get<std::string>()
+               : std::string();
+  };
+  if (json.is_discarded() || !json.is_object() || !json.value("success", false) ||
+      !is_sha1_name(text("sha1"))) {
+    std::string error = text("error");
+    return {FetchStatus::kServerError,
+            "/store did not store the file: " + (error.empty() ? one_line(body) : error)};
+  }
+  answer->sha1 = text("sha1");
+  answer->manifest_sha1 = is_sha1_name(text("manifestSha1")) ? text("manifestSha1") : "";
+  return {};
+}
+
 FetchResult DaemonClient::probe(ProbeInfo* info, const CancelToken& cancel) {
   std::string body;
-  HttpRequest request{"GET", "/probe", {}, {}};
+  HttpRequest request{"GET", "/probe", {}, {}, {}, 0};
   auto connection = acquire();
   HttpOutcome outcome = connection->exchange(
       request,
@@ -153,7 +190,7 @@ FetchResult DaemonClient::read_range(std::string_view sha1, std::uint64_t start,
         {"fileKey", {{"sha1", std::string(sha1)}}}, {"startByte", position}, {"endByte", end}};
     std::uint64_t before = position;
     HttpOutcome outcome = send(
-        {"POST", "/downloadFileData", {}, body.dump()},
+        {"POST", "/downloadFileData", {}, body.dump(), {}, 0},
         [&](const char* data, std::size_t size) {
           std::size_t keep =
               static_cast<std::size_t>(std::min<std::uint64_t>(size, end - position));
@@ -197,7 +234,7 @@ FetchResult DaemonClient::load_file(std::string_view sha1, const std::string& ch
   HttpTimeouts timeouts = config_.timeouts;
   timeouts.idle = config_.load_timeout;  // the node may be silent while it searches
   HttpOutcome outcome = send(
-      {"POST", "/loadFile", {}, body.dump()},
+      {"POST", "/loadFile", {}, body.dump(), {}, 0},
       [&](const char* data, std::size_t size) {
         for (const auto& message : parser.feed(std::string_view(data, size))) {
           std::string type = message.value("type", "");

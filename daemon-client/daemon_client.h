@@ -37,6 +37,11 @@ struct ProbeInfo {
   std::string storage_dir;
 };
 
+struct StoreAnswer {
+  std::string sha1;
+  std::string manifest_sha1;  // "" for files of 20,000,000 bytes or less
+};
+
 struct LoadProgress {
   std::uint64_t bytes_loaded = 0;
   std::uint64_t bytes_total = 0;
@@ -57,6 +62,12 @@ class DaemonClient final : public BlobSource {
   FetchResult load_file(std::string_view sha1, const std::string& channel,
                         const std::function<void(const LoadProgress&)>& on_progress,
                         const CancelToken& cancel);
+
+  // POST /store: streams `length` bytes from produce (raw, with Content-Length and no
+  // Content-Type, as the daemon needs) on a fresh connection and returns the daemon's sha1
+  // and manifest sha1. Not retried here: the caller replays the body if it wants to.
+  FetchResult store(std::uint64_t length, const BodyProducer& produce, StoreAnswer* answer,
+                    const CancelToken& cancel);
 
   const DaemonClientConfig& config() const { return config_; }
 

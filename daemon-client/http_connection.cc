@@ -175,7 +175,6 @@ struct HttpConnection::Impl {
                       const HttpTimeouts& timeouts, const CancelToken& cancel,
                       bool* nothing_received) {
     *nothing_received = true;
-    HttpOutcome outcome;
     bool done = false;
     beast::error_code ec;
     with_stream([&](auto& stream) {
@@ -193,7 +192,66 @@ struct HttpConnection::Impl {
       close();
       return failure(TransportError::kBroken, "sending the request: " + ec.message());
     }
+    return receive(sink, timeouts, cancel, nothing_received);
+  }
 
+  // Sends a request whose body comes from a producer, piece by piece (Beast's buffer_body
+  // with a serializer), then receives the response like attempt().
+  HttpOutcome attempt_streamed(http::request<http::buffer_body>& request, std::uint64_t length,
+                               const BodyProducer& produce, const BodySink& sink,
+                               const HttpTimeouts& timeouts, const CancelToken& cancel) {
+    bool nothing_received = true;
+    http::request_serializer<http::buffer_body> serializer{request};
+    std::vector<char> pieces(kReceiveBuffer);
+    auto send = [&](auto&& start) -> std::optional<HttpOutcome> {
+      bool done = false;
+      beast::error_code ec;
+      with_stream([&](auto& stream) { start(stream, ec, done); });
+      if (auto why = run(done, Clock::now() + timeouts.idle, cancel);
+          why != TransportError::kNone) {
+        return failure(why, why == TransportError::kTimeout ? "sending the body timed out"
+                                                            : "cancelled");
+      }
+      if (ec && ec != http::error::need_buffer) {
+        close();
+        return failure(TransportError::kBroken, "sending the request: " + ec.message());
+      }
+      return std::nullopt;
+    };
+    auto write_header = [&](auto& stream, beast::error_code& ec, bool& done) {
+      http::async_write_header(stream, serializer, [&](beast::error_code e, std::size_t) {
+        ec = e;
+        done = true;
+      });
+    };
+    if (auto failed = send(write_header)) return *failed;
+    std::uint64_t remaining = length;
+    while (remaining > 0) {
+      long got = produce(pieces.data(), std::min<std::uint64_t>(pieces.size(), remaining));
+      if (got <= 0) {
+        close();
+        return failure(TransportError::kSinkRefused, "the request body ended early");
+      }
+      remaining -= static_cast<std::uint64_t>(got);
+      request.body().data = pieces.data();
+      request.body().size = static_cast<std::size_t>(got);
+      request.body().more = remaining > 0;
+      auto write_piece = [&](auto& stream, beast::error_code& ec, bool& done) {
+        http::async_write(stream, serializer, [&](beast::error_code e, std::size_t) {
+          ec = e;
+          done = true;
+        });
+      };
+      if (auto failed = send(write_piece)) return *failed;
+    }
+    return receive(sink, timeouts, cancel, &nothing_received);
+  }
+
+  HttpOutcome receive(const BodySink& sink, const HttpTimeouts& timeouts,
+                      const CancelToken& cancel, bool* nothing_received) {
+    HttpOutcome outcome;
+    bool done = false;
+    beast::error_code ec;
     http::response_parser<http::buffer_body> parser;
     parser.body_limit(
         std::numeric_limits<std::uint64_t>::max());  // not boost::none: Beast 1.74 rejects every
@@ -305,6 +363,23 @@ HttpOutcome HttpConnection::exchange(const HttpRequest& request, const BodySink&
   message.set(http::field::host, impl_->address.host + ":" + std::to_string(impl_->address.port));
   message.set(http::field::user_agent, "kacheryfs/" KACHERYFS_VERSION);
   for (const auto& [name, value] : request.headers) message.set(name, value);
+  if (request.body_producer) {
+    http::request<http::buffer_body> streamed;
+    streamed.method_string(request.method);
+    streamed.target(impl_->address.base_path + request.target);
+    streamed.version(11);
+    streamed.set(http::field::host,
+                 impl_->address.host + ":" + std::to_string(impl_->address.port));
+    streamed.set(http::field::user_agent, "kacheryfs/" KACHERYFS_VERSION);
+    for (const auto& [name, value] : request.headers) streamed.set(name, value);
+    streamed.content_length(request.body_length);
+    if (!impl_->open()) {
+      HttpOutcome connected = impl_->connect(timeouts, cancel);
+      if (connected.error != TransportError::kNone) return connected;
+    }
+    return impl_->attempt_streamed(streamed, request.body_length, request.body_producer, sink,
+                                   timeouts, cancel);
+  }
   message.body() = request.body;
   message.prepare_payload();
 

@@ -23,11 +23,20 @@ struct HttpTimeouts {
   std::chrono::milliseconds idle{10000};        // between body reads
 };
 
+// Fills buf with up to `capacity` next bytes of a request body; returns how many (0 only at
+// the end), or -1 to abort the request.
+using BodyProducer = std::function<long(char* buf, std::size_t capacity)>;
+
 struct HttpRequest {
   std::string method = "POST";
   std::string target;
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // A large body streamed from a producer instead of `body`: exactly body_length bytes,
+  // sent with a Content-Length. Such a request is never retried (the body cannot be
+  // replayed), so it should go on a fresh connection.
+  BodyProducer body_producer;
+  std::uint64_t body_length = 0;
 };
 
 enum class TransportError {

@@ -24,10 +24,12 @@ const std::time_t kMountTime = std::time(nullptr);
 struct stat to_stat(const Attributes& attributes) {
   struct stat st {};
   st.st_ino = attributes.ino;
-  st.st_mode = attributes.directory ? (S_IFDIR | 0555) : (S_IFREG | 0444);
+  std::uint32_t permissions = attributes.mode != 0 ? attributes.mode
+                                                  : (attributes.directory ? 0555 : 0444);
+  st.st_mode = (attributes.directory ? S_IFDIR : S_IFREG) | permissions;
   st.st_nlink = attributes.directory ? 2 : 1;
   st.st_uid = getuid();
-  st.st_gid = getgid();
+  st.st_gid = attributes.gid.value_or(getgid());
   st.st_size = static_cast<off_t>(attributes.size);
   st.st_blksize = 1 << 20;
   st.st_blocks = static_cast<blkcnt_t>((attributes.size + 511) / 512);
@@ -36,8 +38,21 @@ struct stat to_stat(const Attributes& attributes) {
 }
 
 double timeout_for(const FuseContext& ctx, const Attributes& attributes) {
+  if (attributes.changing) return 0;
   return attributes.directory ? ctx.timeouts.directory
                               : (attributes.content ? ctx.timeouts.content : 60.0);
+}
+
+// The caller of a request, for the files that are not for everyone (client-auth).
+Caller caller_of(fuse_req_t req) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  Caller caller;
+  caller.uid = ctx->uid;
+  caller.groups.push_back(ctx->gid);
+  gid_t groups[64];
+  int count = fuse_req_getgroups(req, 64, groups);
+  for (int i = 0; i < count && i < 64; ++i) caller.groups.push_back(groups[i]);
+  return caller;
 }
 
 void op_init(void* userdata, fuse_conn_info* conn) {
@@ -53,14 +68,9 @@ void op_init(void* userdata, fuse_conn_info* conn) {
 }
 
 void reply_entry_or_error(fuse_req_t req, int error, const Attributes& attributes) {
-  FuseContext& ctx = context(req);
-  if (error == -ENOENT) {
-    fuse_entry_param negative{};
-    negative.ino = 0;
-    negative.entry_timeout = ctx.timeouts.negative;
-    fuse_reply_entry(req, &negative);
-    return;
-  }
+  const FuseContext& ctx = context(req);
+  // A miss is never cached by the kernel: a hash stored on the node a moment later must be
+  // found by the next lookup (the core remembers misses for negative_timeout only).
   if (error != 0) {
     fuse_reply_err(req, -error);
     return;
@@ -137,12 +147,17 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   FuseRequestCancelToken cancel(req);
   auto file = std::make_unique<OpenedFile>();
-  int error = context(req).filesystem->open(ino, *file, cancel);
+  int error = context(req).filesystem->open(ino, *file, cancel,
+                                            ino == Tree::kClientAuthIno ? caller_of(req) : Caller{});
   if (error != 0) {
     fuse_reply_err(req, -error);
     return;
   }
-  fi->keep_cache = 1;  // content is immutable: keep the page cache across opens
+  if (file->direct) {
+    fi->direct_io = 1;  // changing bytes: never from (or into) the page cache
+  } else {
+    fi->keep_cache = 1;  // content is immutable: keep the page cache across opens
+  }
   fi->fh = reinterpret_cast<std::uint64_t>(file.get());
   if (fuse_reply_open(req, fi) == 0) file.release();  // else the opener went away: drop it
 }

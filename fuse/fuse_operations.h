@@ -16,7 +16,6 @@ namespace kacheryfs {
 struct FuseTimeouts {
   double content = 86400.0;   // entry/attr timeout of immutable content (seconds)
   double directory = 3600.0;  // entry/attr timeout of directories (their shape never changes)
-  double negative = 10.0;     // how long the kernel remembers a name that does not exist
 };
 
 struct FuseContext {

@@ -71,7 +71,6 @@ int main(int argc, char** argv) {
 
   FuseContext context;
   context.filesystem = &mount.filesystem();
-  context.timeouts.negative = static_cast<double>(options.negative_timeout.count());
   context.max_read = options.max_read;
   context.invalidate_inode = &mount.invalidate_inode();
   FuseMountConfig config{options.mountpoint, options.fuse_options, options.foreground,

@@ -2,7 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <grp.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <fstream>
+#include <iterator>
+#include <thread>
 
 namespace kacheryfs {
 
@@ -14,10 +20,39 @@ MountAssembly::MountAssembly(const MountOptions& options)
 
 MountAssembly::~MountAssembly() { stop_background(); }
 
+namespace {
+
+// The daemon's auth file as it is now, byte for byte. The daemon rotates it by unlinking
+// and renaming, so a missing file is retried for a moment before it counts as absent.
+std::optional<std::string> read_auth_file(const std::string& path) {
+  if (path.empty()) return std::nullopt;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    std::ifstream in(path, std::ios::binary);
+    if (in) {
+      std::string code((std::istreambuf_iterator<char>(in)), {});
+      if (!code.empty()) return code;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<MountAssembly>> MountAssembly::build(const MountOptions& options,
                                                             AssemblyRole role) {
   std::unique_ptr<MountAssembly> a(new MountAssembly(options));
   const std::string& dir = options.cache_dir;
+  ClientAuthPolicy client_auth{options.hide_auth, static_cast<std::uint32_t>(getuid()), {}};
+  if (!options.auth_group.empty()) {
+    group entry{};
+    group* found = nullptr;
+    std::vector<char> buffer(16384);
+    getgrnam_r(options.auth_group.c_str(), &entry, buffer.data(), buffer.size(), &found);
+    if (found == nullptr)
+      return fail(-EINVAL, "auth_group '" + options.auth_group + "': no such group");
+    client_auth.group = static_cast<std::uint32_t>(found->gr_gid);
+  }
   try {
     a->cache_ = std::make_unique<ContentCache>(dir);
   } catch (const std::exception& e) {
@@ -68,7 +103,8 @@ Result<std::unique_ptr<MountAssembly>> MountAssembly::build(const MountOptions& 
         self->daemon_state_.note(result);
         if (result.ok()) *id = info.node_id;
         return result;
-      });
+      },
+      [auth_file = options.auth_file] { return read_auth_file(auth_file); }, client_auth);
   return a;
 }
 

@@ -202,6 +202,11 @@ int ContentCache::Transaction::append(const char* data, std::size_t size) {
   return 0;
 }
 
+int ContentCache::Transaction::commit_as(std::string_view sha1, const CacheLayout& layout) {
+  final_path_ = layout.complete_path(sha1);
+  return commit();
+}
+
 int ContentCache::Transaction::commit() {
   if (fdatasync(fd_) != 0) return -errno;
   if (close(fd_) != 0) {

@@ -70,6 +70,9 @@ class ContentCache {
     std::uint64_t size() const { return size_; }
     // fsyncs and renames the temp file into the layout; returns 0 or -errno.
     int commit();
+    // commit() under a name learnt only at the end (begin_unnamed()); the caller has
+    // verified that the bytes hash to sha1.
+    int commit_as(std::string_view sha1, const CacheLayout& layout);
 
    private:
     friend class ContentCache;
@@ -83,8 +86,11 @@ class ContentCache {
 
   // Starts writing the entry for sha1.
   Result<std::unique_ptr<Transaction>> begin(std::string_view sha1) const;
+  // Starts writing an entry whose sha1 is known only at the end (commit_as).
+  Result<std::unique_ptr<Transaction>> begin_unnamed() const { return begin(kUnnamed); }
 
  private:
+  static constexpr std::string_view kUnnamed = "unnamed";
   void remove_stale_temp_files() const;
   CacheLayout layout_;
 };

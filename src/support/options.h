@@ -31,6 +31,8 @@ struct MountOptions {
 
   std::string cache_dir;  // default: a per-user dir (see default_cache_dir in options.cc)
   std::string auth_file;  // "" means no auth header
+  std::string auth_group;  // group that may read MOUNTPOINT/client-auth ("" = owner only)
+  bool hide_auth = false;  // no MOUNTPOINT/client-auth
   std::chrono::milliseconds connect_timeout{};
   std::chrono::milliseconds timeout{};  // first byte and idle, per request
   std::uint64_t range_size = 0;         // bytes per whole-file download request

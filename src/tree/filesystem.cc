@@ -57,14 +57,17 @@ constexpr std::string_view kContentXattrs[] = {kSha1Xattr, kCachedBytesXattr, kV
 
 Filesystem::Filesystem(Tree& tree, ContentCache& cache, ContentAccess& content, Counters& counters,
                        CacheAccounting& accounting, const DaemonState& daemon_state,
-                       NodeIdFetch fetch_node_id)
+                       NodeIdFetch fetch_node_id, AuthCodeRead read_auth_code,
+                       ClientAuthPolicy client_auth)
     : tree_(tree),
       cache_(cache),
       content_(content),
       counters_(counters),
       accounting_(accounting),
       daemon_state_(daemon_state),
-      fetch_node_id_(std::move(fetch_node_id)) {
+      fetch_node_id_(std::move(fetch_node_id)),
+      read_auth_code_(std::move(read_auth_code)),
+      client_auth_(client_auth) {
   node_id_ = cache_.read_meta(kNodeIdMetaKey);
 }
 
@@ -106,6 +109,15 @@ int Filesystem::attributes_of(std::uint64_t ino, const Node& node, Attributes& o
       out.size = id.size();
       return 0;
     }
+    case NodeKind::kClientAuthFile: {
+      std::optional<std::string> code = auth_code();
+      if (!code) return -ENOENT;
+      out.size = code->size();
+      out.changing = true;
+      out.mode = client_auth_.group ? 0440 : 0400;
+      out.gid = client_auth_.group;
+      return 0;
+    }
     case NodeKind::kContent: {
       Result<std::uint64_t> size = content_.size(node.key, cancel);
       if (!size.ok()) return size.error();
@@ -142,6 +154,7 @@ int Filesystem::list(std::uint64_t ino, std::vector<DirEntry>& out) {
       out.push_back({"..", ino, true});
       out.push_back({"sha1", Tree::kSha1DirIno, true});
       out.push_back({std::string(Tree::kNodeIdName), Tree::kNodeIdIno, false});
+      if (auth_code()) out.push_back({std::string(Tree::kClientAuthName), Tree::kClientAuthIno, false});
       return 0;
     case NodeKind::kSha1Dir:
     case NodeKind::kPrefixDir: {
@@ -162,12 +175,19 @@ int Filesystem::list(std::uint64_t ino, std::vector<DirEntry>& out) {
     }
     case NodeKind::kContent:
     case NodeKind::kNodeIdFile:
+    case NodeKind::kClientAuthFile:
       return -ENOTDIR;
   }
   return -EIO;
 }
 
-int Filesystem::open(std::uint64_t ino, OpenedFile& out, const CancelToken& cancel) {
+std::optional<std::string> Filesystem::auth_code() const {
+  if (client_auth_.hidden || !read_auth_code_) return std::nullopt;
+  return read_auth_code_();
+}
+
+int Filesystem::open(std::uint64_t ino, OpenedFile& out, const CancelToken& cancel,
+                     const Caller& caller) {
   std::optional<Node> node = tree_.node(ino);
   if (!node) return -ENOENT;
   switch (node->kind) {
@@ -177,6 +197,16 @@ int Filesystem::open(std::uint64_t ino, OpenedFile& out, const CancelToken& canc
       return -EISDIR;
     case NodeKind::kNodeIdFile:
       return node_id(out.bytes, cancel);
+    case NodeKind::kClientAuthFile: {
+      bool allowed = caller.uid == client_auth_.owner;
+      for (std::uint32_t gid : caller.groups) allowed = allowed || gid == client_auth_.group;
+      if (!allowed) return -EACCES;
+      std::optional<std::string> code = auth_code();
+      if (!code) return -ENOENT;
+      out.bytes = std::move(*code);
+      out.direct = true;  // a rotated code shows at the next open
+      return 0;
+    }
     case NodeKind::kContent: {
       ContentRequest request;
       request.sha1 = node->key;

@@ -29,7 +29,28 @@ struct Attributes {
   bool directory = false;
   bool content = false;  // immutable content: may be cached by the kernel for long
   std::uint64_t size = 0;
+  // A file whose bytes change (client-auth): never cached by the kernel, read directly.
+  bool changing = false;
+  std::uint32_t mode = 0;        // permission bits; 0 = the defaults (0555 dirs, 0444 files)
+  std::optional<std::uint32_t> gid;  // the group, when not the mounting user's
 };
+
+// Who asks: the FUSE request's caller.
+struct Caller {
+  std::uint32_t uid = 0;
+  std::vector<std::uint32_t> groups;  // primary and supplementary
+};
+
+// Who may read /client-auth: the mounting user (mode 0400), plus a group (0440) with
+// -o auth_group; nobody else, whatever allow_other says. Hidden with -o hide_auth.
+struct ClientAuthPolicy {
+  bool hidden = false;
+  std::uint32_t owner = 0;
+  std::optional<std::uint32_t> group;
+};
+
+// Reads the daemon's current client auth code (fresh each time); nullopt when none is known.
+using AuthCodeRead = std::function<std::optional<std::string>()>;
 
 struct DirEntry {
   std::string name;
@@ -39,7 +60,8 @@ struct DirEntry {
 
 struct OpenedFile {
   OpenContent content;  // content files
-  std::string bytes;    // small synthetic files (kachery-node-id)
+  std::string bytes;    // small synthetic files (kachery-node-id, client-auth)
+  bool direct = false;  // bypass the kernel's page cache (client-auth)
 };
 
 // Fetches the node id from the daemon (the assembly binds it to the daemon client's /probe).
@@ -49,13 +71,15 @@ class Filesystem {
  public:
   Filesystem(Tree& tree, ContentCache& cache, ContentAccess& content, Counters& counters,
              CacheAccounting& accounting, const DaemonState& daemon_state,
-             NodeIdFetch fetch_node_id);
+             NodeIdFetch fetch_node_id, AuthCodeRead read_auth_code = {},
+             ClientAuthPolicy client_auth = {});
 
   int lookup(std::uint64_t parent, std::string_view name, Attributes& out,
              const CancelToken& cancel);
   int getattr(std::uint64_t ino, Attributes& out, const CancelToken& cancel);
   int list(std::uint64_t ino, std::vector<DirEntry>& out);
-  int open(std::uint64_t ino, OpenedFile& out, const CancelToken& cancel);
+  int open(std::uint64_t ino, OpenedFile& out, const CancelToken& cancel,
+           const Caller& caller = {});
   // Makes [offset, offset + size) of an open file readable and says where from: *fd (-1
   // for the synthetic files, whose bytes are in file.bytes).
   int prepare_read(OpenedFile& file, std::uint64_t offset, std::uint64_t size, int* fd,
@@ -75,6 +99,7 @@ class Filesystem {
                     const CancelToken& cancel);
   int node_id(std::string& out, const CancelToken& cancel);
   int root_xattr(std::string_view name, std::string& value);
+  std::optional<std::string> auth_code() const;
 
   Tree& tree_;
   ContentCache& cache_;
@@ -83,6 +108,8 @@ class Filesystem {
   CacheAccounting& accounting_;
   const DaemonState& daemon_state_;
   NodeIdFetch fetch_node_id_;
+  AuthCodeRead read_auth_code_;
+  ClientAuthPolicy client_auth_;
   std::mutex node_id_mutex_;  // a leaf
   std::optional<std::string> node_id_;
 };

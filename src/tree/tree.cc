@@ -8,6 +8,7 @@ Tree::Tree() {
   nodes_.push_back({NodeKind::kRoot, ""});
   nodes_.push_back({NodeKind::kSha1Dir, ""});
   nodes_.push_back({NodeKind::kNodeIdFile, ""});
+  nodes_.push_back({NodeKind::kClientAuthFile, ""});
 }
 
 std::uint64_t Tree::ino_of(NodeKind kind, std::string_view key) {
@@ -31,6 +32,7 @@ std::optional<std::uint64_t> Tree::child(std::uint64_t parent, std::string_view 
     case NodeKind::kRoot:
       if (name == "sha1") return kSha1DirIno;
       if (name == kNodeIdName) return kNodeIdIno;
+      if (name == kClientAuthName) return kClientAuthIno;
       return std::nullopt;
     case NodeKind::kSha1Dir:
       if (auto content = parse_content_name(name)) return ino_of(NodeKind::kContent, content->sha1);
@@ -49,6 +51,7 @@ std::optional<std::uint64_t> Tree::child(std::uint64_t parent, std::string_view 
       return std::nullopt;
     case NodeKind::kContent:
     case NodeKind::kNodeIdFile:
+    case NodeKind::kClientAuthFile:
       return std::nullopt;
   }
   return std::nullopt;

@@ -3,6 +3,7 @@
 //   /sha1/<sha1>?manifest=<m>  the same content, naming its manifest (see ContentName)
 //   /sha1/ab/cd/ef/<sha1>    the same content (same inode) in the kachery storage layout
 //   /kachery-node-id         the node's id
+//   /client-auth             the daemon's current client auth code (restricted; see Filesystem)
 // Resolving a name is purely syntactic: a malformed name has no node, so it is rejected
 // without any I/O. Inode numbers are handed out on first use and stay stable for the
 // life of the mount; they are keys, never pointers. Thread-safe.
@@ -18,7 +19,7 @@
 
 namespace kacheryfs {
 
-enum class NodeKind { kRoot, kSha1Dir, kPrefixDir, kContent, kNodeIdFile };
+enum class NodeKind { kRoot, kSha1Dir, kPrefixDir, kContent, kNodeIdFile, kClientAuthFile };
 
 struct Node {
   NodeKind kind = NodeKind::kRoot;
@@ -31,7 +32,9 @@ class Tree {
   static constexpr std::uint64_t kRootIno = 1;
   static constexpr std::uint64_t kSha1DirIno = 2;
   static constexpr std::uint64_t kNodeIdIno = 3;
+  static constexpr std::uint64_t kClientAuthIno = 4;
   static constexpr std::string_view kNodeIdName = "kachery-node-id";
+  static constexpr std::string_view kClientAuthName = "client-auth";
 
   Tree();
 

@@ -58,7 +58,7 @@ std::uint64_t connections(DaemonClient& client, const EmulatorProcess& emulator)
   std::string body;
   // /stats is an authenticated GET; use a raw read through load of the JSON.
   HttpConnection connection(other.config().address);
-  HttpRequest request{"GET", "/stats", {}, {}};
+  HttpRequest request{"GET", "/stats", {}, {}, {}, 0};
   std::ifstream code_file(emulator.auth_file());
   std::string code((std::istreambuf_iterator<char>(code_file)), {});
   request.headers.emplace_back("KACHERY-CLIENT-AUTH-CODE", code);

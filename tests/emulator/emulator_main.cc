@@ -25,6 +25,8 @@ HTTP API on 127.0.0.1. Writes DIR/client-auth and DIR/kachery-node-id.
                             a file at DIR/sha1/ab/cd/ef/<sha1> is "fetched" into storage
   --load-delay-ms N         how long such a fetch takes (default 1000)
   --request-log FILE        append one line per content request to FILE
+  --report-storage-dir DIR  report DIR as the node's storage path (/probe, /loadFile), as a
+                            daemon on another machine whose storage is mounted elsewhere
 speed (default: as fast as loopback goes; bodies always come in 65,536-byte chunks):
   --rate MBPS               each download sends at most MBPS megabytes (10^6 B) a second
   --total-rate MBPS         all downloads together send at most MBPS megabytes a second
@@ -106,6 +108,8 @@ int main(int argc, char** argv) {
       config.load_delay = std::chrono::milliseconds(number(flag, value));
     else if (flag == "--request-log")
       config.request_log = value;
+    else if (flag == "--report-storage-dir")
+      config.reported_storage_dir = value;
     else if (flag == "--rate")
       config.connection_rate = positive_number(flag, value) * 1e6;
     else if (flag == "--total-rate")

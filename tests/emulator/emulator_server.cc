@@ -171,6 +171,10 @@ struct EmulatorServer::Impl {
     std::ofstream(config.request_log, std::ios::app) << line << "\n";
   }
 
+  const std::filesystem::path& reported_root() const {
+    return config.reported_storage_dir.empty() ? storage.root() : config.reported_storage_dir;
+  }
+
   // ---------------------------------------------------------------- responses
   // Each returns false when the connection must be closed.
   static bool send_simple(tcp::socket& socket, const Request& request, unsigned status,
@@ -289,7 +293,7 @@ struct EmulatorServer::Impl {
     body["success"] = true;
     body["daemonVersion"] = "kachery-daemon-1.2.1";
     body["nodeId"] = storage.node_id();
-    body["kacheryStorageDir"] = storage.root().string();
+    body["kacheryStorageDir"] = reported_root().string();
     return send_simple(socket, request, 200, body.dump(4), kJson);
   }
 
@@ -399,7 +403,9 @@ struct EmulatorServer::Impl {
     auto finished = [&] {
       nlohmann::ordered_json message;
       message["type"] = "finished";
-      message["localFilePath"] = storage.content_path(sha1).string();
+      message["localFilePath"] =
+          (reported_root() / storage.content_path(sha1).lexically_relative(storage.root()))
+              .string();
       return message;
     };
     if (storage.find(sha1)) {

@@ -34,6 +34,9 @@ struct EmulatorConfig {
   std::chrono::milliseconds load_delay{1000};
   std::chrono::milliseconds auth_period{180000};
   std::filesystem::path request_log;  // "" = none
+  // The storage path the node reports (/probe's kacheryStorageDir, /loadFile's
+  // localFilePath), as a daemon on another machine would; "" = the real storage dir.
+  std::filesystem::path reported_storage_dir;
   // Speed of a daemon that takes CPU (0 = as fast as loopback goes).
   double connection_rate = 0;                 // body bytes per second, each download
   double total_rate = 0;                      // body bytes per second, all connections together
