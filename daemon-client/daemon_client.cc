@@ -1,13 +1,12 @@
 #include "daemon_client.h"
 
-#include "kachery/hash_name.h"
-
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "jsonsocket_parser.h"
+#include "kachery/hash_name.h"
 
 namespace kacheryfs {
 

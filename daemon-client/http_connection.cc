@@ -209,8 +209,8 @@ struct HttpConnection::Impl {
       with_stream([&](auto& stream) { start(stream, ec, done); });
       if (auto why = run(done, Clock::now() + timeouts.idle, cancel);
           why != TransportError::kNone) {
-        return failure(why, why == TransportError::kTimeout ? "sending the body timed out"
-                                                            : "cancelled");
+        return failure(
+            why, why == TransportError::kTimeout ? "sending the body timed out" : "cancelled");
       }
       if (ec && ec != http::error::need_buffer) {
         close();
@@ -247,8 +247,8 @@ struct HttpConnection::Impl {
     return receive(sink, timeouts, cancel, &nothing_received);
   }
 
-  HttpOutcome receive(const BodySink& sink, const HttpTimeouts& timeouts,
-                      const CancelToken& cancel, bool* nothing_received) {
+  HttpOutcome receive(const BodySink& sink, const HttpTimeouts& timeouts, const CancelToken& cancel,
+                      bool* nothing_received) {
     HttpOutcome outcome;
     bool done = false;
     beast::error_code ec;

@@ -24,8 +24,8 @@ const std::time_t kMountTime = std::time(nullptr);
 struct stat to_stat(const Attributes& attributes) {
   struct stat st {};
   st.st_ino = attributes.ino;
-  std::uint32_t permissions = attributes.mode != 0 ? attributes.mode
-                                                  : (attributes.directory ? 0555 : 0444);
+  std::uint32_t permissions =
+      attributes.mode != 0 ? attributes.mode : (attributes.directory ? 0555 : 0444);
   st.st_mode = (attributes.directory ? S_IFDIR : S_IFREG) | permissions;
   st.st_nlink = attributes.directory ? 2 : 1;
   st.st_uid = getuid();
@@ -147,8 +147,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   FuseRequestCancelToken cancel(req);
   auto file = std::make_unique<OpenedFile>();
-  int error = context(req).filesystem->open(ino, *file, cancel,
-                                            ino == Tree::kClientAuthIno ? caller_of(req) : Caller{});
+  int error = context(req).filesystem->open(
+      ino, *file, cancel, ino == Tree::kClientAuthIno ? caller_of(req) : Caller{});
   if (error != 0) {
     fuse_reply_err(req, -error);
     return;

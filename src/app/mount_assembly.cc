@@ -1,8 +1,7 @@
 #include "app/mount_assembly.h"
 
-#include <spdlog/spdlog.h>
-
 #include <grp.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <chrono>

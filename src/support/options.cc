@@ -89,18 +89,19 @@ OptionRow size_row(std::string_view name, Field MountOptions::*field, std::uint6
 
 template <class Duration>
 OptionRow duration_row(std::string_view name, Duration MountOptions::*field,
-                       std::string_view default_value, std::string_view help) {
+                       std::string_view default_value, std::string_view help,
+                       bool zero_allowed = false) {
   return {name,
           "SEC",
           default_value,
           "",
-          "> 0, e.g. 10 or 500ms",
+          zero_allowed ? ">= 0, e.g. 1 or 500ms (0: off)" : "> 0, e.g. 10 or 500ms",
           help,
           false,
           [=](Value value, MountOptions& o) -> std::string {
             if (!value || value->empty()) return kNeedsValue;
             auto d = parse_duration(*value);
-            if (!d || d->count() == 0)
+            if (!d || (d->count() == 0 && !zero_allowed))
               return "expected a positive duration in seconds, e.g. 10 or 500ms";
             o.*field = std::chrono::ceil<Duration>(*d);
             return "";
@@ -178,6 +179,16 @@ std::vector<OptionRow> make_option_table() {
                           "$KACHERY_STORAGE_DIR/client-auth if it exists",
                           "file holding the daemon's client auth code"));
   rows.push_back(
+      text_row("auth_group", "GROUP", &MO::auth_group, "none: the mounting user only",
+               "this group may read MOUNTPOINT/client-auth too (0440; with allow_other)"));
+  rows.push_back({"hide_auth", "", "", "", "", "no MOUNTPOINT/client-auth", false,
+                  [](Value value, MountOptions& o) -> std::string {
+                    if (value) return "takes no value";
+                    o.hide_auth = true;
+                    return "";
+                  },
+                  [](const MountOptions& o) -> std::string { return o.hide_auth ? "yes" : "no"; }});
+  rows.push_back(
       duration_row("timeout", &MO::timeout, "10", "first-byte and idle timeout of each request"));
   rows.push_back(duration_row("connect_timeout", &MO::connect_timeout, "5", "connect timeout"));
   rows.push_back(count_row("retries", &MO::retries, 0, 100, "2",
@@ -185,7 +196,8 @@ std::vector<OptionRow> make_option_table() {
   rows.push_back(size_row("range_size", &MO::range_size, 4 * K, G, "4M", "4K..1G",
                           "bytes per download request of a whole file"));
   rows.push_back(duration_row("negative_timeout", &MO::negative_timeout, "1",
-                              "how long 'the node lacks X' is remembered (never by the kernel)"));
+                              "how long 'the node lacks X' is remembered (never by the kernel)",
+                              true));
   rows.push_back({"channel", "NAME", "", "none", "3-160 of a-z A-Z 0-9 . _ -",
                   "ask the node to load missing files through this channel (/loadFile)", false,
                   [](Value value, MountOptions& o) -> std::string {

@@ -29,8 +29,8 @@ struct MountOptions {
   bool show_help = false;
   bool show_version = false;
 
-  std::string cache_dir;  // default: a per-user dir (see default_cache_dir in options.cc)
-  std::string auth_file;  // "" means no auth header
+  std::string cache_dir;   // default: a per-user dir (see default_cache_dir in options.cc)
+  std::string auth_file;   // "" means no auth header
   std::string auth_group;  // group that may read MOUNTPOINT/client-auth ("" = owner only)
   bool hide_auth = false;  // no MOUNTPOINT/client-auth
   std::chrono::milliseconds connect_timeout{};

@@ -154,7 +154,8 @@ int Filesystem::list(std::uint64_t ino, std::vector<DirEntry>& out) {
       out.push_back({"..", ino, true});
       out.push_back({"sha1", Tree::kSha1DirIno, true});
       out.push_back({std::string(Tree::kNodeIdName), Tree::kNodeIdIno, false});
-      if (auth_code()) out.push_back({std::string(Tree::kClientAuthName), Tree::kClientAuthIno, false});
+      if (auth_code())
+        out.push_back({std::string(Tree::kClientAuthName), Tree::kClientAuthIno, false});
       return 0;
     case NodeKind::kSha1Dir:
     case NodeKind::kPrefixDir: {

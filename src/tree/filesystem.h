@@ -31,7 +31,7 @@ struct Attributes {
   std::uint64_t size = 0;
   // A file whose bytes change (client-auth): never cached by the kernel, read directly.
   bool changing = false;
-  std::uint32_t mode = 0;        // permission bits; 0 = the defaults (0555 dirs, 0444 files)
+  std::uint32_t mode = 0;            // permission bits; 0 = the defaults (0555 dirs, 0444 files)
   std::optional<std::uint32_t> gid;  // the group, when not the mounting user's
 };
 

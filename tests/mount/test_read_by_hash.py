@@ -81,7 +81,7 @@ class ReadByHash(MountTestCase):
             node_id = f.read()
         with open(os.path.join(self.storage, "kachery-node-id")) as f:
             self.assertEqual(node_id, f.read())
-        self.assertEqual(sorted(os.listdir(self.mnt)), ["kachery-node-id", "sha1"])
+        self.assertEqual(sorted(os.listdir(self.mnt)), ["client-auth", "kachery-node-id", "sha1"])
 
     def test_junk_names_are_enoent_without_requests(self):
         sha1 = put_bytes(self.storage, b"some content\n")
