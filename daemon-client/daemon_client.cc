@@ -151,6 +151,23 @@ FetchResult DaemonClient::store(std::uint64_t length, const BodyProducer& produc
   return {};
 }
 
+FetchResult DaemonClient::check_auth(const CancelToken& cancel) {
+  HttpOutcome outcome = send(
+      {"POST", "/probe", {}, "{}", {}, 0}, [](const char*, std::size_t) { return true; },
+      config_.timeouts, cancel);
+  if (outcome.error == TransportError::kNone && outcome.status == 200) return {};
+  return with_auth_hint(classify_failure(outcome));
+}
+
+FetchResult DaemonClient::with_auth_hint(FetchResult result) const {
+  if (result.status == FetchStatus::kAuthRejected) {
+    result.detail = "the auth code is wrong or missing (auth_file=" +
+                    (config_.auth_file.empty() ? std::string("none given") : config_.auth_file) +
+                    "): " + result.detail;
+  }
+  return result;
+}
+
 FetchResult DaemonClient::probe(ProbeInfo* info, const CancelToken& cancel) {
   std::string body;
   HttpRequest request{"GET", "/probe", {}, {}, {}, 0};
@@ -198,7 +215,7 @@ FetchResult DaemonClient::read_range(std::string_view sha1, std::uint64_t start,
         },
         config_.timeouts, cancel);
     if (outcome.error == TransportError::kNone && outcome.status == 200) return {};
-    FetchResult failure = classify_failure(outcome);
+    FetchResult failure = with_auth_hint(classify_failure(outcome));
     bool progressed = position > before;
     bool retriable = failure.status == FetchStatus::kServerError;
     if (!retriable) return failure;
@@ -255,7 +272,7 @@ FetchResult DaemonClient::load_file(std::string_view sha1, const std::string& ch
       timeouts, cancel);
   if (!parser.error().empty()) return {FetchStatus::kProtocolError, "/loadFile: " + parser.error()};
   if (outcome.error != TransportError::kNone || outcome.status != 200)
-    return classify_failure(outcome);
+    return with_auth_hint(classify_failure(outcome));
   if (!final_result)
     return {FetchStatus::kProtocolError, "/loadFile ended without finished or error"};
   return *final_result;

@@ -53,6 +53,8 @@ class DaemonClient final : public BlobSource {
   ~DaemonClient() override;
 
   FetchResult probe(ProbeInfo* info, const CancelToken& cancel);
+  // POST /probe with the auth code: kAuthRejected when the daemon refuses the code.
+  FetchResult check_auth(const CancelToken& cancel);
 
   FetchResult read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
                          const ByteSink& sink, const CancelToken& cancel) override;
@@ -73,6 +75,8 @@ class DaemonClient final : public BlobSource {
 
  private:
   std::unique_ptr<HttpConnection> acquire();
+  // Names the auth file in the detail of a 403.
+  FetchResult with_auth_hint(FetchResult result) const;
   void release(std::unique_ptr<HttpConnection> connection);
   // Sends request with the auth header; on a 403 re-reads the auth code and tries once more.
   HttpOutcome send(HttpRequest request, const BodySink& sink, const HttpTimeouts& timeouts,

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 #include <memory>
@@ -226,8 +227,13 @@ void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 void op_statfs(fuse_req_t req, fuse_ino_t) {
+  // df shows the cache: its limit as the size, what it holds as used.
+  Filesystem::Space space = context(req).filesystem->space();
   struct statvfs st {};
   st.f_bsize = st.f_frsize = 4096;
+  std::uint64_t total = std::max(space.total, space.used);
+  st.f_blocks = total / 4096;
+  st.f_bfree = st.f_bavail = (total - space.used) / 4096;
   st.f_namemax = 255;
   st.f_flag = ST_RDONLY;
   fuse_reply_statfs(req, &st);

@@ -14,7 +14,9 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -30,7 +32,7 @@ using namespace kacheryfs;
 using json = nlohmann::ordered_json;
 
 const char* kUsage =
-    R"(usage: kacheryfs-cache [-o opt,...] [--daemon HOST[:PORT]|URL] [--json] COMMAND [ARGS]
+    R"(usage: kacheryfs-cache [-o opt,...] [--daemon HOST[:PORT]|URL] [--json] [--create] COMMAND [ARGS]
 
 commands:
   status                 cache size against its limit, objects, pinned, partial, hit rate, daemon
@@ -42,7 +44,9 @@ commands:
   store FILE...          store files on the node (POST /store), print their sha1:// URIs as the
                          kachery client does, and put their bytes straight into this cache
 options: -o takes the mount's options (cache_dir=, auth_file=, cache_max=, cache_min_free=,
-timeout=, ...); --json prints JSON for scripts.
+timeout=, ...); --json prints JSON for scripts; --create makes a missing cache dir (else an
+error); -V prints the version. Without --daemon and auth_file=, the daemon and auth file
+that the cache dir's mount last used are used.
 )";
 
 // What every command works on: the same assembly as a mount's, without the FUSE session.
@@ -422,10 +426,16 @@ int main(int argc, char** argv) {
   std::vector<std::string> option_args = {"kacheryfs"};
   std::string source;
   std::vector<std::string> rest;
+  bool create = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "-h" || args[i] == "--help") {
       std::cout << kUsage;
       return 0;
+    } else if (args[i] == "-V" || args[i] == "--version") {
+      std::cout << "kacheryfs-cache " KACHERYFS_VERSION "\n";
+      return 0;
+    } else if (args[i] == "--create") {
+      create = true;
     } else if (args[i] == "--json") {
       tool.as_json = true;
     } else if ((args[i] == "-o" || args[i] == "--daemon") && i + 1 < args.size()) {
@@ -443,9 +453,38 @@ int main(int argc, char** argv) {
     std::cerr << kUsage;
     return 2;
   }
-  if (!source.empty()) option_args.push_back(source);
-  option_args.push_back("/");  // the mount point the shared option parser expects
-  ParsedCommandLine parsed = parse_command_line(option_args, process_env);
+  // A cache dir that a mount uses records that mount's daemon and auth file: use them
+  // unless told otherwise, so that status and pin need no repeated options.
+  auto parse = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> all = option_args;
+    all.insert(all.end(), extra.begin(), extra.end());
+    if (!source.empty()) all.push_back(source);
+    all.push_back("/");  // the mount point the shared option parser expects
+    return parse_command_line(all, process_env);
+  };
+  ParsedCommandLine parsed = parse({});
+  if (!parsed.errors.empty()) {
+    for (const auto& error : parsed.errors) std::cerr << "kacheryfs-cache: " << error << "\n";
+    return 2;
+  }
+  const std::string& cache_dir = parsed.options.cache_dir;
+  if (!std::filesystem::is_directory(cache_dir) && !create) {
+    std::cerr << "kacheryfs-cache: cache dir '" << cache_dir
+              << "' does not exist (give --create to make an empty one)\n";
+    return 1;
+  }
+  CacheLayout layout(cache_dir);
+  auto meta = [&](const char* key) {
+    std::ifstream in(layout.meta_dir() / key);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  };
+  std::vector<std::string> from_mount;
+  if (parsed.options.auth_file.empty() && !meta("mount-auth-file").empty())
+    from_mount = {"-o", "auth_file=" + meta("mount-auth-file")};
+  if (source.empty() && process_env("KACHERY_DAEMON_HOST").value_or("").empty() &&
+      !meta("mount-daemon").empty())
+    source = meta("mount-daemon");
+  parsed = parse(from_mount);
   if (!parsed.errors.empty()) {
     for (const auto& error : parsed.errors) std::cerr << "kacheryfs-cache: " << error << "\n";
     return 2;

@@ -3,8 +3,13 @@
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <climits>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "app/mount_assembly.h"
@@ -16,10 +21,36 @@ namespace {
 
 using namespace kacheryfs;
 
+// True when path is already the mount point of a kacheryfs (mounts do not stack).
+bool is_kacheryfs_mount(const std::string& path) {
+  char resolved[PATH_MAX];
+  if (realpath(path.c_str(), resolved) == nullptr) return false;
+  std::ifstream mounts("/proc/self/mounts");
+  std::string source, target, type;
+  std::string rest;
+  while (mounts >> source >> target >> type && std::getline(mounts, rest)) {
+    if (target == resolved && type == "fuse.kacheryfs") return true;
+  }
+  return false;
+}
+
 bool check_mountpoint(const std::string& path) {
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) {
+    if (errno == ENOTCONN) {
+      std::cerr << "kacheryfs: bad mount point '" << path
+                << "': Transport endpoint is not connected (a kacheryfs that ended without "
+                   "unmounting left it; run: fusermount3 -u "
+                << path << ")\n";
+      return false;
+    }
     std::cerr << "kacheryfs: bad mount point '" << path << "': " << std::strerror(errno) << "\n";
+    return false;
+  }
+  if (is_kacheryfs_mount(path)) {
+    std::cerr << "kacheryfs: '" << path
+              << "' is already a kacheryfs mount; unmount it first (fusermount3 -u " << path
+              << ")\n";
     return false;
   }
   if (!S_ISDIR(st.st_mode)) {
@@ -47,6 +78,8 @@ int main(int argc, char** argv) {
     std::cout << "kacheryfs " KACHERYFS_VERSION "\n";
     return 0;
   }
+  for (const std::string& warning : parsed.warnings)
+    std::cerr << "kacheryfs: warning: " << warning << " (ignored: sloppy)\n";
   if (!parsed.errors.empty()) {
     for (const std::string& error : parsed.errors) std::cerr << "kacheryfs: " << error << "\n";
     return 1;
@@ -66,8 +99,21 @@ int main(int argc, char** argv) {
   spdlog::info("cache: {} bytes in {} objects, limit {} bytes, keeping {} bytes free",
                mount.keeper().cached_bytes(), mount.index().totals().objects,
                mount.keeper().max_bytes(), mount.keeper().min_free_bytes());
-  // The daemon being down is not fatal: cached content stays readable.
-  mount.probe_daemon();
+  // The daemon being down is not fatal (cached content stays readable) unless the mount
+  // requires it; either way the terminal hears of it once, before daemonizing.
+  if (Status daemon = mount.probe_daemon(); !daemon.ok()) {
+    if (options.require_daemon) {
+      std::cerr << "kacheryfs: " << daemon.detail() << " (require_daemon)\n";
+      return 1;
+    }
+    if (daemon.error() == -EACCES)
+      spdlog::warn("{}; reads of uncached files fail until the code is right", daemon.detail());
+  }
+  std::string log_file = options.log_file;
+  if (log_file.empty() && !options.foreground && access("/dev/log", W_OK) != 0) {
+    log_file = (std::filesystem::path(options.cache_dir) / "kacheryfs.log").string();
+    std::cerr << "kacheryfs: no syslog socket (/dev/log); logging to " << log_file << "\n";
+  }
 
   FuseContext context;
   context.filesystem = &mount.filesystem();
@@ -76,10 +122,12 @@ int main(int argc, char** argv) {
   FuseMountConfig config{options.mountpoint, options.fuse_options, options.foreground,
                          options.debug, options.single_threaded};
   int result = run_fuse_session(config, context, [&](bool daemonized) {
-    if (daemonized) {
+    if (!log_file.empty()) {
+      log_to_file(log_file, level);
+    } else if (daemonized) {
       log_to_syslog(level);
-      mount.cache().record_mount_pid();
     }
+    if (daemonized) mount.cache().record_mount_pid();
     mount.start_background();
   });
   mount.stop_background();

@@ -107,19 +107,32 @@ Result<std::unique_ptr<MountAssembly>> MountAssembly::build(const MountOptions& 
   return a;
 }
 
-void MountAssembly::probe_daemon() {
+Status MountAssembly::probe_daemon() {
   DaemonClient probe_client(client_config_from(options_));
   ProbeInfo info;
   FetchResult probed = probe_client.probe(&info, NeverCancelled());
-  if (probed.ok()) {
-    filesystem_->set_node_id(info.node_id);
-    spdlog::info("daemon {} ({}), node {}", options_.daemon.to_string(), info.daemon_version,
-                 info.node_id);
-  } else {
-    daemon_state_.note({FetchStatus::kUnreachable, "no answer to /probe at mount time"});
-    spdlog::warn("daemon {} unreachable ({}: {}); serving cached files only until it answers",
-                 options_.daemon.to_string(), to_string(probed.status), probed.detail);
+  if (probed.ok() && !options_.auth_file.empty())
+    probed = probe_client.check_auth(NeverCancelled());
+  if (!probed.ok()) {
+    std::string why = probed.status == FetchStatus::kAuthRejected
+                          ? "rejects the auth code (" + probed.detail + ")"
+                          : "is unreachable (" + std::string(to_string(probed.status)) + ": " +
+                                probed.detail + ")";
+    // An unreachable daemon is noted (and logged once) as offline; the prober notices
+    // when it is back.
+    if (probed.status != FetchStatus::kAuthRejected && !options_.require_daemon)
+      daemon_state_.note({probed.status, std::string(to_string(probed.status)) + ": " +
+                                             probed.detail + " at mount time"});
+    return fail(probed.status == FetchStatus::kAuthRejected ? -EACCES : -EHOSTUNREACH,
+                "daemon " + options_.daemon.to_string() + " " + why);
   }
+  filesystem_->set_node_id(info.node_id);
+  spdlog::info("daemon {} ({}), node {}", options_.daemon.to_string(), info.daemon_version,
+               info.node_id);
+  // The tool finds a mount's daemon here (the code itself is never written anywhere).
+  cache_->write_meta("mount-daemon", options_.daemon.to_string());
+  cache_->write_meta("mount-auth-file", options_.auth_file);
+  return ok_status();
 }
 
 void MountAssembly::persist_counters() {

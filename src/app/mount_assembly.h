@@ -56,9 +56,9 @@ class MountAssembly {
   // Attached by the FUSE session: drops the kernel's cached pages of an inode.
   LateCallback<std::uint64_t>& invalidate_inode() { return invalidate_inode_; }
 
-  // Asks the daemon for its node id (a probe with its own connection, so that none is
-  // left open across the fork of daemonizing) and logs whether it answers.
-  void probe_daemon();
+  // Asks the daemon for its node id and checks the auth code (with its own connection, so
+  // that none is left open across the fork of daemonizing). A failure says why, in one line.
+  Status probe_daemon();
   // Starts the background work of a running mount (after daemonizing): probing the daemon
   // while it is offline, and writing the counters to the index.
   void start_background();

@@ -22,6 +22,8 @@ class CacheAccounting {
   // Deletes one object's files (a failed verification) and forgets it.
   virtual void forget(const std::string& sha1) = 0;
   virtual std::uint64_t cached_bytes() const = 0;
+  // The most the cache may hold (0: no limit known).
+  virtual std::uint64_t capacity() const = 0;
 };
 
 class NoQuota final : public CacheAccounting {
@@ -33,6 +35,7 @@ class NoQuota final : public CacheAccounting {
   std::uint64_t make_room_after_enospc(std::uint64_t) override { return 0; }
   void forget(const std::string&) override {}
   std::uint64_t cached_bytes() const override { return 0; }
+  std::uint64_t capacity() const override { return 0; }
 };
 
 }  // namespace kacheryfs

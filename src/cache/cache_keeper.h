@@ -34,6 +34,7 @@ class CacheKeeper final : public CacheAccounting {
   std::uint64_t max_bytes() const { return max_bytes_; }
   std::uint64_t min_free_bytes() const { return min_free_bytes_; }
   std::uint64_t cached_bytes() const override { return cached_bytes_.load(); }
+  std::uint64_t capacity() const override { return max_bytes_; }
 
   void complete(const std::string& sha1, std::uint64_t size) override;
   void partial(const std::string& sha1, std::uint64_t size, std::uint64_t bytes) override;

@@ -1,5 +1,6 @@
 #include "support/options.h"
 
+#include <pwd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,9 +31,14 @@ std::optional<std::uint64_t> parse_uint(std::string_view text) {
   return value;
 }
 
+// root: /var/cache/kacheryfs; a user: $XDG_CACHE_HOME/kacheryfs, else ~/.cache/kacheryfs
+// of the user's own home (from the password database: `su`/`runuser` keep root's $HOME).
 std::string default_cache_dir(const EnvLookup& env) {
   if (geteuid() == 0) return "/var/cache/kacheryfs";
-  if (auto xdg = env("XDG_CACHE_HOME"); xdg && !xdg->empty()) return *xdg + "/kacheryfs";
+  if (auto xdg = env("XDG_CACHE_HOME"); xdg && !xdg->empty() && access(xdg->c_str(), W_OK) == 0)
+    return *xdg + "/kacheryfs";
+  if (const passwd* user = getpwuid(geteuid()); user != nullptr && user->pw_dir != nullptr)
+    return std::string(user->pw_dir) + "/.cache/kacheryfs";
   if (auto home = env("HOME"); home && !home->empty()) return *home + "/.cache/kacheryfs";
   return "/tmp/kacheryfs-cache-" + std::to_string(geteuid());
 }
@@ -277,6 +283,18 @@ std::vector<OptionRow> make_option_table() {
                     return std::to_string(static_cast<int>(o.cache_min_free_fraction * 100 + 0.5)) +
                            "%";
                   }});
+  rows.push_back(
+      {"require_daemon", "", "", "", "",
+       "fail the mount if the daemon is unreachable or rejects the auth code", false,
+       [](Value value, MountOptions& o) -> std::string {
+         if (value) return "takes no value";
+         o.require_daemon = true;
+         return "";
+       },
+       [](const MountOptions& o) -> std::string { return o.require_daemon ? "yes" : "no"; }});
+  rows.push_back(text_row("log_file", "PATH", &MO::log_file,
+                          "syslog (the journal) once daemonized; stderr with -f",
+                          "append the log to PATH (reopened on SIGHUP, for logrotate)"));
   rows.push_back({"debug", "", "", "", "", "debug log (as -d, but without -f)", false,
                   [](Value, MountOptions& o) -> std::string {
                     o.debug = true;
@@ -287,12 +305,13 @@ std::vector<OptionRow> make_option_table() {
   rows.push_back(fuse_row("allow_root", false, "let root read the mount"));
   rows.push_back(fuse_row("default_permissions", false, "let the kernel check permissions"));
   rows.push_back(fuse_row("auto_unmount", false, "unmount when the process ends"));
-  rows.push_back(fuse_row("fsname", true, "the mount's source name (default: the daemon URL)"));
+  rows.push_back(fuse_row("fsname", true, "the mount's source name (default: SOURCE as given)"));
   rows.push_back(fuse_row("subtype", true, "the mount's subtype (always kacheryfs)"));
   return rows;
 }
 
-void apply_option(std::string_view item, MountOptions& o, std::vector<std::string>& errors) {
+void apply_option(std::string_view item, MountOptions& o, std::vector<std::string>& errors,
+                  std::vector<std::string>& unknown) {
   std::size_t eq = item.find('=');
   std::string_view name = item.substr(0, eq);
   Value value;
@@ -306,7 +325,7 @@ void apply_option(std::string_view item, MountOptions& o, std::vector<std::strin
     if (!error.empty()) errors.push_back("option '" + std::string(item) + "': " + error);
     return;
   }
-  errors.push_back("option '" + std::string(item) + "': unknown option (see kacheryfs -h)");
+  unknown.push_back("option '" + std::string(item) + "': unknown option (see kacheryfs -h)");
 }
 
 }  // namespace
@@ -377,12 +396,13 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, const
   MountOptions& o = parsed.options;
   std::vector<std::string>& errors = parsed.errors;
   std::vector<std::string> positional;
+  std::vector<std::string> unknown;
   auto apply_list = [&](std::string_view list) {
     std::size_t start = 0;
     while (start <= list.size()) {
       std::size_t comma = list.find(',', start);
       if (comma == std::string_view::npos) comma = list.size();
-      apply_option(list.substr(start, comma - start), o, errors);
+      apply_option(list.substr(start, comma - start), o, errors, unknown);
       start = comma + 1;
     }
   };
@@ -407,12 +427,16 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, const
       o.show_help = true;
     } else if (arg == "-V" || arg == "--version") {
       o.show_version = true;
+    } else if (arg == "--sloppy") {
+      o.sloppy = true;  // mount -s: unknown options are ignored with a warning
     } else if (arg.size() > 1 && arg[0] == '-') {
       errors.push_back("unknown flag '" + arg + "' (see kacheryfs -h)");
     } else {
       positional.push_back(arg);
     }
   }
+  auto& unknown_to = o.sloppy ? parsed.warnings : errors;
+  unknown_to.insert(unknown_to.end(), unknown.begin(), unknown.end());
   if (o.show_help || o.show_version) return parsed;
 
   if (positional.size() == 1) {
@@ -444,7 +468,17 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, const
   }
   bool has_fsname = std::any_of(o.fuse_options.begin(), o.fuse_options.end(),
                                 [](const std::string& s) { return s.starts_with("fsname="); });
-  if (!has_fsname) o.fuse_options.push_back("fsname=" + o.daemon.to_string());
+  // mount(8) records the source exactly as written (so a second `mount -a` sees the entry
+  // as mounted); FUSE's option string needs its commas and backslashes escaped.
+  if (!has_fsname) {
+    std::string name = o.source.empty() ? o.daemon.to_string() : o.source;
+    std::string escaped;
+    for (char c : name) {
+      if (c == ',' || c == '\\') escaped += '\\';
+      escaped += c;
+    }
+    o.fuse_options.push_back("fsname=" + escaped);
+  }
   o.fuse_options.push_back("subtype=kacheryfs");
   return parsed;
 }

@@ -29,10 +29,13 @@ struct MountOptions {
   bool show_help = false;
   bool show_version = false;
 
-  std::string cache_dir;   // default: a per-user dir (see default_cache_dir in options.cc)
-  std::string auth_file;   // "" means no auth header
-  std::string auth_group;  // group that may read MOUNTPOINT/client-auth ("" = owner only)
-  bool hide_auth = false;  // no MOUNTPOINT/client-auth
+  std::string cache_dir;        // default: a per-user dir (see default_cache_dir in options.cc)
+  std::string auth_file;        // "" means no auth header
+  std::string auth_group;       // group that may read MOUNTPOINT/client-auth ("" = owner only)
+  bool hide_auth = false;       // no MOUNTPOINT/client-auth
+  bool require_daemon = false;  // fail the mount when the daemon does not answer
+  std::string log_file;         // "" = syslog once daemonized
+  bool sloppy = false;          // --sloppy (mount -s): unknown options only warn
   std::chrono::milliseconds connect_timeout{};
   std::chrono::milliseconds timeout{};  // first byte and idle, per request
   std::uint64_t range_size = 0;         // bytes per whole-file download request
@@ -77,7 +80,8 @@ MountOptions default_mount_options();
 
 struct ParsedCommandLine {
   MountOptions options;
-  std::vector<std::string> errors;  // one line each; empty on success
+  std::vector<std::string> errors;    // one line each; empty on success
+  std::vector<std::string> warnings;  // unknown options under --sloppy
 };
 
 using EnvLookup = std::function<std::optional<std::string>(const char* name)>;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -132,7 +133,13 @@ int Filesystem::attributes_of(std::uint64_t ino, const Node& node, Attributes& o
 int Filesystem::lookup(std::uint64_t parent, std::string_view name, Attributes& out,
                        const CancelToken& cancel) {
   std::optional<std::uint64_t> ino = tree_.child(parent, name);
-  if (!ino) return -ENOENT;  // malformed: no request
+  if (!ino) {  // malformed: no request
+    std::string lower(name);
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (lower != name && is_sha1_name(lower))
+      spdlog::warn("{} is not a kachery name: sha1 names are lower-case ({})", name, lower);
+    return -ENOENT;
+  }
   if (auto content = parse_content_name(name))
     content_.note_manifest(content->sha1, content->manifest_sha1);
   return getattr(*ino, out, cancel);

@@ -90,6 +90,13 @@ class Filesystem {
                 const CancelToken& cancel);
   int list_xattrs(std::uint64_t ino, std::vector<std::string>& names);
 
+  // The mount's size as df shows it: the cache's limit, what it holds, and what is left.
+  struct Space {
+    std::uint64_t total = 0;
+    std::uint64_t used = 0;
+  };
+  Space space() const { return {accounting_.capacity(), accounting_.cached_bytes()}; }
+
   // Remembers the node id (also in the cache, for offline mounts).
   void set_node_id(const std::string& node_id);
   const Tree& tree() const { return tree_; }

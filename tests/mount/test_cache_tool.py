@@ -17,7 +17,7 @@ MB = 1_000_000
 class CacheTool(MountTestCase):
     def tool(self, *args, options=(), check=True):
         opts = ",".join(["cache_dir=" + self.cache, "auth_file=" + self.emulator.auth_file] + list(options))
-        r = subprocess.run([TOOL, "--daemon", self.emulator.address, "-o", opts, *args],
+        r = subprocess.run([TOOL, "--daemon", self.emulator.address, "--create", "-o", opts, *args],
                            capture_output=True, text=True, timeout=300)
         if check:
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
@@ -25,6 +25,29 @@ class CacheTool(MountTestCase):
 
     def tool_json(self, *args, options=()):
         return json.loads(self.tool("--json", *args, options=options).stdout)
+
+    def test_a_missing_cache_dir_is_refused_without_create(self):
+        r = subprocess.run([TOOL, "-o", "cache_dir=" + self.cache + "-typo", "status"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("does not exist (give --create", r.stderr)
+        self.assertFalse(os.path.exists(self.cache + "-typo"))
+
+    def test_the_tool_finds_the_mounts_daemon_and_auth_file(self):
+        sha1, original = put_random_file(self.storage, 200_000, 7, self.originals)
+        self.mount()
+        r = subprocess.run([TOOL, "-o", "cache_dir=" + self.cache, "--json", "status"],
+                           capture_output=True, text=True, timeout=60, env=dict(os.environ, KACHERY_DAEMON_HOST=""))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["daemon"], "http://" + self.emulator.address)
+        self.assertTrue(json.loads(r.stdout)["daemon_reachable"])
+        r = subprocess.run([TOOL, "-o", "cache_dir=" + self.cache, "pin", sha1],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(subprocess.run(["cmp", sha1_path(self.cache, sha1), original]).returncode, 0)
+        r = subprocess.run([TOOL, "--version"], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"^kacheryfs-cache \d+\.\d+\.\d+\n$")
 
     def test_pin_status_ls_unpin_gc(self):
         small, small_original = put_random_file(self.storage, 3 * MB, 1, self.originals)
@@ -57,7 +80,7 @@ class CacheTool(MountTestCase):
     def test_pin_shows_a_progress_bar_on_a_terminal(self):
         large, _ = put_random_file(self.storage, 30 * MB, 7, self.originals)
         self.emulator.restart("--first-byte-delay-ms", "100")  # long enough to draw the bar
-        command = " ".join([TOOL, "--daemon", self.emulator.address, "-o",
+        command = " ".join([TOOL, "--daemon", self.emulator.address, "--create", "-o",
                             "cache_dir=%s,auth_file=%s,whole_max=10M" % (self.cache, self.emulator.auth_file),
                             "pin", large])
         r = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, timeout=300)

@@ -245,7 +245,7 @@ class ClientReplay(MountTestCase):
         path = os.path.join(self.tmp, "recording.bin")
         with open(path, "wb") as f:
             f.write(os.urandom(21_000_000))  # over 20,000,000 bytes: the node makes a manifest
-        r = subprocess.run([TOOL, "--daemon", self.emulator.address, "-o",
+        r = subprocess.run([TOOL, "--daemon", self.emulator.address, "--create", "-o",
                             "cache_dir=%s,auth_file=%s" % (self.cache, self.emulator.auth_file),
                             "store", path], capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)

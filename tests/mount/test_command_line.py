@@ -61,7 +61,7 @@ class CommandLine(MountTestCase):
             line = next(l for l in f if os.path.realpath(self.mnt) in l)
         fsname, _, fstype, options = line.split()[:4]
         self.assertEqual(fstype, "fuse.kacheryfs")
-        self.assertEqual(fsname, "http://" + self.emulator.address)
+        self.assertEqual(fsname, self.emulator.address, "the source as written (mount -a compares it)")
         self.assertIn("ro", options.split(","))
 
     def test_environment_gives_the_daemon_and_auth_file(self):
@@ -115,6 +115,79 @@ class CommandLine(MountTestCase):
                 self.assertIn(b"kacheryfs", f.read(), "the lock names the daemonized process")
         finally:
             self.assertEqual(subprocess.run(["fusermount3", "-u", self.mnt]).returncode, 0)
+
+    def test_require_daemon_fails_early_with_one_line(self):
+        os.makedirs(self.mnt, exist_ok=True)
+        bad_code = os.path.join(self.tmp, "wrong-code")
+        with open(bad_code, "w") as f:
+            f.write("NOTTHECODEXX")
+        cases = [("127.0.0.1:1", "auth_file=" + self.emulator.auth_file, "unreachable"),
+                 (self.emulator.address, "auth_file=" + bad_code, "the auth code is wrong or missing (auth_file=" + bad_code)]
+        for source, option, expected in cases:
+            r = run("-f", source, self.mnt, "-o", "require_daemon,cache_dir=%s,%s" % (self.cache, option))
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn(expected, r.stderr)
+            self.assertEqual(len([l for l in r.stderr.splitlines() if "(require_daemon)" in l]), 1, r.stderr)
+            self.assertFalse(is_mounted(self.mnt))
+
+    def test_a_daemonizing_mount_warns_on_the_terminal_once(self):
+        os.makedirs(self.mnt, exist_ok=True)
+        r = run("127.0.0.1:1", self.mnt, "-o", "cache_dir=" + self.cache)
+        try:
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(len([l for l in r.stderr.splitlines() if "unreachable" in l]), 1, r.stderr)
+        finally:
+            subprocess.run(["fusermount3", "-u", self.mnt])
+
+    def test_log_file_is_reopened_on_sighup(self):
+        log = os.path.join(self.tmp, "kfs.log")
+        m = self.mount("log_file=" + log)
+        self.wait_for(lambda: os.path.exists(log) and "mounted on" in open(log).read(), "the log file")
+        os.rename(log, log + ".1")  # as logrotate does
+        os.kill(m.proc.pid, 1)  # SIGHUP: reopen the log, do not end the mount
+        sha1, original = put_random_file(self.storage, 3000, 53, self.originals)
+        self.assertSameBytes(self.content(sha1), original)
+        self.assertTrue(is_mounted(self.mnt), "SIGHUP does not end the mount")
+        with open(self.emulator.auth_file) as f:
+            code = f.read()
+        self.unmount(m)
+        with open(log) as f:
+            self.assertIn("unmounted", f.read(), "lines after SIGHUP go to the new file")
+        with open(log) as f, open(log + ".1") as g:
+            self.assertNotIn(code, f.read() + g.read(), "the auth code is never logged")
+
+    def test_no_stacking_and_a_hint_after_a_crash(self):
+        os.makedirs(self.mnt, exist_ok=True)
+        m = self.mount()
+        r = run("-f", self.emulator.address, self.mnt, "-o", "cache_dir=" + self.cache + "2")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("already a kacheryfs mount", r.stderr)
+        m.proc.kill()  # kill -9: the mount point is left dangling
+        m.proc.wait()
+        try:
+            r = run("-f", self.emulator.address, self.mnt, "-o", "cache_dir=" + self.cache + "3")
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("fusermount3 -u " + self.mnt, r.stderr)
+        finally:
+            subprocess.run(["fusermount3", "-u", self.mnt])
+
+    def test_df_shows_the_cache(self):
+        sha1, original = put_random_file(self.storage, 2_000_000, 54, self.originals)
+        self.mount("cache_max=100M")
+        self.assertSameBytes(self.content(sha1), original)
+        st = os.statvfs(self.mnt)
+        self.assertEqual(st.f_blocks * st.f_frsize, 100 << 20)
+        used = (st.f_blocks - st.f_bfree) * st.f_frsize
+        self.assertTrue(1_900_000 <= used <= 2_100_000, used)
+        df = subprocess.run(["df", self.mnt], capture_output=True, text=True).stdout
+        self.assertIn(self.emulator.address, df)
+
+    def test_an_upper_case_hash_gets_a_hint(self):
+        sha1, _ = put_random_file(self.storage, 1000, 55, self.originals)
+        m = self.mount()
+        with self.assertRaises(FileNotFoundError):
+            os.stat(os.path.join(self.mnt, "sha1", sha1.upper()))
+        self.assertIn("lower-case", m.output())
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ class LoadFile(MountTestCase):
         sha1, original = put_random_file(self.network, 25_000_000, 61, self.originals)
         manifest = put_manifest(self.storage, original)
         uri = "sha1://%s/recording.dat?manifest=%s" % (sha1, manifest)
-        r = subprocess.run([TOOL, "--daemon", self.emulator.address, "-o",
+        r = subprocess.run([TOOL, "--daemon", self.emulator.address, "--create", "-o",
                             "cache_dir=%s,auth_file=%s,channel=testchannel,whole_max=10M" %
                             (self.cache, self.emulator.auth_file), "pin", uri],
                            capture_output=True, text=True, timeout=300)

@@ -94,10 +94,22 @@ TEST(CommandLine, FstabOptionsAreIgnoredAndFuseOptionsPassed) {
       std::count_if(fuse.begin(), fuse.end(), [](auto& s) { return s.starts_with("fsname="); }), 1);
 }
 
-TEST(CommandLine, DefaultFsnameIsTheDaemonUrl) {
+TEST(CommandLine, DefaultFsnameIsTheSourceAsWritten) {
   auto p = parse({"h:5", "/m"});
   const auto& fuse = p.options.fuse_options;
-  EXPECT_NE(std::find(fuse.begin(), fuse.end(), "fsname=http://h:5"), fuse.end());
+  EXPECT_NE(std::find(fuse.begin(), fuse.end(), "fsname=h:5"), fuse.end());
+  auto commas = parse({"http://h:5/a,b", "/m"});
+  const auto& escaped = commas.options.fuse_options;
+  EXPECT_NE(std::find(escaped.begin(), escaped.end(), "fsname=http://h:5/a\\,b"), escaped.end())
+      << "a comma in the source does not split FUSE's options";
+}
+
+TEST(CommandLine, SloppyTurnsUnknownOptionsIntoWarnings) {
+  auto p = parse({"--sloppy", "-o", "no_such,timeout=3", "h", "/m"});
+  EXPECT_TRUE(p.errors.empty());
+  ASSERT_EQ(p.warnings.size(), 1u);
+  EXPECT_NE(p.warnings[0].find("no_such"), std::string::npos);
+  EXPECT_EQ(p.options.timeout.count(), 3000);
 }
 
 TEST(CommandLine, AllErrorsAreReportedTogether) {

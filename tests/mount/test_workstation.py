@@ -1,0 +1,246 @@
+"""A workstation's way in: the .deb built with CPack and installed with dpkg, mounts from
+fstab lines through the installed mount.kacheryfs (mount -a twice, umount, umount -l,
+nofail/_netdev, a plain user's `user,noauto` entry), the helper's mount(8) flags, systemd's
+fstab generator and the packaged units checked by systemd-analyze, a plain user mounting
+with fusermount3, and the package removed with nothing left behind.
+
+The package is built from the build tree (KACHERYFS_BUILD_DIR) once for the whole file and
+purged at the end. A workstation's /dev/fuse is 0666 (udev); the user tests set that mode
+and restore it."""
+import glob
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from kacheryfs_testlib import MountTestCase, is_mounted, put_random_file, tool_sha1  # noqa: E402
+
+BUILD_DIR = os.environ.get("KACHERYFS_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+USER = "kfs-workstation-user"
+FSTAB_MARK = "# kacheryfs test entry"
+
+
+def run(*cmd, **kw):
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    kw.setdefault("timeout", 300)
+    return subprocess.run(list(cmd), **kw)
+
+
+def mounts_at(path):
+    real = os.path.realpath(path)
+    with open("/proc/mounts") as f:
+        return [line.split() for line in f if line.split()[1] == real]
+
+
+class Workstation(MountTestCase):
+    @classmethod
+    def setUpClass(cls):
+        if run("dpkg-query", "-W", "kacheryfs").returncode == 0:
+            raise AssertionError("a kacheryfs package is already installed here; the test will not replace it")
+        out = tempfile.mkdtemp(prefix="kfs-deb-")
+        cls.deb_dir = out
+        r = run("cpack", "-G", "DEB", "-B", out, cwd=BUILD_DIR, timeout=900)
+        if r.returncode != 0:
+            raise AssertionError("cpack failed: " + r.stdout[-2000:] + r.stderr[-2000:])
+        debs = glob.glob(os.path.join(out, "kacheryfs_*.deb"))
+        assert len(debs) == 1, debs
+        cls.deb = debs[0]
+        r = run("dpkg", "-i", cls.deb)
+        if r.returncode != 0:
+            raise AssertionError("dpkg -i failed: " + r.stdout + r.stderr)
+        cls.files = [p for p in run("dpkg", "-L", "kacheryfs").stdout.split() if os.path.isfile(p)]
+        cls.user_created = False
+        if run("id", USER).returncode != 0:
+            run("useradd", "-m", "-s", "/bin/sh", USER, check=True)
+            cls.user_created = True
+        cls.fuse_mode = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+        with open("/etc/fstab") as f:
+            cls.fstab = f.read()
+
+    @classmethod
+    def tearDownClass(cls):
+        with open("/etc/fstab", "w") as f:
+            f.write(cls.fstab)
+        os.chmod("/dev/fuse", cls.fuse_mode)
+        if cls.user_created:
+            run("userdel", "-r", USER)
+        run("dpkg", "--purge", "kacheryfs")
+        shutil.rmtree(cls.deb_dir, ignore_errors=True)
+
+    def setUp(self):
+        super().setUp()
+        os.chmod(self.tmp, 0o755)
+        os.makedirs(self.mnt)
+        self.sha1, self.original = put_random_file(self.storage, 300_000, 1, self.originals)
+        self.addCleanup(self.unmount_everything)
+
+    def unmount_everything(self):
+        for _ in range(3):
+            if is_mounted(self.mnt):
+                run("umount", "-l", self.mnt)
+
+    def spec(self):
+        return "127.0.0.1:%d" % self.emulator.port
+
+    def write_fstab(self, options, path=None):
+        path = path or os.path.join(self.tmp, "fstab")
+        with open(path, "w") as f:
+            f.write("%s %s kacheryfs %s 0 0\n" % (self.spec(), self.mnt, options))
+        return path
+
+    def test_the_package(self):
+        info = run("dpkg-deb", "-I", self.deb).stdout
+        depends = [l for l in info.splitlines() if l.strip().startswith("Depends:")][0]
+        for library in ("libfuse3-3", "libssl3", "libsqlite3-0", "libc6", "fuse3"):
+            self.assertIn(library, depends)
+        size = [l for l in info.splitlines() if "Installed-Size" in l][0]
+        print("\n" + depends.strip() + "\n" + size.strip(), file=sys.stderr)
+        for binary in ("/usr/bin/kacheryfs", "/usr/bin/kacheryfs-cache"):
+            sections = run("objdump", "-h", binary).stdout
+            self.assertNotIn(".debug_info", sections, binary + " is stripped")
+        self.assertTrue(os.access("/usr/sbin/mount.kacheryfs", os.X_OK))
+        self.assertEqual(os.path.realpath("/sbin/mount.kacheryfs"), "/usr/sbin/mount.kacheryfs",
+                         "mount(8) finds the helper in /sbin")
+        for page in ("man1/kacheryfs.1.gz", "man1/kacheryfs-cache.1.gz", "man8/mount.kacheryfs.8.gz"):
+            self.assertTrue(os.path.exists("/usr/share/man/" + page), page)
+        r = run("lintian", "--fail-on", "error,warning", self.deb, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_mount_a_twice_then_umount(self):
+        fstab = self.write_fstab("_netdev,nofail,auth_file=%s,cache_dir=%s" % (self.emulator.auth_file, self.cache))
+        started = time.monotonic()
+        r = run("mount", "-a", "-T", fstab)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(tool_sha1(self.content(self.sha1)), self.sha1)
+        print("\nmount -a to first byte: %.0f ms" % ((time.monotonic() - started) * 1e3), file=sys.stderr)
+        entries = mounts_at(self.mnt)
+        self.assertEqual(len(entries), 1, entries)
+        self.assertEqual(entries[0][0], self.spec(), "the source is SPEC as written")
+        self.assertEqual(entries[0][2], "fuse.kacheryfs")
+        r = run("mount", "-a", "-T", fstab)  # again: already mounted, nothing happens
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(mounts_at(self.mnt)), 1, "mounts do not stack")
+        self.assertEqual(run("umount", self.mnt).returncode, 0)
+        self.assertFalse(is_mounted(self.mnt))
+
+    def test_umount_lazy_on_a_busy_mount(self):
+        fstab = self.write_fstab("auth_file=%s,cache_dir=%s" % (self.emulator.auth_file, self.cache))
+        self.assertEqual(run("mount", "-a", "-T", fstab).returncode, 0)
+        with open(self.content(self.sha1), "rb") as busy:
+            r = run("umount", self.mnt)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("busy", r.stderr)
+            self.assertEqual(run("umount", "-l", self.mnt).returncode, 0)
+            self.assertFalse(is_mounted(self.mnt))
+            self.assertEqual(len(busy.read()), 300_000, "an open file stays readable after umount -l")
+
+    def test_nofail_and_netdev_with_the_daemon_down(self):
+        # The lenient default for fstab: a daemon that is down does not fail the boot's
+        # mount; the cache is served and the daemon is used once it answers.
+        self.emulator.stop()
+        fstab = self.write_fstab("nofail,_netdev,cache_dir=%s" % self.cache)
+        r = run("mount", "-a", "-T", fstab)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(is_mounted(self.mnt))
+        self.assertIn("unreachable", r.stderr, "one warning on the terminal")
+        self.assertEqual(r.stderr.count("unreachable"), 1, r.stderr)
+
+    def test_the_helper_follows_mount_conventions(self):
+        opts = "auth_file=%s,cache_dir=%s,_netdev,noauto,x-systemd.automount" % (self.emulator.auth_file, self.cache)
+        r = run("/sbin/mount.kacheryfs", self.spec(), self.mnt, "-f", "-o", opts)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("kacheryfs %s %s -o auth_file=" % (self.spec(), self.mnt), r.stderr)
+        self.assertNotIn("_netdev", r.stderr, "fstab-only options are filtered")
+        self.assertFalse(is_mounted(self.mnt), "-f fakes")
+        r = run("/sbin/mount.kacheryfs", self.spec(), self.mnt, "-o", opts + ",no_such_option")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("unknown option", r.stderr)
+        r = run("/sbin/mount.kacheryfs", self.spec(), self.mnt, "-snv", "-o", opts + ",no_such_option")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("warning", r.stderr)
+        self.assertIn("mount.kacheryfs: ", r.stderr, "-v shows the command")
+        self.assertTrue(is_mounted(self.mnt))
+        self.assertEqual(tool_sha1(self.content(self.sha1)), self.sha1)
+
+    def test_a_plain_user_mounts_a_user_noauto_entry(self):
+        os.chmod("/dev/fuse", 0o666)
+        shutil.chown(self.mnt, USER)
+        cache = os.path.join("/home", USER, "kfs-cache")
+        with open("/etc/fstab", "a") as f:
+            f.write("%s %s kacheryfs user,noauto,auth_file=%s,cache_dir=%s 0 0 %s\n" %
+                    (self.spec(), self.mnt, self.emulator.auth_file, cache, FSTAB_MARK))
+        os.chmod(self.emulator.auth_file, 0o644)
+        r = run("runuser", "-u", USER, "--", "mount", self.mnt)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = run("runuser", "-u", USER, "--", "sha1sum", self.content(self.sha1))
+        self.assertEqual(r.stdout.split()[0], self.sha1, r.stderr)
+        self.assertEqual(run("runuser", "-u", USER, "--", "umount", self.mnt).returncode, 0)
+        self.assertFalse(is_mounted(self.mnt))
+
+    def test_a_plain_user_mounts_with_fusermount_and_a_cache_in_home(self):
+        os.chmod("/dev/fuse", 0o666)
+        shutil.chown(self.mnt, USER)
+        os.chmod(self.emulator.auth_file, 0o644)
+        r = run("runuser", "-u", USER, "--", "kacheryfs", self.spec(), self.mnt,
+                "-o", "auth_file=" + self.emulator.auth_file)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run("runuser", "-u", USER, "--", "sha1sum", self.content(self.sha1))
+        self.assertEqual(r.stdout.split()[0], self.sha1, r.stderr)
+        home = os.path.expanduser("~" + USER)
+        self.assertTrue(os.path.exists(os.path.join(home, ".cache", "kacheryfs", "sha1", self.sha1[0:2])))
+        self.assertEqual(run("runuser", "-u", USER, "--", "fusermount3", "-u", self.mnt).returncode, 0)
+        # allow_other needs user_allow_other in /etc/fuse.conf: one clear line says so
+        r = run("runuser", "-u", USER, "--", "kacheryfs", self.spec(), self.mnt,
+                "-o", "allow_other,cache_dir=/home/%s/other-cache" % USER)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("user_allow_other", r.stderr)
+        self.assertFalse(is_mounted(self.mnt))
+
+    def test_systemd_units(self):
+        # The fstab generator turns an x-systemd.automount line into units; systemd is not
+        # PID 1 here, so the generated and the packaged units are checked offline.
+        fstab = self.write_fstab("_netdev,x-systemd.automount,x-systemd.idle-timeout=600,auth_file=/etc/kachery/client-auth")
+        out = os.path.join(self.tmp, "generated")
+        os.makedirs(out)
+        r = run("/lib/systemd/system-generators/systemd-fstab-generator", out, out, out,
+                env=dict(os.environ, SYSTEMD_FSTAB=fstab, SYSTEMD_LOG_LEVEL="warning"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        unit = run("systemd-escape", "-p", "--suffix=mount", self.mnt).stdout.strip()
+        automount = unit[:-len("mount")] + "automount"
+        self.assertTrue(os.path.exists(os.path.join(out, unit)), os.listdir(out))
+        with open(os.path.join(out, automount)) as f:
+            self.assertIn("TimeoutIdleSec=10min", f.read())
+        with open(os.path.join(out, unit)) as f:
+            text = f.read()
+        self.assertIn("Type=kacheryfs", text)
+        self.assertIn("What=" + self.spec(), text)
+        r = run("systemd-analyze", "verify", "--man=no", os.path.join(out, unit), os.path.join(out, automount))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        examples = "/usr/share/doc/kacheryfs/examples"
+        r = run("systemd-analyze", "verify", "--man=no", examples + "/kachery.mount", examples + "/kachery.automount")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        units = os.path.join(self.tmp, "user-units")
+        os.makedirs(units)
+        shutil.copy(examples + "/kacheryfs@.service", units)
+        os.symlink(os.path.join(units, "kacheryfs@.service"), os.path.join(units, "kacheryfs@kachery.service"))
+        r = run("systemd-analyze", "verify", "--man=no", os.path.join(units, "kacheryfs@kachery.service"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_zz_removing_the_package_leaves_nothing(self):
+        # Runs last (name order); the class teardown purges again, harmlessly.
+        self.assertTrue(self.files)
+        self.assertEqual(run("dpkg", "--purge", "kacheryfs").returncode, 0)
+        left = [p for p in self.files if os.path.exists(p)]
+        self.assertEqual(left, [], "files left behind")
+        self.assertFalse(os.path.exists("/usr/share/doc/kacheryfs"))
+        self.assertEqual(run("dpkg", "-i", self.deb).returncode, 0, "reinstalls cleanly")
+
+
+if __name__ == "__main__":
+    unittest.main()
