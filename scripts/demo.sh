@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-bash scripts/build.sh
+echo "== building kacheryfs and the daemon emulator (a few minutes on 2 cores; make shows its progress)"
+bash scripts/build.sh kacheryfs kacheryfs-cache kachery-daemon-emulator
 
 work=$(mktemp -d /tmp/kacheryfs-demo-XXXXXX)
 storage="$work/storage"; mnt="$work/mnt"; cache="$work/cache"
@@ -56,3 +57,9 @@ cat "$mnt/kachery-node-id"; echo
 echo
 echo "== kacheryfs log:"
 cat "$work/kacheryfs.log"
+echo
+echo "== done; everything started here is stopped and unmounted now. To mount by hand:"
+echo "   build/tests/emulator/kachery-daemon-emulator --storage-dir DIR &    # or a real kachery daemon"
+echo "   mkdir -p /tmp/kachery && build/kacheryfs HOST:PORT /tmp/kachery -o auth_file=DIR/client-auth"
+echo "   ls /tmp/kachery/sha1/ && cat /tmp/kachery/sha1/<hash>"
+echo "   fusermount3 -u /tmp/kachery                                           # unmount"

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages kacheryfs needs to build and test, if any are missing:
 # the build (compiler, CMake, libraries), the tests (curl, socat, attr, useradd) and the
-# package checks (dpkg-dev for shlibdeps, lintian, binutils' objdump).
+# package checks (dpkg-dev for shlibdeps, lintian, binutils' objdump) and the automount test
+# (autofs; its daemon is only started by the test, in the foreground, on its own map).
 set -euo pipefail
 packages=(build-essential cmake pkg-config libfuse3-dev fuse3 libboost-dev nlohmann-json3-dev
           libssl-dev libspdlog-dev libgtest-dev libgmock-dev python3 curl iproute2
           openssl socat libsqlite3-dev bsdutils
-          dpkg-dev lintian binutils attr passwd)
+          dpkg-dev lintian binutils attr passwd autofs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -33,9 +33,10 @@ def run(*cmd, **kw):
 
 
 def mounts_at(path):
-    real = os.path.realpath(path)
+    # Only /proc/mounts is read: resolving the path would touch an automounted directory
+    # and keep it from expiring (the temp dirs here have no symlinks to resolve).
     with open("/proc/mounts") as f:
-        return [line.split() for line in f if line.split()[1] == real]
+        return [line.split() for line in f if line.split()[1] == path]
 
 
 class Workstation(MountTestCase):
@@ -231,6 +232,50 @@ class Workstation(MountTestCase):
         os.symlink(os.path.join(units, "kacheryfs@.service"), os.path.join(units, "kacheryfs@kachery.service"))
         r = run("systemd-analyze", "verify", "--man=no", os.path.join(units, "kacheryfs@kachery.service"))
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_autofs_mounts_on_access_and_unmounts_when_idle(self):
+        # Debian's autofs daemon in the foreground, on a master map of its own.
+        top = os.path.join(self.tmp, "auto")
+        os.makedirs(top)
+        kmap = os.path.join(self.tmp, "auto.kachery")
+        with open(kmap, "w") as f:
+            f.write("kachery -fstype=kacheryfs,auth_file=%s,cache_dir=%s :127.0.0.1\\:%d\n" %
+                    (self.emulator.auth_file, self.cache, self.emulator.port))
+        master = os.path.join(self.tmp, "auto.master")
+        with open(master, "w") as f:
+            f.write("%s file:%s --timeout=2\n" % (top, kmap))
+        log = open(os.path.join(self.tmp, "automount.log"), "wb")
+        daemon = subprocess.Popen(["automount", "-f", "-v", "-p", os.path.join(self.tmp, "automount.pid"),
+                                   "file:" + master], stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)  # the kernel serves the daemon's own
+                                                           # process group without mounting
+        target = os.path.join(top, "kachery")
+        try:
+            self.wait_for(lambda: mounts_at(top) != [], "automount to watch " + top, timeout=30)
+            started = time.monotonic()
+            try:
+                st = os.stat(os.path.join(target, "sha1", self.sha1))  # the first access mounts
+            except OSError:
+                log.flush()
+                with open(log.name) as f:
+                    raise AssertionError(f.read()[-3000:])
+            elapsed = time.monotonic() - started
+            print("\nautofs mount on access: %.0f ms" % (elapsed * 1e3), file=sys.stderr)
+            self.assertEqual(st.st_size, 300_000)
+            self.assertEqual(mounts_at(target)[0][2], "fuse.kacheryfs")
+            self.assertEqual(tool_sha1(self.content(self.sha1).replace(self.mnt, target)), self.sha1)
+            self.wait_for(lambda: mounts_at(target) == [], "autofs to unmount the idle mount", timeout=60)
+        finally:
+            daemon.terminate()
+            try:
+                daemon.wait(30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+            log.close()
+            for path in (target, top):
+                if mounts_at(path):
+                    run("umount", "-l", path)
 
     def test_zz_removing_the_package_leaves_nothing(self):
         # Runs last (name order); the class teardown purges again, harmlessly.
