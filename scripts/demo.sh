@@ -58,7 +58,7 @@ echo
 echo "== kacheryfs log:"
 cat "$work/kacheryfs.log"
 echo
-echo "== done; everything started here is stopped and unmounted now. To mount by hand:"
+echo "== done; what this script started is stopped and unmounted as it exits. To mount by hand:"
 echo "   build/tests/emulator/kachery-daemon-emulator --storage-dir DIR &    # or a real kachery daemon"
 echo "   mkdir -p /tmp/kachery && build/kacheryfs HOST:PORT /tmp/kachery -o auth_file=DIR/client-auth"
 echo "   ls /tmp/kachery/sha1/ && cat /tmp/kachery/sha1/<hash>"

@@ -136,6 +136,12 @@ class CommandLine(MountTestCase):
         try:
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertEqual(len([l for l in r.stderr.splitlines() if "unreachable" in l]), 1, r.stderr)
+            fallback = os.path.join(self.cache, "kacheryfs.log")
+            if os.path.exists("/dev/log"):  # syslog takes the daemon's log
+                self.assertNotIn("logging to", r.stderr)
+            else:  # no syslog socket: a file, named on the terminal
+                self.assertIn("no syslog socket (/dev/log); logging to " + fallback, r.stderr)
+                self.wait_for(lambda: "mounted on" in open(fallback).read(), "the fallback log")
         finally:
             subprocess.run(["fusermount3", "-u", self.mnt])
 
