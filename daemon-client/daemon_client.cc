@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -67,7 +68,8 @@ DaemonClientConfig client_config_from(const MountOptions& options) {
   DaemonClientConfig config;
   config.address = options.daemon;
   config.auth_file = options.auth_file;
-  config.timeouts = {options.connect_timeout, options.timeout, options.timeout};
+  config.timeouts = {options.connect_timeout, options.timeout, options.timeout,
+                     options.low_speed_limit, options.low_speed_time};
   config.retries = options.retries;
   config.channel = options.channel;
   config.load_timeout = options.load_timeout;
@@ -188,8 +190,22 @@ FetchResult DaemonClient::probe(ProbeInfo* info, const CancelToken& cancel) {
     return {FetchStatus::kProtocolError,
             "/probe answered something that is not a kachery daemon's JSON"};
   }
-  info->node_id = json["nodeId"].get<std::string>();
-  info->daemon_version = json.value("daemonVersion", "");
+  // Whatever the node says goes into logs, the cache's metadata and kachery-node-id: accept
+  // only what a kachery daemon sends (a 64-hex node id, a short printable version).
+  std::string node_id = json["nodeId"].get<std::string>();
+  bool hex64 = node_id.size() == 64 && is_lower_hex(node_id);
+  if (!hex64) {
+    return {FetchStatus::kProtocolError,
+            "/probe answered a node id that is not 64 lower-case hex characters"};
+  }
+  info->node_id = node_id;
+  std::string version = json.contains("daemonVersion") && json["daemonVersion"].is_string()
+                            ? json["daemonVersion"].get<std::string>()
+                            : "";
+  bool printable = version.size() <= 100 && std::all_of(version.begin(), version.end(), [](char c) {
+                     return c >= 0x20 && c < 0x7f;
+                   });
+  info->daemon_version = printable ? version : "(unprintable version)";
   if (json.contains("kacheryStorageDir") && json["kacheryStorageDir"].is_string()) {
     info->storage_dir = json["kacheryStorageDir"].get<std::string>();
   }
@@ -205,16 +221,32 @@ FetchResult DaemonClient::read_range(std::string_view sha1, std::uint64_t start,
     nlohmann::json body = {
         {"fileKey", {{"sha1", std::string(sha1)}}}, {"startByte", position}, {"endByte", end}};
     std::uint64_t before = position;
+    bool over_long = false;
     HttpOutcome outcome = send(
         {"POST", "/downloadFileData", {}, body.dump(), {}, 0},
         [&](const char* data, std::size_t size) {
-          std::size_t keep =
-              static_cast<std::size_t>(std::min<std::uint64_t>(size, end - position));
-          position += keep;
-          return sink(data, keep);
+          if (size > end - position) {  // more than the range asked: a broken or hostile node
+            over_long = true;
+            return false;
+          }
+          position += size;
+          return sink(data, size);
         },
         config_.timeouts, cancel);
-    if (outcome.error == TransportError::kNone && outcome.status == 200) return {};
+    if (over_long) {
+      return {FetchStatus::kProtocolError,
+              "the node sent more than the " + std::to_string(end - before) + " bytes asked for [" +
+                  std::to_string(before) + ", " + std::to_string(end) + ")"};
+    }
+    if (outcome.error == TransportError::kNone && outcome.status == 200) {
+      // The daemon streams every non-empty range chunked; a Content-Length framing of bytes
+      // could end the body early and pass for end of file.
+      if (outcome.had_content_length && outcome.body_bytes > 0) {
+        return {FetchStatus::kProtocolError,
+                "a download reply framed by Content-Length (the daemon sends chunked bodies)"};
+      }
+      return {};
+    }
     FetchResult failure = with_auth_hint(classify_failure(outcome));
     bool progressed = position > before;
     bool retriable = failure.status == FetchStatus::kServerError;

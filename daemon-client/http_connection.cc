@@ -252,31 +252,47 @@ struct HttpConnection::Impl {
     HttpOutcome outcome;
     bool done = false;
     beast::error_code ec;
-    http::response_parser<http::buffer_body> parser;
-    parser.body_limit(
-        std::numeric_limits<std::uint64_t>::max());  // not boost::none: Beast 1.74 rejects every
-                                                     // Content-Length then
-    done = false;
-    with_stream([&](auto& stream) {
-      http::async_read_header(stream, buffer, parser, [&](beast::error_code e, std::size_t) {
-        ec = e;
-        done = true;
+    // 1xx replies (100 Continue, 102 Processing) come before the real one: skip them, or
+    // the real reply would be left unread on the connection for the next request.
+    std::optional<http::response_parser<http::buffer_body>> parser;
+    for (int informational = 0;; ++informational) {
+      parser.emplace();
+      parser->body_limit(std::numeric_limits<std::uint64_t>::max());  // not boost::none: Beast
+                                                                      // 1.74 rejects every
+                                                                      // Content-Length then
+      done = false;
+      with_stream([&](auto& stream) {
+        http::async_read_header(stream, buffer, *parser, [&](beast::error_code e, std::size_t) {
+          ec = e;
+          done = true;
+        });
       });
-    });
-    if (auto why = run(done, Clock::now() + timeouts.first_byte, cancel);
-        why != TransportError::kNone) {
-      return failure(why, why == TransportError::kTimeout
-                              ? "no response within the first-byte timeout"
-                              : "cancelled");
-    }
-    if (ec) {
-      close();
-      return failure(TransportError::kBroken, "reading the response header: " + ec.message());
+      if (auto why = run(done, Clock::now() + timeouts.first_byte, cancel);
+          why != TransportError::kNone) {
+        return failure(why, why == TransportError::kTimeout
+                                ? "no response within the first-byte timeout"
+                                : "cancelled");
+      }
+      if (ec) {
+        close();
+        return failure(TransportError::kBroken, "reading the response header: " + ec.message());
+      }
+      unsigned status = parser->get().result_int();
+      if (status < 100 || status >= 200 || status == 101) break;
+      if (informational >= 8) {
+        close();
+        return failure(TransportError::kProtocol, "endless 1xx replies");
+      }
     }
     *nothing_received = false;
-    parser.eager(true);
-    outcome.status = parser.get().result_int();
+    parser->eager(true);
+    outcome.status = parser->get().result_int();
+    outcome.had_content_length = parser->content_length().has_value();
     bool success = outcome.status >= 200 && outcome.status < 300;
+    // The low-speed limit: the body must bring low_speed_limit bytes/s on average over every
+    // low_speed_time window.
+    auto window_start = Clock::now();
+    std::uint64_t window_bytes = 0;
 
     // The body: large socket reads fed to Beast's parser (its composed read would go
     // 64 KiB at a time), which writes the decoded body bytes into receive_buffer.
@@ -291,13 +307,13 @@ struct HttpConnection::Impl {
       }
       return true;
     };
-    while (!parser.is_done()) {
-      while (buffer.size() > 0 && !parser.is_done()) {
-        parser.get().body().data = receive_buffer.data();
-        parser.get().body().size = receive_buffer.size();
-        std::size_t used = parser.put(buffer.data(), ec);
+    while (!parser->is_done()) {
+      while (buffer.size() > 0 && !parser->is_done()) {
+        parser->get().body().data = receive_buffer.data();
+        parser->get().body().size = receive_buffer.size();
+        std::size_t used = parser->put(buffer.data(), ec);
         buffer.consume(used);
-        std::size_t got = receive_buffer.size() - parser.get().body().size;
+        std::size_t got = receive_buffer.size() - parser->get().body().size;
         if (ec == http::error::need_buffer) ec = {};
         if (!deliver(got)) {
           close();
@@ -317,7 +333,7 @@ struct HttpConnection::Impl {
         }
         if (used == 0 && got == 0) break;
       }
-      if (parser.is_done()) break;
+      if (parser->is_done()) break;
       done = false;
       std::size_t received = 0;
       with_stream([&](auto& stream) {
@@ -342,8 +358,24 @@ struct HttpConnection::Impl {
         outcome.detail = "reading the body: " + ec.message();
         return outcome;
       }
+      window_bytes += received;
+      if (timeouts.low_speed_limit > 0 && Clock::now() - window_start >= timeouts.low_speed_time) {
+        auto seconds = std::chrono::duration<double>(Clock::now() - window_start).count();
+        if (static_cast<double>(window_bytes) <
+            static_cast<double>(timeouts.low_speed_limit) * seconds) {
+          close();
+          outcome.error = TransportError::kTimeout;
+          outcome.detail = "the body came slower than " + std::to_string(timeouts.low_speed_limit) +
+                           " bytes/s for " + std::to_string(timeouts.low_speed_time.count()) +
+                           " ms";
+          return outcome;
+        }
+        window_start = Clock::now();
+        window_bytes = 0;
+      }
     }
-    if (!parser.keep_alive()) close();
+    // Only a reply read to its end leaves the connection reusable.
+    if (!parser->keep_alive() || !parser->is_done()) close();
     return outcome;
   }
 };

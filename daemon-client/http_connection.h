@@ -21,6 +21,10 @@ struct HttpTimeouts {
   std::chrono::milliseconds connect{5000};
   std::chrono::milliseconds first_byte{10000};  // request sent -> response header
   std::chrono::milliseconds idle{10000};        // between body reads
+  // A body slower than low_speed_limit bytes/s over any low_speed_time window is cut
+  // (as curl's --speed-limit/--speed-time): a server that trickles cannot hold a reader.
+  std::uint64_t low_speed_limit = 0;  // 0 = off
+  std::chrono::milliseconds low_speed_time{10000};
 };
 
 // Fills buf with up to `capacity` next bytes of a request body; returns how many (0 only at
@@ -51,10 +55,11 @@ enum class TransportError {
 
 struct HttpOutcome {
   TransportError error = TransportError::kNone;
-  std::string detail;            // one line, for errors
-  unsigned status = 0;           // HTTP status when a header arrived
-  std::uint64_t body_bytes = 0;  // bytes handed to the sink (2xx) or kept in error_body
-  std::string error_body;        // first 64 KiB of a non-2xx body
+  std::string detail;               // one line, for errors
+  unsigned status = 0;              // HTTP status when a header arrived
+  std::uint64_t body_bytes = 0;     // bytes handed to the sink (2xx) or kept in error_body
+  std::string error_body;           // first 64 KiB of a non-2xx body
+  bool had_content_length = false;  // the reply framed its body with Content-Length
 };
 
 // Receives body bytes of a 2xx response. Return false to stop (the connection is closed).

@@ -44,6 +44,9 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
   fuse_args fuse_arguments = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  // fuse_session_new may copy the arguments (fuse_opt_add_arg): free them on every path.
+  std::unique_ptr<fuse_args, decltype(&fuse_opt_free_args)> arguments_guard(&fuse_arguments,
+                                                                            fuse_opt_free_args);
 
   const fuse_lowlevel_ops& ops = kacheryfs_operations();
   fuse_session* session = fuse_session_new(&fuse_arguments, &ops, sizeof(ops), &context);

@@ -132,6 +132,18 @@ Result<int> ContentAccess::prepare_read(OpenContent& file, std::uint64_t offset,
   if (window > 0) blocks_.prefetch(partial, offset + length, window);
   if (int error = blocks_.ensure(partial, offset, length, streaming_.strict, cancel); error != 0)
     return fail(error);
+  // No reader reaches the end of a file on unverified bytes: the read that returns the last
+  // bytes waits for the whole-file check (fetching what is still missing), so cat, cp and
+  // sha1sum can never finish "successfully" on a corrupt file.
+  // With a manifest, the chunk that holds the last bytes being verified is enough; without
+  // one only the whole file can be checked (a footer-first reader of a large file without
+  // a manifest pays for the whole download: give its manifest, or verify=strict).
+  if (offset + length >= partial->size() && !partial->complete()) {
+    int error = partial->manifest()
+                    ? blocks_.ensure(partial, offset, length, /*verified_only=*/true, cancel)
+                    : blocks_.fetch_all(partial, cancel);
+    if (error != 0) return fail(error);
+  }
   return partial->data_fd();
 }
 

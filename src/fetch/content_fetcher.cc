@@ -124,7 +124,18 @@ Result<std::uint64_t> ContentFetcher::discover_size(const std::string& sha1,
     present = got > 0;
     return probe;
   };
-  for (;;) {
+  // At most 64 doublings, and never past the largest byte index the daemon accepts
+  // (2^53): a node that claims every byte exists cannot keep a reader probing forever.
+  constexpr std::uint64_t kLargestSize = std::uint64_t{1} << 53;
+  for (int doublings = 0;; ++doublings) {
+    if (doublings >= 64 || hi > kLargestSize) {
+      return fail(fetch_errno(counters_,
+                              {FetchStatus::kProtocolError,
+                               "size discovery found no end: the node has a byte at every "
+                               "index probed, up to " +
+                                   std::to_string(lo)},
+                              EioSite::kSizeProbe, sha1));
+    }
     bool present = false;
     FetchResult probe = has_byte(hi - 1, present);
     if (!probe.ok()) return fail(fetch_errno(counters_, probe, EioSite::kSizeProbe, sha1));

@@ -197,6 +197,10 @@ std::vector<OptionRow> make_option_table() {
   rows.push_back(
       duration_row("timeout", &MO::timeout, "10", "first-byte and idle timeout of each request"));
   rows.push_back(duration_row("connect_timeout", &MO::connect_timeout, "5", "connect timeout"));
+  rows.push_back(size_row("low_speed_limit", &MO::low_speed_limit, 0, G, "1K", "0..1G (0: off)",
+                          "cut a transfer slower than this many bytes/s over low_speed_time"));
+  rows.push_back(
+      duration_row("low_speed_time", &MO::low_speed_time, "10", "the window of low_speed_limit"));
   rows.push_back(count_row("retries", &MO::retries, 0, 100, "2",
                            "retries of a range after a 5xx or a dropped connection"));
   rows.push_back(size_row("range_size", &MO::range_size, 4 * K, G, "4M", "4K..1G",

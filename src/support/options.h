@@ -37,8 +37,10 @@ struct MountOptions {
   std::string log_file;         // "" = syslog once daemonized
   bool sloppy = false;          // --sloppy (mount -s): unknown options only warn
   std::chrono::milliseconds connect_timeout{};
-  std::chrono::milliseconds timeout{};  // first byte and idle, per request
-  std::uint64_t range_size = 0;         // bytes per whole-file download request
+  std::chrono::milliseconds timeout{};         // first byte and idle, per request
+  std::uint64_t low_speed_limit = 0;           // bytes/s a body must average...
+  std::chrono::milliseconds low_speed_time{};  // ...over every window this long
+  std::uint64_t range_size = 0;                // bytes per whole-file download request
   unsigned retries = 0;
   std::chrono::seconds negative_timeout{};
   std::string channel;  // when set, missing files are loaded through it (/loadFile)

@@ -1,0 +1,148 @@
+"""A daemon that answers wrongly on purpose (tests/hostile_daemon.py), through real mounts:
+every case ends in a clear errno within a bounded time, with bounded traffic, and nothing
+unverified or forged reaches a reader, the cache or the log."""
+import errno
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from kacheryfs_testlib import (Emulator, Mount, put_bytes, put_random_file, require_fuse,  # noqa: E402
+                              sha1_path)
+
+HOSTILE = os.path.join(os.path.dirname(__file__), "..", "hostile_daemon.py")
+
+
+class HostileDaemon(unittest.TestCase):
+    mode = None
+
+    def setUp(self):
+        require_fuse()
+        self.tmp = tempfile.mkdtemp(prefix="kfs-hostile-")
+        self.storage = os.path.join(self.tmp, "storage")
+        os.makedirs(self.storage)
+        self.small = put_bytes(self.storage, os.urandom(3000))
+        self.mnt = os.path.join(self.tmp, "mnt")
+        self.cache = os.path.join(self.tmp, "cache")
+        self.log = os.path.join(self.tmp, "requests.log")
+        self.server = None
+        self.mounts = []
+        self.addCleanup(self.cleanup)
+
+    def cleanup(self):
+        for m in self.mounts:
+            m.unmount()
+        if self.server:
+            self.server.kill()
+            self.server.wait()
+        subprocess.run(["rm", "-rf", self.tmp])
+
+    def start(self, mode):
+        port_file = os.path.join(self.tmp, "port")
+        self.server = subprocess.Popen([sys.executable, HOSTILE, "--storage-dir", self.storage, "--mode", mode,
+                                        "--port-file", port_file, "--log", self.log])
+        deadline = time.monotonic() + 20
+        while not os.path.exists(port_file):
+            self.assertLess(time.monotonic(), deadline, "the hostile daemon did not start")
+            time.sleep(0.02)
+        with open(port_file) as f:
+            self.port = int(f.read())
+
+    def mount(self, mode, *options):
+        self.start(mode)
+        m = Mount("http://127.0.0.1:%d" % self.port, self.mnt, self.cache,
+                  ["timeout=3", "connect_timeout=2", "low_speed_time=3"] + list(options))
+        self.mounts.append(m)
+        return m
+
+    def requests(self):
+        if not os.path.exists(self.log):
+            return []
+        with open(self.log) as f:
+            return f.read().splitlines()
+
+    def assertEioWithin(self, seconds, action):
+        started = time.monotonic()
+        with self.assertRaises(OSError) as ctx:
+            action()
+        elapsed = time.monotonic() - started
+        self.assertEqual(ctx.exception.errno, errno.EIO, ctx.exception)
+        self.assertLess(elapsed, seconds, "took %.1f s" % elapsed)
+        return elapsed
+
+    def read(self, sha1):
+        with open(os.path.join(self.mnt, "sha1", sha1), "rb") as f:
+            return f.read()
+
+    def test_oversize_replies_are_an_error_at_once(self):
+        m = self.mount("oversize")
+        self.assertEioWithin(20, lambda: self.read(self.small))
+        self.assertLessEqual(len(self.requests()), 5, self.requests())
+        self.assertIn("more than the", m.output())
+        self.assertFalse(os.path.exists(sha1_path(self.cache, self.small)))
+
+    def test_size_discovery_is_bounded(self):
+        self.mount("endless-size")
+        self.assertEioWithin(60, lambda: os.stat(os.path.join(self.mnt, "sha1", "1" * 40)))
+        self.assertLessEqual(len(self.requests()), 80, "at most 64 doublings")
+
+    def test_a_trickling_body_is_cut_by_the_low_speed_limit(self):
+        m = self.mount("trickle")
+        elapsed = self.assertEioWithin(30, lambda: self.read(self.small))
+        self.assertGreaterEqual(elapsed, 2.5, "not before low_speed_time")
+        self.assertIn("slower than", m.output())
+
+    def test_an_endless_body_is_cut(self):
+        self.mount("endless-body")
+        self.assertEioWithin(20, lambda: self.read(self.small))
+
+    def test_100_continue_is_skipped_and_never_poisons_a_connection(self):
+        files = {put_bytes(self.storage, os.urandom(5000 + i)): None for i in range(4)}
+        self.mount("continue")
+        for sha1 in list(files) * 2:
+            with open(os.path.join(self.mnt, "sha1", sha1), "rb") as f:
+                data = f.read()
+            self.assertEqual(subprocess.run(["sha1sum"], input=data, capture_output=True).stdout.split()[0].decode(), sha1)
+
+    def test_forged_probe_fields_go_nowhere(self):
+        m = self.mount("bad-probe")
+        self.assertEioWithin(20, lambda: open(os.path.join(self.mnt, "kachery-node-id")).read())
+        output = m.output()
+        self.assertFalse(any(l.startswith("INJECTED") for l in output.splitlines()), output)
+        self.assertNotIn("\x1b", output)
+        self.assertNotIn("\x00", output)
+        self.assertFalse(os.path.exists(os.path.join(self.cache, "meta", "kachery-node-id")))
+        self.assertEqual(self.read(self.small)[:0], b"", "content still reads")
+
+    def test_a_content_length_reply_is_not_taken_for_end_of_file(self):
+        self.mount("content-length")
+        self.assertEioWithin(20, lambda: os.stat(os.path.join(self.mnt, "sha1", self.small)))
+
+
+class CorruptLargeFile(unittest.TestCase):
+    """verify=normal serves a large file's bytes before the whole file is verified, but no
+    reader reaches the end of a corrupt file with success."""
+
+    def test_cat_of_a_corrupt_large_file_fails(self):
+        require_fuse()
+        tmp = tempfile.mkdtemp(prefix="kfs-corrupt-")
+        self.addCleanup(subprocess.run, ["rm", "-rf", tmp])
+        storage = os.path.join(tmp, "storage")
+        sha1, original = put_random_file(storage, 30_000_000, 7, os.path.join(tmp, "orig"))
+        emulator = Emulator(storage, "--wrong-bytes", sha1, "--corrupt-offset", "12345678", workdir=tmp)
+        self.addCleanup(emulator.stop)
+        m = Mount(emulator.address, os.path.join(tmp, "mnt"), os.path.join(tmp, "cache"),
+                  ["auth_file=" + emulator.auth_file, "whole_max=10M"])
+        self.addCleanup(m.unmount)
+        path = os.path.join(tmp, "mnt", "sha1", sha1)
+        for tool in (["cat", path], ["sha1sum", path], ["cp", path, os.path.join(tmp, "copy")]):
+            r = subprocess.run(tool, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+            self.assertNotEqual(r.returncode, 0, "%s finished successfully on corrupt bytes" % tool[0])
+            self.assertIn(b"Input/output error", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
