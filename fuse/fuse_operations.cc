@@ -22,15 +22,17 @@ FuseContext& context(fuse_req_t req) { return *static_cast<FuseContext*>(fuse_re
 
 const std::time_t kMountTime = std::time(nullptr);
 
-struct stat to_stat(const Attributes& attributes) {
+struct stat to_stat(const FuseContext& ctx, const Attributes& attributes) {
   struct stat st {};
   st.st_ino = attributes.ino;
   std::uint32_t permissions =
-      attributes.mode != 0 ? attributes.mode : (attributes.directory ? 0555 : 0444);
+      attributes.mode != 0 ? attributes.mode : (attributes.directory ? 0555u : 0444u) & ~ctx.umask;
   st.st_mode = (attributes.directory ? S_IFDIR : S_IFREG) | permissions;
   st.st_nlink = attributes.directory ? 2 : 1;
-  st.st_uid = getuid();
-  st.st_gid = attributes.gid.value_or(getgid());
+  // client-auth (its mode set) always shows the mounting user: only it may read it.
+  bool restricted = attributes.mode != 0;
+  st.st_uid = restricted ? getuid() : ctx.uid.value_or(getuid());
+  st.st_gid = attributes.gid.value_or(restricted ? getgid() : ctx.gid.value_or(getgid()));
   st.st_size = static_cast<off_t>(attributes.size);
   st.st_blksize = 1 << 20;
   st.st_blocks = static_cast<blkcnt_t>((attributes.size + 511) / 512);
@@ -79,7 +81,7 @@ void reply_entry_or_error(fuse_req_t req, int error, const Attributes& attribute
   fuse_entry_param entry{};
   entry.ino = attributes.ino;
   entry.generation = 1;
-  entry.attr = to_stat(attributes);
+  entry.attr = to_stat(ctx, attributes);
   entry.attr_timeout = entry.entry_timeout = timeout_for(ctx, attributes);
   fuse_reply_entry(req, &entry);
 }
@@ -99,7 +101,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
     fuse_reply_err(req, -error);
     return;
   }
-  struct stat st = to_stat(attributes);
+  struct stat st = to_stat(context(req), attributes);
   fuse_reply_attr(req, &st, timeout_for(context(req), attributes));
 }
 

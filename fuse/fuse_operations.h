@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 
 #include "support/late_callback.h"
 #include "tree/filesystem.h"
@@ -22,6 +23,10 @@ struct FuseContext {
   Filesystem* filesystem = nullptr;
   FuseTimeouts timeouts;
   std::uint32_t max_read = 0;  // from the max_read option (its default lives in the table)
+  // Owner and permission bits that files and directories show (-o uid=, gid=, umask=).
+  std::optional<std::uint32_t> uid;
+  std::optional<std::uint32_t> gid;
+  std::uint32_t umask = 0;
   // Attached by the session runner: drops the kernel's cached pages of an inode.
   LateCallback<std::uint64_t>* invalidate_inode = nullptr;
 };

@@ -491,6 +491,7 @@ int main(int argc, char** argv) {
   }
   tool.options = parsed.options;
   log_to_stderr("warn");
+  umask(tool.options.auth_group.empty() ? 077 : 027);  // as private as the mount's
   auto built = MountAssembly::build(tool.options, AssemblyRole::kTool);
   if (!built.ok()) {
     std::cerr << "kacheryfs-cache: " << built.detail() << "\n";

@@ -88,6 +88,8 @@ int main(int argc, char** argv) {
   std::string level = options.debug ? "debug" : options.log_level;
   log_to_stderr(level);
 
+  // The cache is private to the mounting user (0700/0600), or readable by auth_group.
+  umask(options.auth_group.empty() ? 077 : 027);
   auto built = MountAssembly::build(options, AssemblyRole::kMount);
   if (!built.ok()) {
     std::cerr << "kacheryfs: " << built.detail() << "\n";
@@ -118,6 +120,9 @@ int main(int argc, char** argv) {
   FuseContext context;
   context.filesystem = &mount.filesystem();
   context.max_read = options.max_read;
+  context.uid = options.uid;
+  context.gid = options.gid;
+  context.umask = options.umask;
   context.invalidate_inode = &mount.invalidate_inode();
   FuseMountConfig config{options.mountpoint, options.fuse_options, options.foreground,
                          options.debug, options.single_threaded};

@@ -2,6 +2,7 @@
 
 #include <grp.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -56,6 +57,21 @@ Result<std::unique_ptr<MountAssembly>> MountAssembly::build(const MountOptions& 
     a->cache_ = std::make_unique<ContentCache>(dir);
   } catch (const std::exception& e) {
     return fail(-EIO, "cannot use cache dir '" + dir + "': " + e.what());
+  }
+  // The cache holds the node's content: refuse one that another user owns (its files could
+  // be swapped under this mount), and keep it private, or readable by auth_group only.
+  struct stat root_stat {};
+  if (stat(dir.c_str(), &root_stat) != 0 || root_stat.st_uid != geteuid()) {
+    return fail(-EPERM, "cache dir '" + dir + "' belongs to uid " +
+                            std::to_string(root_stat.st_uid) +
+                            ", not to this user; give this mount its own -o cache_dir");
+  }
+  if (client_auth.group) {
+    if (chown(dir.c_str(), static_cast<uid_t>(-1), *client_auth.group) != 0 ||
+        chmod(dir.c_str(), 02750) != 0)
+      return fail(-errno, "cannot give cache dir '" + dir + "' to group " + options.auth_group);
+  } else if ((root_stat.st_mode & 077) != 0 && chmod(dir.c_str(), 0700) != 0) {
+    return fail(-errno, "cannot make cache dir '" + dir + "' private");
   }
   if (role == AssemblyRole::kMount) {
     std::string holder;

@@ -12,6 +12,8 @@
 // Immutable after construction; thread-safe.
 #pragma once
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -43,6 +45,14 @@ class CacheLayout {
   std::filesystem::path meta_dir() const { return root_ / "meta"; }
   std::filesystem::path index_path() const { return root_ / "index.sqlite"; }
   std::filesystem::path lock_path() const { return root_ / "mount.lock"; }
+
+  // Opens a file of the cache (a path under root()) without following any symlink and
+  // without leaving root (openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS): a link
+  // planted in the cache dir never makes the mount serve or overwrite another file.
+  // Returns an fd or -errno (-ELOOP/-EXDEV for a symlink).
+  int open_file(const std::filesystem::path& path, int flags, unsigned mode = 0600) const;
+  // stat of such a file, with the same rules; false if it cannot be reached so.
+  bool stat_file(const std::filesystem::path& path, struct stat* st) const;
 
  private:
   static constexpr std::string_view kDataSuffix = ".data";

@@ -105,13 +105,13 @@ void ContentCache::record_mount_pid() const {
 
 std::optional<std::uint64_t> ContentCache::complete_size(std::string_view sha1) const {
   struct stat st {};
-  if (stat(complete_path(sha1).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  if (!layout_.stat_file(complete_path(sha1), &st) || !S_ISREG(st.st_mode)) return std::nullopt;
   return static_cast<std::uint64_t>(st.st_size);
 }
 
 Result<UniqueFd> ContentCache::open_complete(std::string_view sha1) const {
-  int fd = open(complete_path(sha1).c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail(-errno);
+  int fd = layout_.open_file(complete_path(sha1), O_RDONLY);
+  if (fd < 0) return fail(fd);
   return UniqueFd(fd);
 }
 
@@ -157,8 +157,8 @@ void ContentCache::write_meta(std::string_view key, std::string_view value) cons
 
 std::optional<std::uint64_t> ContentCache::partial_size(std::string_view sha1) const {
   struct stat st {};
-  if (stat(layout_.page_map(sha1).c_str(), &st) != 0) return std::nullopt;
-  if (stat(layout_.partial_data(sha1).c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+  if (!layout_.stat_file(layout_.page_map(sha1), &st)) return std::nullopt;
+  if (!layout_.stat_file(layout_.partial_data(sha1), &st) || !S_ISREG(st.st_mode))
     return std::nullopt;
   return static_cast<std::uint64_t>(st.st_size);
 }
@@ -175,8 +175,8 @@ int ContentCache::adopt(std::string_view sha1, const fs::path& verified_file) co
 Result<std::unique_ptr<ContentCache::Transaction>> ContentCache::begin(
     std::string_view sha1) const {
   fs::path temp_path = layout_.tmp_dir() / temp_name(sha1);
-  int fd = open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return fail(-errno, "cannot create a temp file in " + layout_.tmp_dir().string());
+  int fd = layout_.open_file(temp_path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) return fail(fd, "cannot create a temp file in " + layout_.tmp_dir().string());
   return std::unique_ptr<Transaction>(new Transaction(fd, temp_path, complete_path(sha1)));
 }
 

@@ -31,15 +31,15 @@ Result<std::shared_ptr<PartialFile>> PartialFile::open(const CacheLayout& layout
   // A map that does not match this geometry (another page size) is started afresh.
   struct stat st {};
   bool reuse =
-      stat(file->map_path_.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) == pages &&
-      stat(file->data_path_.c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) == size;
-  int flags = O_RDWR | O_CREAT | O_CLOEXEC | (reuse ? 0 : O_TRUNC);
-  file->data_fd_.reset(::open(file->data_path_.c_str(), flags, 0644));
-  if (!file->data_fd_.valid())
-    return kacheryfs::fail(-errno, "cannot open " + file->data_path_.string());
-  file->map_fd_.reset(::open(file->map_path_.c_str(), flags, 0644));
-  if (!file->map_fd_.valid())
-    return kacheryfs::fail(-errno, "cannot open " + file->map_path_.string());
+      layout.stat_file(file->map_path_, &st) && static_cast<std::uint64_t>(st.st_size) == pages &&
+      layout.stat_file(file->data_path_, &st) && static_cast<std::uint64_t>(st.st_size) == size;
+  int flags = O_RDWR | O_CREAT | (reuse ? 0 : O_TRUNC);
+  int data_fd = layout.open_file(file->data_path_, flags, 0644);
+  if (data_fd < 0) return kacheryfs::fail(data_fd, "cannot open " + file->data_path_.string());
+  file->data_fd_.reset(data_fd);
+  int map_fd = layout.open_file(file->map_path_, flags, 0644);
+  if (map_fd < 0) return kacheryfs::fail(map_fd, "cannot open " + file->map_path_.string());
+  file->map_fd_.reset(map_fd);
   if (!reuse) {
     if (ftruncate(file->data_fd_.get(), static_cast<off_t>(size)) != 0 ||
         ftruncate(file->map_fd_.get(), static_cast<off_t>(pages)) != 0) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 
@@ -305,7 +306,47 @@ std::vector<OptionRow> make_option_table() {
                     return "";
                   },
                   [](const MountOptions& o) -> std::string { return o.debug ? "yes" : "no"; }});
-  rows.push_back(fuse_row("allow_other", false, "let other users read the mount"));
+  auto id_row = [](std::string_view name, std::optional<std::uint32_t> MountOptions::*field,
+                   std::string_view help) {
+    return OptionRow{name,
+                     "N",
+                     "",
+                     "the mounting user's",
+                     "0..4294967294",
+                     help,
+                     false,
+                     [=](Value value, MountOptions& o) -> std::string {
+                       if (!value || value->empty()) return kNeedsValue;
+                       auto n = parse_uint(*value);
+                       if (!n || *n >= 0xffffffffu) return "expected a numeric id";
+                       o.*field = static_cast<std::uint32_t>(*n);
+                       return "";
+                     },
+                     [=](const MountOptions& o) -> std::string {
+                       return o.*field ? std::to_string(*(o.*field)) : "(own)";
+                     }};
+  };
+  rows.push_back(id_row("uid", &MO::uid, "owner that files and directories show"));
+  rows.push_back(id_row("gid", &MO::gid, "group that files and directories show"));
+  rows.push_back({"umask", "OCTAL", "0", "", "0..0777",
+                  "permission bits taken away from 0444 files and 0555 directories", false,
+                  [](Value value, MountOptions& o) -> std::string {
+                    if (!value || value->empty()) return kNeedsValue;
+                    unsigned bits = 0;
+                    auto [end, ec] =
+                        std::from_chars(value->data(), value->data() + value->size(), bits, 8);
+                    if (ec != std::errc() || end != value->data() + value->size() || bits > 0777)
+                      return "expected octal permission bits, e.g. 027";
+                    o.umask = bits;
+                    return "";
+                  },
+                  [](const MountOptions& o) -> std::string {
+                    char text[8];
+                    std::snprintf(text, sizeof(text), "%03o", o.umask);
+                    return text;
+                  }});
+  rows.push_back(fuse_row("allow_other", false,
+                          "let other users read the mount (implies default_permissions)"));
   rows.push_back(fuse_row("allow_root", false, "let root read the mount"));
   rows.push_back(fuse_row("default_permissions", false, "let the kernel check permissions"));
   rows.push_back(fuse_row("auto_unmount", false, "unmount when the process ends"));
@@ -472,6 +513,12 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, const
   }
   bool has_fsname = std::any_of(o.fuse_options.begin(), o.fuse_options.end(),
                                 [](const std::string& s) { return s.starts_with("fsname="); });
+  // Other users on the mount: let the kernel check the permission bits as well.
+  auto has = [&](std::string_view option) {
+    return std::find(o.fuse_options.begin(), o.fuse_options.end(), option) != o.fuse_options.end();
+  };
+  if (has("allow_other") && !has("default_permissions"))
+    o.fuse_options.push_back("default_permissions");
   // mount(8) records the source exactly as written (so a second `mount -a` sees the entry
   // as mounted); FUSE's option string needs its commas and backslashes escaped.
   if (!has_fsname) {

@@ -29,10 +29,13 @@ struct MountOptions {
   bool show_help = false;
   bool show_version = false;
 
-  std::string cache_dir;        // default: a per-user dir (see default_cache_dir in options.cc)
-  std::string auth_file;        // "" means no auth header
-  std::string auth_group;       // group that may read MOUNTPOINT/client-auth ("" = owner only)
-  bool hide_auth = false;       // no MOUNTPOINT/client-auth
+  std::string cache_dir;   // default: a per-user dir (see default_cache_dir in options.cc)
+  std::string auth_file;   // "" means no auth header
+  std::string auth_group;  // group that may read MOUNTPOINT/client-auth ("" = owner only)
+  bool hide_auth = false;  // no MOUNTPOINT/client-auth
+  std::optional<std::uint32_t> uid;  // owner shown for files (default: the mounting user)
+  std::optional<std::uint32_t> gid;
+  std::uint32_t umask = 0;      // bits taken away from 0444 files and 0555 directories
   bool require_daemon = false;  // fail the mount when the daemon does not answer
   std::string log_file;         // "" = syslog once daemonized
   bool sloppy = false;          // --sloppy (mount -s): unknown options only warn
