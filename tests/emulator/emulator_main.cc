@@ -42,6 +42,8 @@ fault injection (on /downloadFileData):
   --wrong-bytes SHA1        serve corrupted bytes for SHA1 (repeatable)
   --corrupt-offset N        with --wrong-bytes: corrupt only the byte at offset N
   --fail-500 N              answer the next N requests with 500
+  --chaos PERCENT[:SEED]    that share of downloads (any sha1) gets, at random, a 500, a
+                            drop after up to 1 MiB, or a stall of 0.5-4 s (for the soak)
 )";
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -132,6 +134,11 @@ int main(int argc, char** argv) {
       faults.wrong_bytes.insert(value);
     } else if (flag == "--corrupt-offset") {
       faults.corrupt_offset = static_cast<std::int64_t>(number(flag, value));
+    } else if (flag == "--chaos") {
+      std::size_t colon = value.find(':');
+      faults.chaos_percent = static_cast<int>(number(flag, value.substr(0, colon)));
+      if (faults.chaos_percent > 100) usage_error("--chaos: a percentage, 0 to 100");
+      if (colon != std::string::npos) faults.chaos_seed = number(flag, value.substr(colon + 1));
     } else if (flag == "--fail-500")
       faults.fail_500_remaining = static_cast<int>(number(flag, value));
     else

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <regex>
 #include <thread>
 #include <vector>
@@ -160,6 +161,8 @@ struct EmulatorServer::Impl {
   // The daemon's one thread: every request's fixed cost and every body byte of every
   // connection pass through it (--total-rate, --request-cost-ms).
   RatePacer daemon_thread;
+  std::mutex chaos_mutex;  // guards chaos_random
+  std::mt19937_64 chaos_random{faults.chaos_seed};
   std::mutex log_mutex;
   std::atomic<std::uint64_t> requests{0};
   std::atomic<std::uint64_t> bytes_sent{0};
@@ -478,6 +481,28 @@ struct EmulatorServer::Impl {
         faults.fail_500_remaining.fetch_sub(1) > 0) {
       return fail("Error downloading file: injected fault (emulator --fail-500)");
     }
+    // This request's stall and drop: the fixed faults, or (--chaos) one drawn at random.
+    std::uint64_t stall_after = faulted ? faults.stall_after_bytes : 0;
+    std::chrono::milliseconds stall_duration = faults.stall_duration;
+    std::uint64_t drop_after = faulted ? faults.drop_after_bytes : 0;
+    if (faults.chaos_percent > 0) {
+      std::lock_guard lock(chaos_mutex);
+      if (std::uniform_int_distribution<int>(0, 99)(chaos_random) < faults.chaos_percent) {
+        switch (std::uniform_int_distribution<int>(0, 2)(chaos_random)) {
+          case 0:
+            return fail("Error downloading file: injected fault (emulator --chaos)");
+          case 1:
+            drop_after = 1 + std::uniform_int_distribution<std::uint64_t>(0, 1 << 20)(chaos_random);
+            break;
+          default:
+            stall_after =
+                1 + std::uniform_int_distribution<std::uint64_t>(0, 1 << 20)(chaos_random);
+            stall_duration = std::chrono::milliseconds(
+                std::uniform_int_distribution<int>(500, 4000)(chaos_random));
+            break;
+        }
+      }
+    }
 
     std::optional<StoredFile> file = storage.find(sha1);
     std::uint64_t base = 0;
@@ -529,18 +554,17 @@ struct EmulatorServer::Impl {
     while (ok && from + sent < to) {
       std::size_t want =
           static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, to - from - sent));
-      if (faulted && faults.stall_after_bytes > 0 && !stalled &&
-          sent + want > faults.stall_after_bytes) {
-        want = static_cast<std::size_t>(faults.stall_after_bytes - sent);
+      if (stall_after > 0 && !stalled && sent + want > stall_after) {
+        want = static_cast<std::size_t>(stall_after - sent);
         if (want == 0) {
           stalled = true;
           note = "stalled";
-          std::this_thread::sleep_for(faults.stall_duration);
+          std::this_thread::sleep_for(stall_duration);
           continue;
         }
       }
-      if (faulted && faults.drop_after_bytes > 0 && sent + want > faults.drop_after_bytes) {
-        want = static_cast<std::size_t>(faults.drop_after_bytes - sent);
+      if (drop_after > 0 && sent + want > drop_after) {
+        want = static_cast<std::size_t>(drop_after - sent);
         if (want == 0) {
           note = "dropped";
           ok = false;

@@ -26,6 +26,8 @@ struct Faults {
   std::set<std::string> wrong_bytes;   // serve corrupted bytes for these sha1s
   std::int64_t corrupt_offset = -1;    // with wrong_bytes: corrupt only the byte at this offset
   std::atomic<int> fail_500_remaining{0};
+  int chaos_percent = 0;  // this share of downloads gets a 500, a drop or a stall at random
+  std::uint64_t chaos_seed = 1;
 };
 
 struct EmulatorConfig {
