@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <ctime>
 #include <memory>
@@ -143,13 +144,33 @@ void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   fuse_reply_err(req, 0);
 }
 
+void read_from(fuse_req_t req, OpenedFile& opened, size_t size, off_t offset);
+
+// An open file as the kernel's fh. A reader killed by SIGKILL abandons its read in the
+// kernel, which may then send RELEASE while op_read is still replying from the handle: the
+// handle lives until the last of the open and its reads in progress lets go of it.
+struct FileHandle {
+  OpenedFile file;
+  std::atomic<int> users{1};  // the open itself, plus each op_read in progress
+
+  static FileHandle* acquire(fuse_file_info* fi) {
+    auto* handle = reinterpret_cast<FileHandle*>(fi->fh);
+    handle->users.fetch_add(1, std::memory_order_acq_rel);
+    return handle;
+  }
+  void let_go() {
+    if (users.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+};
+
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
     fuse_reply_err(req, EROFS);
     return;
   }
   FuseRequestCancelToken cancel(req);
-  auto file = std::make_unique<OpenedFile>();
+  auto handle = std::make_unique<FileHandle>();
+  OpenedFile* file = &handle->file;
   int error = context(req).filesystem->open(
       ino, *file, cancel, ino == Tree::kClientAuthIno ? caller_of(req) : Caller{});
   if (error != 0) {
@@ -161,12 +182,18 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   } else {
     fi->keep_cache = 1;  // content is immutable: keep the page cache across opens
   }
-  fi->fh = reinterpret_cast<std::uint64_t>(file.get());
-  if (fuse_reply_open(req, fi) == 0) file.release();  // else the opener went away: drop it
+  fi->fh = reinterpret_cast<std::uint64_t>(handle.get());
+  if (fuse_reply_open(req, fi) == 0) handle.release();  // else the opener went away: drop it
 }
 
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_info* fi) {
-  auto* file = reinterpret_cast<OpenedFile*>(fi->fh);
+  FileHandle* handle = FileHandle::acquire(fi);
+  read_from(req, handle->file, size, offset);
+  handle->let_go();
+}
+
+void read_from(fuse_req_t req, OpenedFile& opened, size_t size, off_t offset) {
+  OpenedFile* file = &opened;
   FuseRequestCancelToken cancel(req);
   int fd = -1;
   int error = context(req).filesystem->prepare_read(*file, static_cast<std::uint64_t>(offset), size,
@@ -223,8 +250,8 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  auto* file = reinterpret_cast<OpenedFile*>(fi->fh);
-  delete file;  // closes its cache file and ends its hold on the object
+  // The last user closes its cache file and ends its hold on the object.
+  reinterpret_cast<FileHandle*>(fi->fh)->let_go();
   fuse_reply_err(req, 0);
 }
 

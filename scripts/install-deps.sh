@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(build-essential cmake pkg-config libfuse3-dev fuse3 libboost-dev nlohmann-json3-dev
           libssl-dev libspdlog-dev libgtest-dev libgmock-dev python3 curl iproute2
           openssl socat libsqlite3-dev bsdutils
-          dpkg-dev lintian binutils attr passwd autofs)
+          dpkg-dev lintian binutils attr passwd autofs clang libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

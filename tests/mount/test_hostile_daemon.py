@@ -52,6 +52,7 @@ class HostileDaemon(unittest.TestCase):
             self.port = int(f.read())
 
     def mount(self, mode, *options):
+        self.server_mode = mode
         self.start(mode)
         m = Mount("http://127.0.0.1:%d" % self.port, self.mnt, self.cache,
                   ["timeout=3", "connect_timeout=2", "low_speed_time=3"] + list(options))
@@ -71,7 +72,17 @@ class HostileDaemon(unittest.TestCase):
         elapsed = time.monotonic() - started
         self.assertEqual(ctx.exception.errno, errno.EIO, ctx.exception)
         self.assertLess(elapsed, seconds, "took %.1f s" % elapsed)
+        self.report("EIO", elapsed)
         return elapsed
+
+    def report(self, outcome, elapsed):
+        # One row of the hostile matrix: case, outcome, time, the mount's peak RSS, requests.
+        peak = "?"
+        if self.mounts and self.mounts[-1].proc.poll() is None:
+            with open("/proc/%d/status" % self.mounts[-1].proc.pid) as f:
+                peak = next((l.split()[1] for l in f if l.startswith("VmHWM")), "?")
+        print("\nhostile %-14s %-4s %6.2f s  peak RSS %s kB  %d requests" %
+              (self.server_mode, outcome, elapsed, peak, len(self.requests())), file=sys.stderr)
 
     def read(self, sha1):
         with open(os.path.join(self.mnt, "sha1", sha1), "rb") as f:
@@ -102,10 +113,12 @@ class HostileDaemon(unittest.TestCase):
     def test_100_continue_is_skipped_and_never_poisons_a_connection(self):
         files = {put_bytes(self.storage, os.urandom(5000 + i)): None for i in range(4)}
         self.mount("continue")
+        started = time.monotonic()
         for sha1 in list(files) * 2:
             with open(os.path.join(self.mnt, "sha1", sha1), "rb") as f:
                 data = f.read()
             self.assertEqual(subprocess.run(["sha1sum"], input=data, capture_output=True).stdout.split()[0].decode(), sha1)
+        self.report("ok", time.monotonic() - started)
 
     def test_forged_probe_fields_go_nowhere(self):
         m = self.mount("bad-probe")
