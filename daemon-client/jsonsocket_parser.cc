@@ -4,6 +4,11 @@
 
 namespace kacheryfs {
 
+namespace {
+constexpr std::size_t kMaxPrefixDigits = 20;
+constexpr std::size_t kMaxMessage = 1 << 20;
+}  // namespace
+
 std::vector<nlohmann::json> JsonSocketParser::feed(std::string_view bytes) {
   std::vector<nlohmann::json> messages;
   if (!error_.empty()) return messages;
@@ -12,7 +17,11 @@ std::vector<nlohmann::json> JsonSocketParser::feed(std::string_view bytes) {
   while (pos < pending_.size()) {
     std::size_t hash = pending_.find('#', pos);
     if (hash == std::string::npos) {
-      if (pending_.size() - pos > 20) error_ = "JsonSocket length prefix too long";
+      if (pending_.size() - pos > kMaxPrefixDigits) error_ = "JsonSocket length prefix too long";
+      break;
+    }
+    if (hash - pos > kMaxPrefixDigits) {
+      error_ = "JsonSocket length prefix too long";
       break;
     }
     std::size_t length = 0;
@@ -21,6 +30,11 @@ std::vector<nlohmann::json> JsonSocketParser::feed(std::string_view bytes) {
     auto [end, ec] = std::from_chars(first, last, length);
     if (ec != std::errc() || end != last || first == last) {
       error_ = "bad JsonSocket length prefix '" + pending_.substr(pos, hash - pos) + "'";
+      break;
+    }
+    if (length > kMaxMessage) {  // progress and finished messages are tiny: never buffer more
+      error_ = "JsonSocket message of " + std::to_string(length) + " bytes (the limit is " +
+               std::to_string(kMaxMessage) + ")";
       break;
     }
     if (pending_.size() - (hash + 1) < length) break;  // wait for more bytes

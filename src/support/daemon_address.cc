@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "support/printable.h"
+
 namespace kacheryfs {
 
 namespace {
@@ -38,12 +40,12 @@ std::optional<DaemonAddress> parse_daemon_address(std::string_view source,
     address.tls = true;
     scheme_given = true;
   } else if (rest.find("://") != std::string_view::npos) {
-    *error = "unsupported URL scheme in '" + std::string(source) + "' (use http:// or https://)";
+    *error = "unsupported URL scheme in '" + printable(source) + "' (use http:// or https://)";
     return std::nullopt;
   }
   if (std::size_t slash = rest.find('/'); slash != std::string_view::npos) {
     if (!scheme_given) {
-      *error = "'" + std::string(source) + "' is not HOST[:PORT] or an http(s):// URL";
+      *error = "'" + printable(source) + "' is not HOST[:PORT] or an http(s):// URL";
       return std::nullopt;
     }
     std::string_view path = rest.substr(slash);
@@ -56,14 +58,14 @@ std::optional<DaemonAddress> parse_daemon_address(std::string_view source,
   if (host.starts_with('[')) {
     std::size_t close = host.find(']');
     if (close == std::string_view::npos) {
-      *error = "unbalanced '[' in '" + std::string(source) + "'";
+      *error = "unbalanced '[' in '" + printable(source) + "'";
       return std::nullopt;
     }
     std::string_view after = host.substr(close + 1);
     if (after.starts_with(':'))
       port_text = after.substr(1);
     else if (!after.empty()) {
-      *error = "unexpected text after ']' in '" + std::string(source) + "'";
+      *error = "unexpected text after ']' in '" + printable(source) + "'";
       return std::nullopt;
     }
     host = host.substr(1, close - 1);
@@ -75,13 +77,13 @@ std::optional<DaemonAddress> parse_daemon_address(std::string_view source,
   if (port_text.empty() && !scheme_given) port_text = default_port;
   address.host = std::string(host);
   if (address.host.empty()) {
-    *error = "no host in '" + std::string(source) + "'";
+    *error = "no host in '" + printable(source) + "'";
     return std::nullopt;
   }
   if (!port_text.empty()) {
     auto port = parse_port(port_text);
     if (!port) {
-      *error = "bad port '" + std::string(port_text) + "' (expected 1-65535)";
+      *error = "bad port '" + printable(port_text) + "' (expected 1-65535)";
       return std::nullopt;
     }
     address.port = *port;

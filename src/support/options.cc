@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "kachery/hash_name.h"
+#include "support/printable.h"
 
 namespace kacheryfs {
 
@@ -367,10 +368,10 @@ void apply_option(std::string_view item, MountOptions& o, std::vector<std::strin
     if (row.name != name) continue;
     std::string error = row.set(value, o);
     if (error == kNeedsValue) error += " (" + std::string(name) + "=...)";
-    if (!error.empty()) errors.push_back("option '" + std::string(item) + "': " + error);
+    if (!error.empty()) errors.push_back("option '" + printable(item) + "': " + error);
     return;
   }
-  unknown.push_back("option '" + std::string(item) + "': unknown option (see kacheryfs -h)");
+  unknown.push_back("option '" + printable(item) + "': unknown option (see kacheryfs -h)");
 }
 
 }  // namespace
@@ -475,7 +476,7 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, const
     } else if (arg == "--sloppy") {
       o.sloppy = true;  // mount -s: unknown options are ignored with a warning
     } else if (arg.size() > 1 && arg[0] == '-') {
-      errors.push_back("unknown flag '" + arg + "' (see kacheryfs -h)");
+      errors.push_back("unknown flag '" + printable(arg) + "' (see kacheryfs -h)");
     } else {
       positional.push_back(arg);
     }

@@ -21,8 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (address) {
     if (address->port == 0) __builtin_trap();
     (void)address->to_string();
-  } else if (error.empty()) {
-    __builtin_trap();  // a refusal always says why
+  } else if (error.empty() || error.find('\n') != std::string::npos) {
+    __builtin_trap();  // a refusal always says why, in one line
   }
   return 0;
 }

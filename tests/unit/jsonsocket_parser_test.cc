@@ -50,4 +50,20 @@ TEST(JsonSocketParser, IncompleteMessageWaits) {
 }
 
 }  // namespace
+TEST(JsonSocketParser, HugeLengthsAreRefusedWhereverTheBytesAreCut) {
+  // Found by fuzz_jsonsocket: a 23-digit prefix was an error only when cut before '#', and
+  // a huge length made the parser buffer whatever came next, without end.
+  std::string stream = "00011261450702569576270#{\"";
+  JsonSocketParser whole;
+  whole.feed(stream);
+  EXPECT_FALSE(whole.error().empty());
+  JsonSocketParser cut;
+  cut.feed(stream.substr(0, 10));
+  cut.feed(stream.substr(10));
+  EXPECT_FALSE(cut.error().empty());
+  JsonSocketParser big;
+  big.feed("99999999#{");
+  EXPECT_NE(big.error().find("limit"), std::string::npos) << big.error();
+}
+
 }  // namespace kacheryfs

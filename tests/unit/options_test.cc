@@ -104,6 +104,17 @@ TEST(CommandLine, DefaultFsnameIsTheSourceAsWritten) {
       << "a comma in the source does not split FUSE's options";
 }
 
+TEST(CommandLine, ErrorsQuoteTheirInputOnOneLine) {
+  // Found by fuzz_options: a flag with a newline made a two-line error.
+  auto p = parse({"-x\nINJECTED", "-o", "bad\x1b[31m\nname", "h:5", "/m"});
+  ASSERT_EQ(p.errors.size(), 2u);
+  for (const auto& e : p.errors) {
+    EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+    EXPECT_EQ(e.find('\x1b'), std::string::npos) << e;
+  }
+  EXPECT_NE(p.errors[0].find("-x\\nINJECTED"), std::string::npos) << p.errors[0];
+}
+
 TEST(CommandLine, SloppyTurnsUnknownOptionsIntoWarnings) {
   auto p = parse({"--sloppy", "-o", "no_such,timeout=3", "h", "/m"});
   EXPECT_TRUE(p.errors.empty());
