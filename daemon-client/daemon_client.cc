@@ -182,6 +182,8 @@ FetchResult DaemonClient::probe(ProbeInfo* info, const CancelToken& cancel) {
       },
       config_.timeouts, cancel);
   release(std::move(connection));
+  if (outcome.error == TransportError::kSinkRefused)
+    return {FetchStatus::kProtocolError, "/probe answered more than 1 MiB: not a kachery daemon"};
   if (outcome.error != TransportError::kNone || outcome.status != 200)
     return classify_failure(outcome);
   auto json = nlohmann::json::parse(body, nullptr, false);
@@ -281,6 +283,10 @@ FetchResult DaemonClient::load_file(std::string_view sha1, const std::string& ch
   std::optional<FetchResult> final_result;
   HttpTimeouts timeouts = config_.timeouts;
   timeouts.idle = config_.load_timeout;  // the node may be silent while it searches
+  timeouts.low_speed_limit = 0;          // ...or send a progress line now and then
+  // The whole load has a deadline too: a node that reports progress forever cannot hold
+  // a reader forever.
+  DeadlineToken deadline(cancel, std::chrono::steady_clock::now() + config_.load_timeout);
   HttpOutcome outcome = send(
       {"POST", "/loadFile", {}, body.dump(), {}, 0},
       [&](const char* data, std::size_t size) {
@@ -301,8 +307,12 @@ FetchResult DaemonClient::load_file(std::string_view sha1, const std::string& ch
         }
         return parser.error().empty();
       },
-      timeouts, cancel);
+      timeouts, deadline);
   if (!parser.error().empty()) return {FetchStatus::kProtocolError, "/loadFile: " + parser.error()};
+  if (deadline.expired() && !final_result && !cancel.cancelled()) {
+    return {FetchStatus::kTimeout, "/loadFile did not finish within load_timeout (" +
+                                       std::to_string(config_.load_timeout.count() / 1000) + " s)"};
+  }
   if (outcome.error != TransportError::kNone || outcome.status != 200)
     return with_auth_hint(classify_failure(outcome));
   if (!final_result)

@@ -352,6 +352,15 @@ struct HttpConnection::Impl {
         return outcome;
       }
       buffer.commit(received);
+      if (ec == net::error::eof && buffer.size() == 0) {
+        // A body delimited by the close (HTTP/1.0 style) ends here; any other body is cut.
+        beast::error_code eof_error;
+        parser->put_eof(eof_error);
+        if (!eof_error) {
+          close();
+          break;
+        }
+      }
       if (ec) {
         close();
         outcome.error = TransportError::kBroken;

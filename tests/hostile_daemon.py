@@ -13,6 +13,16 @@ POST /downloadFileData with chunked bodies), except for what MODE breaks:
   continue        every reply is preceded by "HTTP/1.1 100 Continue"
   bad-probe       /probe's nodeId and daemonVersion carry path parts, newlines, ESC and NUL
   content-length  a download answers "Content-Length: 5" and then 1 MB of body
+  bad-chunk       a download's chunk size line is not hex
+  header-flood    a reply starts with 10 MB of headers
+  slow-status     the status line comes one byte every 2 s
+  redirect        every reply is a 302 to elsewhere
+  http10          downloads answer HTTP/1.0 with the body up to the close
+  forbidden       every authenticated route answers 403
+  silent          requests are read and never answered
+  probe-not-json  /probe answers text;  probe-huge: 10 MB of JSON;  probe-array: a JSON array
+  load-endless    /loadFile sends progress every 0.3 s, forever (files are missing)
+  load-huge       /loadFile announces a 1 GB message
 Each request is logged as one line (method, path, range) to --log. Stdlib only."""
 import argparse
 import json
@@ -77,6 +87,44 @@ class Handler(socketserver.BaseRequestHandler):
             if request is None:
                 return
             method, path, headers, body = request
+            mode = self.server.mode
+            if mode == "silent":
+                self.log("%s %s (silent)" % (method, path))
+                time.sleep(3600)
+                return
+            if mode == "slow-status":
+                self.log("%s %s (slow status)" % (method, path))
+                for byte in b"HTTP/1.1 200 OK\r\n\r\n":
+                    self.send(bytes([byte]))
+                    time.sleep(2)
+                return
+            if mode == "header-flood":
+                self.log("%s %s (header flood)" % (method, path))
+                self.send(b"HTTP/1.1 200 OK\r\n")
+                line = b"X-Flood: " + b"a" * 1000 + b"\r\n"
+                for _ in range(10000):
+                    self.send(line)
+                return
+            if mode == "redirect":
+                self.log("%s %s (redirect)" % (method, path))
+                self.head("302 Found", [("Location", "http://127.0.0.1:1/elsewhere"), ("Content-Length", "0")])
+                continue
+            if mode == "forbidden" and path != "/probe":
+                self.log("%s %s (403)" % (method, path))
+                self.simple("403 Forbidden", b"Incorrect or invalid client authorization code.", "text/html")
+                continue
+            if path == "/probe" and mode in ("probe-not-json", "probe-huge", "probe-array"):
+                self.log("%s /probe (%s)" % (method, mode))
+                body = {"probe-not-json": b"<html>hello</html>",
+                        "probe-huge": b'{"success":true,"x":"' + b"a" * (10 << 20) + b'"}',
+                        "probe-array": b'[1,2,3]'}[mode]
+                self.simple("200 OK", body)
+                continue
+            if path == "/loadFile":
+                self.log("POST /loadFile (%s)" % mode)
+                if not self.load_file(mode):
+                    return
+                continue
             if path == "/probe":
                 self.log("%s /probe" % method)
                 node_id, version = NODE_ID, "kachery-daemon-1.2.1"
@@ -96,6 +144,21 @@ class Handler(socketserver.BaseRequestHandler):
             if not self.download(sha1, start, end):
                 return
 
+    def load_file(self, mode):
+        self.head("200 OK", [("Transfer-Encoding", "chunked"), ("Connection", "keep-alive")])
+        try:
+            if mode == "load-huge":
+                self.chunk(b"1073741824#{")
+                self.chunk(b"x" * 65536)
+                self.send(b"0\r\n\r\n")
+                return True
+            while True:  # load-endless, and any other mode: progress forever
+                text = json.dumps({"type": "progress", "bytesLoaded": 1, "bytesTotal": 2}).encode()
+                self.chunk(b"%d#" % len(text) + text)
+                time.sleep(0.3)
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+
     def download(self, sha1, start, end):
         mode = self.server.mode
         path = os.path.join(self.server.storage, "sha1", sha1[0:2], sha1[2:4], sha1[4:6], sha1)
@@ -109,6 +172,13 @@ class Handler(socketserver.BaseRequestHandler):
             with open(path, "rb") as f:
                 f.seek(start)
                 data = f.read(end - start)
+        if mode == "http10":
+            self.send(b"HTTP/1.0 200 OK\r\n\r\n" + data)
+            return False  # the close ends the body
+        if mode == "bad-chunk":
+            self.head("200 OK", [("Transfer-Encoding", "chunked")])
+            self.send(b"zz-not-hex\r\n" + data[:10] + b"\r\n0\r\n\r\n")
+            return True
         if mode == "content-length":
             self.head("200 OK", [("Content-Length", "5"), ("Connection", "keep-alive")])
             self.send(b"\1" * (1 << 20))
@@ -147,8 +217,10 @@ class Server(socketserver.ThreadingTCPServer):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--storage-dir", required=True)
-    ap.add_argument("--mode", required=True, choices=["honest", "oversize", "endless-size", "trickle", "endless-body",
-                                                      "continue", "bad-probe", "content-length"])
+    ap.add_argument("--mode", required=True, choices=[
+        "honest", "oversize", "endless-size", "trickle", "endless-body", "continue", "bad-probe", "content-length",
+        "bad-chunk", "header-flood", "slow-status", "redirect", "http10", "forbidden", "silent", "probe-not-json",
+        "probe-huge", "probe-array", "load-endless", "load-huge"])
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--log")
     a = ap.parse_args()

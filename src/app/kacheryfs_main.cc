@@ -110,6 +110,8 @@ int main(int argc, char** argv) {
     }
     if (daemon.error() == -EACCES)
       spdlog::warn("{}; reads of uncached files fail until the code is right", daemon.detail());
+    else if (daemon.error() == -EPROTO)
+      spdlog::warn("{}; serving cached files only", daemon.detail());
   }
   std::string log_file = options.log_file;
   if (log_file.empty() && !options.foreground && access("/dev/log", W_OK) != 0) {

@@ -136,10 +136,17 @@ Status MountAssembly::probe_daemon() {
                                 probed.detail + ")";
     // An unreachable daemon is noted (and logged once) as offline; the prober notices
     // when it is back.
-    if (probed.status != FetchStatus::kAuthRejected && !options_.require_daemon)
+    if ((probed.status == FetchStatus::kUnreachable || probed.status == FetchStatus::kTimeout) &&
+        !options_.require_daemon)
       daemon_state_.note({probed.status, std::string(to_string(probed.status)) + ": " +
                                              probed.detail + " at mount time"});
-    return fail(probed.status == FetchStatus::kAuthRejected ? -EACCES : -EHOSTUNREACH,
+    bool unreachable =
+        probed.status == FetchStatus::kUnreachable || probed.status == FetchStatus::kTimeout;
+    if (probed.status == FetchStatus::kProtocolError)
+      why = "answers wrongly (" + probed.detail + ")";
+    return fail(probed.status == FetchStatus::kAuthRejected ? -EACCES
+                : unreachable                               ? -EHOSTUNREACH
+                                                            : -EPROTO,
                 "daemon " + options_.daemon.to_string() + " " + why);
   }
   filesystem_->set_node_id(info.node_id);

@@ -221,7 +221,7 @@ std::vector<OptionRow> make_option_table() {
                   },
                   [](const MountOptions& o) { return o.channel.empty() ? "(none)" : o.channel; }});
   rows.push_back(duration_row("load_timeout", &MO::load_timeout, "600",
-                              "how long such a load may stay silent"));
+                              "how long such a load may take, and stay silent"));
   rows.push_back({"log_level", "LEVEL", "info", "", "trace debug info warn error off",
                   "how much the mount logs", false,
                   [](Value value, MountOptions& o) -> std::string {

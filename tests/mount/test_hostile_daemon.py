@@ -135,6 +135,58 @@ class HostileDaemon(unittest.TestCase):
         self.assertEioWithin(20, lambda: os.stat(os.path.join(self.mnt, "sha1", self.small)))
 
 
+# The rest of the matrix: (mode, what the reader does, mount options, what the log must say).
+# Each ends in EIO within the deadline (http10: the right bytes), and the mount survives
+# with bounded RSS and fds, having cached nothing it did not verify.
+MATRIX = [
+    ("bad-chunk", "read", (), "malformed"),
+    ("header-flood", "read", (), "header"),
+    ("slow-status", "read", (), "first-byte timeout"),
+    ("redirect", "read", (), "302"),
+    ("http10", "read-ok", (), None),
+    ("forbidden", "read", (), "the auth code is wrong or missing"),
+    ("silent", "read", (), "first-byte timeout"),
+    ("probe-not-json", "node-id", (), "not a kachery daemon"),
+    ("probe-huge", "node-id", (), "not a kachery daemon"),
+    ("probe-array", "node-id", (), "not a kachery daemon"),
+    ("load-endless", "load", ("channel=testchannel", "load_timeout=3"), "did not finish within load_timeout"),
+    ("load-huge", "load", ("channel=testchannel",), "JsonSocket message"),
+]
+DEADLINE = 30  # seconds: the timeouts here are 2-3 s, plus retries
+
+
+def matrix_case(mode, action, options, cause):
+    def test(self):
+        m = self.mount(mode, *options)
+        target = {"read": os.path.join(self.mnt, "sha1", self.small),
+                  "read-ok": os.path.join(self.mnt, "sha1", self.small),
+                  "node-id": os.path.join(self.mnt, "kachery-node-id"),
+                  "load": os.path.join(self.mnt, "sha1", "2" * 40)}[action]
+        if action == "read-ok":
+            started = time.monotonic()
+            self.assertEqual(self.read(self.small), open(os.path.join(
+                self.storage, "sha1", self.small[0:2], self.small[2:4], self.small[4:6], self.small), "rb").read())
+            self.report("ok", time.monotonic() - started)
+        else:
+            self.assertEioWithin(DEADLINE, lambda: open(target, "rb").read())
+            if action == "read":
+                self.assertFalse(os.path.exists(sha1_path(self.cache, self.small)), "nothing unverified cached")
+        self.assertTrue(os.listdir(self.mnt), "the mount survives")
+        pid = m.proc.pid
+        with open("/proc/%d/status" % pid) as f:
+            peak_kb = int(next(l.split()[1] for l in f if l.startswith("VmHWM")))
+        limit_mb = 1024 if "ASAN_OPTIONS" in os.environ else 200  # the sanitizers' overhead
+        self.assertLess(peak_kb, limit_mb * 1024, "peak RSS")
+        self.assertLess(len(os.listdir("/proc/%d/fd" % pid)), 100, "fds")
+        if cause:
+            self.assertIn(cause, m.output())
+    return test
+
+
+for _mode, _action, _options, _cause in MATRIX:
+    setattr(HostileDaemon, "test_matrix_" + _mode.replace("-", "_"), matrix_case(_mode, _action, _options, _cause))
+
+
 class CorruptLargeFile(unittest.TestCase):
     """verify=normal serves a large file's bytes before the whole file is verified, but no
     reader reaches the end of a corrupt file with success."""
