@@ -8,6 +8,7 @@
 
 #include "jsonsocket_parser.h"
 #include "kachery/hash_name.h"
+#include "support/printable.h"
 
 namespace kacheryfs {
 
@@ -16,12 +17,8 @@ namespace {
 constexpr std::string_view kNotFoundBody = "Unable get data read stream for local file.";
 constexpr unsigned kMaxResumes = 64;  // resumptions after mid-body drops, per range
 
-std::string one_line(std::string text) {
-  for (char& c : text)
-    if (c == '\n' || c == '\r') c = ' ';
-  if (text.size() > 200) text = text.substr(0, 200) + "...";
-  return text;
-}
+// What the node said, fit for one log line: control bytes escaped, long text cut.
+std::string one_line(const std::string& text) { return printable(text, 200); }
 
 bool sleep_unless_cancelled(std::chrono::milliseconds duration, const CancelToken& cancel) {
   auto until = std::chrono::steady_clock::now() + duration;
