@@ -59,6 +59,18 @@ def put_random_file(storage, size, seed, original_dir):
     return sha1, original
 
 
+def parse_jsonsocket(data):
+    """The messages of a /loadFile body: <decimal length>#<json>, one after another."""
+    import json
+    out, i = [], 0
+    while i < len(data):
+        j = data.index(b"#", i)
+        n = int(data[i:j])
+        out.append(json.loads(data[j + 1:j + 1 + n]))
+        i = j + 1 + n
+    return out
+
+
 def tool_sha1(path):
     """sha1 of a file by the independent sha1sum tool."""
     out = subprocess.run(["sha1sum", path], check=True, capture_output=True, text=True).stdout

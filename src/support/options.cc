@@ -80,7 +80,7 @@ OptionRow size_row(std::string_view name, Field MountOptions::*field, std::uint6
           "SIZE",
           default_value,
           "",
-          range,
+          std::string(range),
           help,
           false,
           [=](Value value, MountOptions& o) -> std::string {
@@ -119,12 +119,11 @@ OptionRow duration_row(std::string_view name, Duration MountOptions::*field,
 
 OptionRow count_row(std::string_view name, unsigned MountOptions::*field, unsigned low,
                     unsigned high, std::string_view default_value, std::string_view help) {
-  std::string_view range = name == "retries" ? "0..100" : "1..64";
   return {name,
           "N",
           default_value,
           "",
-          range,
+          std::to_string(low) + ".." + std::to_string(high),
           help,
           false,
           [=](Value value, MountOptions& o) -> std::string {

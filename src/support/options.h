@@ -69,7 +69,7 @@ struct OptionRow {
   std::string_view value_name;     // "SIZE", "SEC", "N", ... ("" for a flag)
   std::string_view default_value;  // applied by default_mount_options(); "" = none
   std::string_view default_note;   // what the default means when it is not a plain value
-  std::string_view range;          // accepted values, e.g. "4K..1G"
+  std::string range;               // accepted values, e.g. "4K..1G"
   std::string_view help;           // one line
   bool to_fuse = false;            // passed through to libfuse
   // Parses the value (nullopt for "-o name" without '=') into the options; returns an

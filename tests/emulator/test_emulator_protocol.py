@@ -12,17 +12,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import EMULATOR, Emulator, put_bytes, put_random_file  # noqa: E402
-
-
-def parse_jsonsocket(data):
-    out, i = [], 0
-    while i < len(data):
-        j = data.index(b"#", i)
-        n = int(data[i:j])
-        out.append(json.loads(data[j + 1:j + 1 + n]))
-        i = j + 1 + n
-    return out
+from kacheryfs_testlib import EMULATOR, Emulator, parse_jsonsocket, put_bytes, put_random_file  # noqa: E402
 
 
 class EmulatorCase(unittest.TestCase):

@@ -17,7 +17,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import (KACHERYFS, Mount, MountTestCase, put_bytes, put_manifest,  # noqa: E402
+from kacheryfs_testlib import (KACHERYFS, Mount, MountTestCase, parse_jsonsocket, put_bytes, put_manifest,  # noqa: E402
                               put_random_file, tool_sha1)
 
 TOOL = os.environ.get("KACHERYFS_CACHE_BIN", os.path.join(os.path.dirname(KACHERYFS), "kacheryfs-cache"))
@@ -113,12 +113,7 @@ class ReplayClient:
             {"fileKey": {"sha1": sha1}, "channelName": self.channel}), {"Content-Type": "application/json"})
         if status != 200:
             raise ClientError("loadFile: %d" % status)
-        messages, i = [], 0
-        while i < len(body):
-            j = body.index(b"#", i)
-            n = int(body[i:j])
-            messages.append(json.loads(body[j + 1:j + 1 + n]))
-            i = j + 1 + n
+        messages = parse_jsonsocket(body)
         finished = [m for m in messages if m["type"] == "finished"]
         if not finished:
             raise ClientError("loadFile: %r" % messages[-1:])
