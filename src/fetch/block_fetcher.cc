@@ -83,14 +83,14 @@ Result<std::shared_ptr<PartialFile>> BlockFetcher::partial(
   return file;
 }
 
+std::shared_ptr<PartialFile> BlockFetcher::live(const std::string& sha1) {
+  std::lock_guard lock(registry_mutex_);
+  auto it = registry_.find(sha1);
+  return it != registry_.end() ? it->second.lock() : nullptr;
+}
+
 std::uint64_t BlockFetcher::partial_bytes(const std::string& sha1, std::uint64_t size) {
-  {
-    std::lock_guard lock(registry_mutex_);
-    auto it = registry_.find(sha1);
-    if (it != registry_.end()) {
-      if (auto file = it->second.lock()) return file->cached_bytes();
-    }
-  }
+  if (auto file = live(sha1)) return file->cached_bytes();
   std::ifstream map(cache_.layout().page_map(sha1), std::ios::binary);
   std::uint64_t bytes = 0;
   std::uint64_t page = 0;
@@ -103,13 +103,7 @@ std::uint64_t BlockFetcher::partial_bytes(const std::string& sha1, std::uint64_t
 }
 
 std::size_t BlockFetcher::verified_chunks(const std::string& sha1) {
-  {
-    std::lock_guard lock(registry_mutex_);
-    auto it = registry_.find(sha1);
-    if (it != registry_.end()) {
-      if (auto file = it->second.lock()) return file->verified_chunk_count();
-    }
-  }
+  if (auto file = live(sha1)) return file->verified_chunk_count();
   std::ifstream chunks(cache_.layout().verified_chunks(sha1), std::ios::binary);
   std::size_t verified = 0;
   for (char c; chunks.get(c);) verified += c == 1;

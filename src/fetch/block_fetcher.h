@@ -81,6 +81,8 @@ class BlockFetcher {
   int fetch_block(PartialFile& file, std::uint64_t first, std::uint64_t limit,
                   const CancelToken& cancel);
   void schedule_verify(const std::shared_ptr<PartialFile>& file);
+  // The entry of sha1 some reader holds now, or nullptr (then its files are read instead).
+  std::shared_ptr<PartialFile> live(const std::string& sha1);
   void verify(PartialFile& file);
   void start_threads();
   void worker_loop();
