@@ -88,8 +88,9 @@ class DaemonClient final : public BlobSource {
   std::vector<std::unique_ptr<HttpConnection>> idle_;
 };
 
-// The client configuration that the mount's options describe (kacheryfs and kacheryfs-cache).
-DaemonClientConfig client_config_from(const MountOptions& options);
+// The client configuration that the mount's options describe for one of its nodes
+// (kacheryfs and kacheryfs-cache); node 0 is the first.
+DaemonClientConfig client_config_from(const MountOptions& options, std::size_t node = 0);
 
 // Maps an HTTP exchange that did not succeed to a FetchResult (shared by the routes).
 FetchResult classify_failure(const HttpOutcome& outcome);

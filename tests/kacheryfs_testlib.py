@@ -15,6 +15,7 @@ import unittest
 
 KACHERYFS = os.environ.get("KACHERYFS_BIN", "build/kacheryfs")
 EMULATOR = os.environ.get("KACHERY_EMULATOR_BIN", "build/tests/emulator/kachery-daemon-emulator")
+CACHE_TOOL = os.environ.get("KACHERYFS_CACHE_BIN", os.path.join(os.path.dirname(KACHERYFS), "kacheryfs-cache"))
 EMPTY_SHA1 = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
 
 

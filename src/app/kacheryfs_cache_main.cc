@@ -18,6 +18,7 @@
 #include <iostream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "app/mount_assembly.h"
@@ -32,7 +33,7 @@ using namespace kacheryfs;
 using json = nlohmann::ordered_json;
 
 const char* kUsage =
-    R"(usage: kacheryfs-cache [-o opt,...] [--daemon HOST[:PORT]|URL] [--json] [--create] COMMAND [ARGS]
+    R"(usage: kacheryfs-cache [-o opt,...] [--daemon NODE[,NODE...]] [--json] [--create] COMMAND [ARGS]
 
 commands:
   status                 cache size against its limit, objects, pinned, partial, hit rate, daemon
@@ -103,11 +104,17 @@ int status(Tool& tool) {
   counters.load(tool.index->counters());
   std::uint64_t hits = counters.get(Counter::kHits);
   std::uint64_t misses = counters.get(Counter::kMisses);
-  DaemonClientConfig config = client_config_from(tool.options);
-  config.timeouts.connect = std::chrono::milliseconds(2000);
-  DaemonClient client(config);
-  ProbeInfo info;
-  FetchResult probed = client.probe(&info, NeverCancelled());
+  // Each node as this tool reaches it, and each node as the running mount sees it.
+  std::vector<std::pair<std::string, FetchResult>> probes;
+  for (std::size_t node = 0; node < std::max<std::size_t>(1, tool.options.nodes.size()); ++node) {
+    DaemonClientConfig config = client_config_from(tool.options, node);
+    config.timeouts.connect = std::chrono::milliseconds(2000);
+    DaemonClient client(config);
+    ProbeInfo info;
+    probes.emplace_back(config.address.to_string(), client.probe(&info, NeverCancelled()));
+  }
+  const FetchResult& probed = probes.front().second;
+  std::string mount_nodes = tool.cache->read_meta("mount-nodes").value_or("");
   double hit_rate = counters.hit_rate();
   json named = json::object();
   for (const auto& [name, value] : counters.named_values()) named[name] = value;
@@ -125,6 +132,11 @@ int status(Tool& tool) {
                 {"counters", named},
                 {"daemon", tool.options.daemon.to_string()},
                 {"daemon_reachable", probed.ok()}};
+    out["nodes"] = json::array();
+    for (const auto& [name, result] : probes)
+      out["nodes"].push_back(
+          {{"node", name}, {"reachable", result.ok()}, {"detail", result.detail}});
+    out["mount_nodes"] = mount_nodes;
     std::cout << out.dump(2) << "\n";
   } else {
     std::cout << "cache dir:  " << tool.options.cache_dir << "\n"
@@ -133,9 +145,16 @@ int status(Tool& tool) {
               << "objects:    " << totals.objects << " (" << totals.pinned << " pinned, "
               << totals.partial << " partial)\n"
               << "hit rate:   " << static_cast<int>(hit_rate * 100 + 0.5) << "% (" << hits
-              << " hits, " << misses << " misses)\n"
-              << "daemon:     " << tool.options.daemon.to_string() << " "
-              << (probed.ok() ? "reachable" : "unreachable (" + probed.detail + ")") << "\n";
+              << " hits, " << misses << " misses)\n";
+    for (const auto& [name, result] : probes) {
+      std::cout << (probes.size() == 1 ? "daemon:     " : "node:       ") << name << " "
+                << (result.ok() ? "reachable" : "unreachable (" + result.detail + ")") << "\n";
+    }
+    if (!mount_nodes.empty()) {
+      std::cout << "the mount's nodes (bytes served, throughput, last error):\n";
+      std::istringstream lines(mount_nodes);
+      for (std::string line; std::getline(lines, line);) std::cout << "  " << line << "\n";
+    }
   }
   return 0;
 }

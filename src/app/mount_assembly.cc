@@ -8,15 +8,36 @@
 #include <chrono>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <thread>
 
 namespace kacheryfs {
 
+namespace {
+
+std::vector<std::unique_ptr<DaemonClient>> clients_for(const MountOptions& options) {
+  std::vector<std::unique_ptr<DaemonClient>> clients;
+  std::size_t count = std::max<std::size_t>(1, options.nodes.size());
+  for (std::size_t node = 0; node < count; ++node)
+    clients.push_back(std::make_unique<DaemonClient>(client_config_from(options, node)));
+  return clients;
+}
+
+std::vector<NodeEntry> entries_for(const std::vector<std::unique_ptr<DaemonClient>>& clients) {
+  std::vector<NodeEntry> entries;
+  for (const auto& client : clients)
+    entries.push_back({client->config().address.to_string(), client.get()});
+  return entries;
+}
+
+}  // namespace
+
 MountAssembly::MountAssembly(const MountOptions& options)
     : options_(options),
-      client_(client_config_from(options)),
-      daemon_state_(options.daemon.to_string()),
-      observed_(client_, daemon_state_) {}
+      clients_(clients_for(options)),
+      nodes_(entries_for(clients_),
+             NodeSetConfig{options.spread, NodeSetConfig{}.first_backoff,
+                           NodeSetConfig{}.max_backoff, options.negative_timeout}) {}
 
 MountAssembly::~MountAssembly() { stop_background(); }
 
@@ -98,11 +119,11 @@ Result<std::unique_ptr<MountAssembly>> MountAssembly::build(const MountOptions& 
   fetcher_config.range_size = options.range_size;
   fetcher_config.negative_ttl = options.negative_timeout;
   fetcher_config.load_missing = !options.channel.empty();
-  a->fetcher_ = std::make_unique<ContentFetcher>(a->observed_, *a->cache_, *a->keeper_,
-                                                 a->counters_, fetcher_config);
+  a->fetcher_ = std::make_unique<ContentFetcher>(a->nodes_, *a->cache_, *a->keeper_, a->counters_,
+                                                 fetcher_config);
   MountAssembly* self = a.get();
   a->blocks_ = std::make_unique<BlockFetcher>(
-      a->observed_, *a->cache_, *a->keeper_, a->counters_, *a->open_objects_,
+      a->nodes_, *a->cache_, *a->keeper_, a->counters_, *a->open_objects_,
       BlockFetcherConfig{BlockFetcherConfig{}.page_size, options.block_size, options.max_conns},
       [self](const std::string& sha1) {
         self->invalidate_inode_(self->tree_.ino_of(NodeKind::kContent, sha1));
@@ -111,11 +132,11 @@ Result<std::unique_ptr<MountAssembly>> MountAssembly::build(const MountOptions& 
       *a->cache_, *a->fetcher_, *a->blocks_, *a->keeper_, a->counters_, *a->open_objects_,
       StreamingConfig{options.whole_max, options.max_readahead, options.verify_strict});
   a->filesystem_ = std::make_unique<Filesystem>(
-      a->tree_, *a->cache_, *a->content_, a->counters_, *a->keeper_, a->daemon_state_,
+      a->tree_, *a->cache_, *a->content_, a->counters_, *a->keeper_, a->nodes_,
       [self](std::string* id, const CancelToken& cancel) {
         ProbeInfo info;
-        FetchResult result = self->client_.probe(&info, cancel);
-        self->daemon_state_.note(result);
+        FetchResult result = self->clients_.front()->probe(&info, cancel);
+        self->nodes_.note(0, result);
         if (result.ok()) *id = info.node_id;
         return result;
       },
@@ -123,38 +144,59 @@ Result<std::unique_ptr<MountAssembly>> MountAssembly::build(const MountOptions& 
   return a;
 }
 
-Status MountAssembly::probe_daemon() {
-  DaemonClient probe_client(client_config_from(options_));
+Status MountAssembly::probe_node(std::size_t node) {
+  DaemonClient probe_client(client_config_from(options_, node));
+  const std::string name = probe_client.config().address.to_string();
   ProbeInfo info;
   FetchResult probed = probe_client.probe(&info, NeverCancelled());
-  if (probed.ok() && !options_.auth_file.empty())
+  if (probed.ok() && !probe_client.config().auth_file.empty())
     probed = probe_client.check_auth(NeverCancelled());
+  bool unreachable =
+      probed.status == FetchStatus::kUnreachable || probed.status == FetchStatus::kTimeout;
   if (!probed.ok()) {
     std::string why = probed.status == FetchStatus::kAuthRejected
                           ? "rejects the auth code (" + probed.detail + ")"
                           : "is unreachable (" + std::string(to_string(probed.status)) + ": " +
                                 probed.detail + ")";
-    // An unreachable daemon is noted (and logged once) as offline; the prober notices
-    // when it is back.
-    if ((probed.status == FetchStatus::kUnreachable || probed.status == FetchStatus::kTimeout) &&
-        !options_.require_daemon)
-      daemon_state_.note({probed.status, std::string(to_string(probed.status)) + ": " +
-                                             probed.detail + " at mount time"});
-    bool unreachable =
-        probed.status == FetchStatus::kUnreachable || probed.status == FetchStatus::kTimeout;
+    // An unreachable node is noted (and logged once) as offline; the prober notices when
+    // it is back.
+    if (unreachable && !options_.require_daemon)
+      nodes_.note(node, {probed.status, std::string(to_string(probed.status)) + ": " +
+                                            probed.detail + " at mount time"});
     if (probed.status == FetchStatus::kProtocolError)
       why = "answers wrongly (" + probed.detail + ")";
     return fail(probed.status == FetchStatus::kAuthRejected ? -EACCES
                 : unreachable                               ? -EHOSTUNREACH
                                                             : -EPROTO,
-                "daemon " + options_.daemon.to_string() + " " + why);
+                (clients_.size() == 1 ? "daemon " : "node ") + name + " " + why);
   }
-  filesystem_->set_node_id(info.node_id);
-  spdlog::info("daemon {} ({}), node {}", options_.daemon.to_string(), info.daemon_version,
-               info.node_id);
-  // The tool finds a mount's daemon here (the code itself is never written anywhere).
-  cache_->write_meta("mount-daemon", options_.daemon.to_string());
+  if (node == 0) filesystem_->set_node_id(info.node_id);
+  spdlog::info("{} {} ({}), node {}", clients_.size() == 1 ? "daemon" : "node", name,
+               info.daemon_version, info.node_id);
+  return ok_status();
+}
+
+Status MountAssembly::probe_daemon() {
+  std::optional<Status> first_unreachable;
+  std::optional<Status> misconfigured;
+  bool any_answered = false;
+  for (std::size_t node = 0; node < clients_.size(); ++node) {
+    Status status = probe_node(node);
+    if (status.ok()) {
+      any_answered = true;
+    } else if (status.error() == -EHOSTUNREACH) {
+      if (!first_unreachable) first_unreachable = status;
+      if (clients_.size() > 1 && !options_.require_daemon) spdlog::warn("{}", status.detail());
+    } else if (!misconfigured) {
+      misconfigured = status;
+    }
+  }
+  // The tool finds a mount's nodes here (the codes themselves are never written anywhere).
+  cache_->write_meta("mount-daemon",
+                     options_.source.empty() ? options_.daemon.to_string() : options_.source);
   cache_->write_meta("mount-auth-file", options_.auth_file);
+  if (misconfigured) return *misconfigured;
+  if (!any_answered && first_unreachable) return *first_unreachable;
   return ok_status();
 }
 
@@ -170,14 +212,23 @@ void MountAssembly::persist_counters() {
 
 void MountAssembly::start_background() {
   background_ = std::thread([this] {
-    // While the daemon is offline, probe it every 2 s, so that the mount notices it is back
-    // (and says so once) without waiting for a reader. Counters reach the index every 200 ms.
+    // A node that is down is probed after its backoff, so that the mount notices it is back
+    // (and says so once) without waiting for a reader. Counters reach the index every
+    // 200 ms; the nodes' state reaches the cache's meta (for kacheryfs-cache status) each
+    // second it changes.
+    std::string nodes_written;
     for (unsigned tick = 1; !stopping_; ++tick) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       if (tick % 4 == 0) persist_counters();
-      if (tick % 40 == 0 && !stopping_ && !daemon_state_.online()) {
+      for (std::size_t node : nodes_.due_for_probe()) {
+        if (stopping_) break;
         ProbeInfo info;
-        daemon_state_.note(client_.probe(&info, NeverCancelled()));
+        nodes_.note(node, clients_[node]->probe(&info, NeverCancelled()));
+      }
+      if (tick % 20 == 0) {
+        std::string report = nodes_.report_text();
+        if (report != nodes_written) cache_->write_meta("mount-nodes", report);
+        nodes_written = report;
       }
     }
   });

@@ -1,7 +1,8 @@
 // MountAssembly: the one place that builds the object graph of a mount from parsed
 // options, for `kacheryfs` and `kacheryfs-cache` alike:
-//   daemon client -> observed source (daemon state) -> cache (layout, index, keeper,
-//   open objects) -> fetchers (whole files, blocks) -> content access -> filesystem.
+//   daemon clients (one per node) -> node set (failover, spread, health) -> cache (layout,
+//   index, keeper, open objects) -> fetchers (whole files, blocks) -> content access ->
+//   filesystem.
 // The mount adds only the FUSE session on top; the tool uses content() and the cache parts.
 // Members are declared in dependency order, so they are destroyed in reverse.
 #pragma once
@@ -10,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "cache/cache_index.h"
 #include "cache/cache_keeper.h"
@@ -19,7 +21,7 @@
 #include "fetch/block_fetcher.h"
 #include "fetch/content_access.h"
 #include "fetch/content_fetcher.h"
-#include "fetch/daemon_state.h"
+#include "fetch/node_set.h"
 #include "support/counters.h"
 #include "support/late_callback.h"
 #include "support/options.h"
@@ -48,19 +50,22 @@ class MountAssembly {
   ContentCache& cache() { return *cache_; }
   CacheIndex& index() { return *index_; }
   CacheKeeper& keeper() { return *keeper_; }
-  DaemonClient& client() { return client_; }
-  DaemonState& daemon_state() { return daemon_state_; }
+  // The first node's client (the tool stores through it).
+  DaemonClient& client() { return *clients_.front(); }
+  NodeSet& nodes() { return nodes_; }
   Counters& counters() { return counters_; }
   ContentAccess& content() { return *content_; }
   Filesystem& filesystem() { return *filesystem_; }
   // Attached by the FUSE session: drops the kernel's cached pages of an inode.
   LateCallback<std::uint64_t>& invalidate_inode() { return invalidate_inode_; }
 
-  // Asks the daemon for its node id and checks the auth code (with its own connection, so
-  // that none is left open across the fork of daemonizing). A failure says why, in one line.
+  // Asks each node for its id and checks the auth code (with its own connections, so that
+  // none is left open across the fork of daemonizing); the first node's id is the mount's.
+  // Fails, with one line saying why, when no node answers or a node refuses the code or
+  // answers wrongly; a node that is merely down is logged and probed later.
   Status probe_daemon();
-  // Starts the background work of a running mount (after daemonizing): probing the daemon
-  // while it is offline, and writing the counters to the index.
+  // Starts the background work of a running mount (after daemonizing): probing nodes that
+  // are down, writing the counters to the index and the nodes' state to the cache's meta.
   void start_background();
   // Stops it and writes the counters one last time.
   void stop_background();
@@ -68,13 +73,13 @@ class MountAssembly {
  private:
   explicit MountAssembly(const MountOptions& options);
   void persist_counters();
+  Status probe_node(std::size_t node);
 
   MountOptions options_;
   Counters counters_;
   Counters persisted_;  // what the index was told so far
-  DaemonClient client_;
-  DaemonState daemon_state_;
-  ObservedSource observed_;
+  std::vector<std::unique_ptr<DaemonClient>> clients_;
+  NodeSet nodes_;
   std::unique_ptr<ContentCache> cache_;
   std::unique_ptr<CacheIndex> index_;
   std::unique_ptr<OpenObjects> open_objects_;

@@ -48,6 +48,21 @@ class BlobSource {
   // Asks the source to obtain a blob it lacks (kachery: /loadFile through a channel).
   // Returns kOk once the blob can be read, kNotFound when it cannot be found.
   virtual FetchResult load_blob(std::string_view sha1, const CancelToken& cancel) = 0;
+
+  // Told that bytes [start, end) of sha1, as this source served them, failed verification.
+  // Says who served them (for the error message) and whether another attempt may reach
+  // other bytes (a different node).
+  struct BadBytesVerdict {
+    std::string served_by;  // "" when the source cannot tell
+    bool worth_retrying = false;
+  };
+  virtual BadBytesVerdict report_bad_bytes(const std::string& sha1, std::uint64_t start,
+                                           std::uint64_t end) {
+    (void)sha1;
+    (void)start;
+    (void)end;
+    return {};
+  }
 };
 
 }  // namespace kacheryfs

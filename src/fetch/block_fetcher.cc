@@ -295,14 +295,16 @@ void BlockFetcher::verifier_loop() {
 void BlockFetcher::verify(PartialFile& file) {
   auto verifying = file.lock_for_verify();
   if (file.failed() || file.complete()) return;
-  auto fail = [&](const std::string& what) {
+  // [bad_start, bad_end): the bytes that failed, so that the source can tell who sent them.
+  auto fail = [&](const std::string& what, std::uint64_t bad_start, std::uint64_t bad_end) {
     // Fail and drop the kernel's pages first, so that once the line is logged no reader
     // can get the bad bytes any more.
     file.fail();
     if (on_failure_) on_failure_(file.sha1());
     accounting_.forget(file.sha1());
+    std::string from = source_.report_bad_bytes(file.sha1(), bad_start, bad_end).served_by;
     report_eio(counters_, EioSite::kBlockChecksum, file.sha1(),
-               what +
+               what + (from.empty() ? "" : " (bytes from " + from + ")") +
                    "; its cached pages are dropped and its readers get EIO until it is fetched "
                    "again");
   };
@@ -319,11 +321,12 @@ void BlockFetcher::verify(PartialFile& file) {
       if (!ready) continue;
       Sha1Hasher hasher;
       if (!hash_range(file.data_fd(), chunk.start, chunk.end, hasher))
-        return fail("cannot read chunk back");
+        return fail("cannot read chunk back", 0, 0);
       std::string actual = hasher.final_hex();
       if (actual != chunk.sha1) {
         return fail("manifest chunk " + std::to_string(c) + " [" + std::to_string(chunk.start) +
-                    ", " + std::to_string(chunk.end) + ") hashes to " + actual);
+                        ", " + std::to_string(chunk.end) + ") hashes to " + actual,
+                    chunk.start, chunk.end);
       }
       file.set_chunk_verified(c);
     }
@@ -332,10 +335,10 @@ void BlockFetcher::verify(PartialFile& file) {
       file.hash_present_pages([&](std::uint64_t start, std::uint64_t end, Sha1Hasher& hasher) {
         return hash_range(file.data_fd(), start, end, hasher);
       });
-  if (!read_back) return fail("cannot read the file back");
+  if (!read_back) return fail("cannot read the file back", 0, 0);
   if (!file.all_pages_hashed()) return;
   std::string actual = file.whole_file_hash();
-  if (actual != file.sha1()) return fail("the file hashes to " + actual);
+  if (actual != file.sha1()) return fail("the file hashes to " + actual, 0, file.size());
   if (int error = cache_.adopt(file.sha1(), file.data_path()); error != 0) {
     spdlog::warn("cannot move verified {} into the cache: {}", file.sha1(), std::strerror(-error));
     return;

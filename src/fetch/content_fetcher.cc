@@ -188,6 +188,17 @@ int ContentFetcher::ensure_cached(std::string_view sha1_view, const CancelToken&
 
 int ContentFetcher::download(const std::string& sha1, std::uint64_t size,
                              const CancelToken& cancel) {
+  constexpr int kMaxAttempts = 4;  // at most one per distrusted node, and a final one
+  for (int attempt = 1;; ++attempt) {
+    bool worth_retrying = false;
+    int error = download_once(sha1, size, cancel, &worth_retrying);
+    if (error == 0 || !worth_retrying || attempt == kMaxAttempts) return error;
+    spdlog::info("fetching {} again, from another node", sha1);
+  }
+}
+
+int ContentFetcher::download_once(const std::string& sha1, std::uint64_t size,
+                                  const CancelToken& cancel, bool* worth_retrying) {
   accounting_.make_room(size);
   auto begun = cache_.begin(sha1);
   if (!begun.ok()) {
@@ -237,8 +248,11 @@ int ContentFetcher::download(const std::string& sha1, std::uint64_t size,
       std::lock_guard lock(mutex_);
       sizes_.erase(sha1);
     }
+    BlobSource::BadBytesVerdict verdict = source_.report_bad_bytes(sha1, 0, size);
+    *worth_retrying = verdict.worth_retrying;
+    std::string from = verdict.served_by.empty() ? "the node" : verdict.served_by;
     return report_eio(counters_, EioSite::kDownloadChecksum, sha1,
-                      "the node's bytes hash to " + actual + "; nothing cached");
+                      "the bytes from " + from + " hash to " + actual + "; nothing cached");
   }
   if (int commit_error = tx->commit(); commit_error != 0) {
     return fetch_errno(counters_,

@@ -49,7 +49,11 @@ class ContentFetcher {
 
  private:
   Result<std::uint64_t> discover_size(const std::string& sha1, const CancelToken& cancel);
+  // Downloads and verifies; bytes that fail verification are fetched again while the
+  // source says another node may serve them.
   int download(const std::string& sha1, std::uint64_t size, const CancelToken& cancel);
+  int download_once(const std::string& sha1, std::uint64_t size, const CancelToken& cancel,
+                    bool* worth_retrying);
   FetchResult read_with_load(const std::string& sha1, std::uint64_t start, std::uint64_t end,
                              const ByteSink& sink, const CancelToken& cancel);
   bool known_missing(const std::string& sha1);

@@ -1,5 +1,6 @@
 #include "support/daemon_address.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include "support/printable.h"
@@ -93,6 +94,48 @@ std::optional<DaemonAddress> parse_daemon_address(std::string_view source,
   // The daemon speaks HTTPS on any port whose number ends in 443.
   if (!scheme_given && address.port % 1000 == 443) address.tls = true;
   return address;
+}
+
+std::vector<DaemonAddress> parse_daemon_addresses(std::string_view source,
+                                                  std::string_view default_host,
+                                                  std::string_view default_port,
+                                                  std::string* error) {
+  std::vector<DaemonAddress> nodes;
+  if (source.empty()) {
+    if (auto address = parse_daemon_address(source, default_host, default_port, error))
+      nodes.push_back(*address);
+    return nodes;
+  }
+  constexpr std::size_t kMaxNodes = 16;
+  for (std::size_t begin = 0; begin <= source.size();) {
+    std::size_t comma = std::min(source.find(',', begin), source.size());
+    std::string_view entry = source.substr(begin, comma - begin);
+    begin = comma + 1;
+    if (entry.empty()) {
+      *error = "empty node in '" + printable(source) + "' (nodes are separated by one comma)";
+      return {};
+    }
+    std::string entry_error;
+    auto address = parse_daemon_address(entry, default_host, default_port, &entry_error);
+    if (!address) {
+      *error = nodes.empty() && comma == source.size()
+                   ? entry_error
+                   : "node " + std::to_string(nodes.size() + 1) + ": " + entry_error;
+      return {};
+    }
+    if (std::any_of(nodes.begin(), nodes.end(), [&](const DaemonAddress& known) {
+          return known.to_string() == address->to_string();
+        })) {
+      *error = "node " + address->to_string() + " is listed twice";
+      return {};
+    }
+    nodes.push_back(*address);
+    if (nodes.size() > kMaxNodes) {
+      *error = "more than " + std::to_string(kMaxNodes) + " nodes in the source";
+      return {};
+    }
+  }
+  return nodes;
 }
 
 }  // namespace kacheryfs

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace kacheryfs {
 
@@ -26,6 +27,14 @@ struct DaemonAddress {
 // default_host / default_port, either may be empty). On failure returns nullopt and
 // sets *error to a one-line reason.
 std::optional<DaemonAddress> parse_daemon_address(std::string_view source,
+                                                  std::string_view default_host,
+                                                  std::string_view default_port,
+                                                  std::string* error);
+
+// Parses a comma-separated list of nodes ("host1:20431,http://host2:20431"), each as
+// parse_daemon_address does; an empty source is the one node of the environment. On
+// failure returns an empty list and sets *error to a one-line reason naming the entry.
+std::vector<DaemonAddress> parse_daemon_addresses(std::string_view source,
                                                   std::string_view default_host,
                                                   std::string_view default_port,
                                                   std::string* error);

@@ -184,7 +184,8 @@ std::vector<OptionRow> make_option_table() {
                           "local cache of fetched content"));
   rows.push_back(text_row("auth_file", "FILE", &MO::auth_file,
                           "$KACHERY_STORAGE_DIR/client-auth if it exists",
-                          "file holding the daemon's client auth code"));
+                          "file holding the daemon's client auth code; FILE1:FILE2 gives "
+                          "one per node"));
   rows.push_back(
       text_row("auth_group", "GROUP", &MO::auth_group, "none: the mounting user only",
                "this group may read MOUNTPOINT/client-auth too (0440; with allow_other)"));
@@ -297,6 +298,14 @@ std::vector<OptionRow> make_option_table() {
          return "";
        },
        [](const MountOptions& o) -> std::string { return o.require_daemon ? "yes" : "no"; }});
+  rows.push_back({"spread", "", "", "", "",
+                  "fetch the blocks of large files from every healthy node at once", false,
+                  [](Value value, MountOptions& o) -> std::string {
+                    if (value) return "takes no value";
+                    o.spread = true;
+                    return "";
+                  },
+                  [](const MountOptions& o) -> std::string { return o.spread ? "yes" : "no"; }});
   rows.push_back(text_row("log_file", "PATH", &MO::log_file,
                           "syslog (the journal) once daemonized; stderr with -f",
                           "append the log to PATH (reopened on SIGHUP, for logrotate)"));
@@ -491,16 +500,16 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, const
     o.mountpoint = positional[1];
   } else if (positional.empty()) {
     errors.push_back(
-        "missing mount point (usage: kacheryfs [options] [HOST[:PORT]|URL] MOUNTPOINT)");
+        "missing mount point (usage: kacheryfs [options] [NODE[,NODE...]] MOUNTPOINT)");
   } else {
-    errors.push_back("too many arguments: expected [HOST[:PORT]|URL] MOUNTPOINT");
+    errors.push_back("too many arguments: expected [NODE[,NODE...]] MOUNTPOINT");
   }
 
   std::string address_error;
-  auto address = parse_daemon_address(o.source, env("KACHERY_DAEMON_HOST").value_or(""),
-                                      env("KACHERY_DAEMON_PORT").value_or(""), &address_error);
-  if (address)
-    o.daemon = *address;
+  o.nodes = parse_daemon_addresses(o.source, env("KACHERY_DAEMON_HOST").value_or(""),
+                                   env("KACHERY_DAEMON_PORT").value_or(""), &address_error);
+  if (!o.nodes.empty())
+    o.daemon = o.nodes.front();
   else
     errors.push_back("daemon address: " + address_error);
 
@@ -509,6 +518,23 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, const
     if (auto storage = env("KACHERY_STORAGE_DIR"); storage && !storage->empty()) {
       std::string candidate = *storage + "/client-auth";
       if (access(candidate.c_str(), F_OK) == 0) o.auth_file = candidate;
+    }
+  }
+  // auth_file names one file for every node, or one per node separated by ':' (an empty
+  // entry: that node takes no code).
+  o.node_auth_files.clear();
+  if (o.auth_file.find(':') == std::string::npos) {
+    o.node_auth_files.assign(std::max<std::size_t>(1, o.nodes.size()), o.auth_file);
+  } else {
+    for (std::size_t begin = 0; begin <= o.auth_file.size();) {
+      std::size_t colon = std::min(o.auth_file.find(':', begin), o.auth_file.size());
+      o.node_auth_files.push_back(o.auth_file.substr(begin, colon - begin));
+      begin = colon + 1;
+    }
+    if (!o.nodes.empty() && o.node_auth_files.size() != o.nodes.size()) {
+      errors.push_back("auth_file: " + std::to_string(o.node_auth_files.size()) +
+                       " files separated by ':' for " + std::to_string(o.nodes.size()) +
+                       " nodes (give one file, or one per node in the order of the nodes)");
     }
   }
   bool has_fsname = std::any_of(o.fuse_options.begin(), o.fuse_options.end(),
@@ -536,9 +562,10 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, const
 
 std::string usage_text(std::string_view program) {
   std::ostringstream out;
-  out << "usage: " << program << " [options] [HOST[:PORT]|URL] MOUNTPOINT\n"
+  out << "usage: " << program << " [options] [NODE[,NODE...]] MOUNTPOINT\n"
       << "\n"
-      << "Mounts the content of a kachery node read-only: MOUNTPOINT/sha1/<sha1>.\n"
+      << "Mounts the content of kachery nodes read-only: MOUNTPOINT/sha1/<sha1>.\n"
+      << "NODE is HOST[:PORT] or a URL; several nodes are tried in order (failover).\n"
       << "HOST and PORT default to $KACHERY_DAEMON_HOST and $KACHERY_DAEMON_PORT "
          "(localhost:20431).\n"
       << "\n"
@@ -571,7 +598,10 @@ std::string usage_text(std::string_view program) {
 
 std::string describe(const MountOptions& o) {
   std::ostringstream out;
-  out << "daemon=" << o.daemon.to_string() << " mountpoint=" << o.mountpoint;
+  out << "nodes=";
+  for (std::size_t i = 0; i < o.nodes.size(); ++i)
+    out << (i > 0 ? "," : "") << o.nodes[i].to_string();
+  out << " mountpoint=" << o.mountpoint;
   for (const OptionRow& row : option_table()) {
     if (row.show) out << " " << row.name << "=" << row.show(o);
   }

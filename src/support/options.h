@@ -1,5 +1,6 @@
 // kacheryfs's command line as plain typed data, following sshfs conventions:
-//   kacheryfs [options] [HOST[:PORT]|URL] MOUNTPOINT   with -o opt[=val],...  -f -d -h -V
+//   kacheryfs [options] [NODE[,NODE...]] MOUNTPOINT   (NODE = HOST[:PORT] or a URL)   with -o
+//   opt[=val],...  -f -d -h -V
 // Every value is validated by a from_string-style parser that is unit tested, and all
 // errors are reported together. fstab-only options are accepted and ignored; a few FUSE
 // mount options are passed through. Used by main.cc and by the tests.
@@ -20,8 +21,9 @@ namespace kacheryfs {
 // Every field set by an -o option gets its default from the option table in options.cc
 // (default_mount_options()); nothing here repeats a default.
 struct MountOptions {
-  std::string source;  // as given; "" means KACHERY_DAEMON_HOST/PORT
-  DaemonAddress daemon;
+  std::string source;                // as given; "" means KACHERY_DAEMON_HOST/PORT
+  DaemonAddress daemon;              // the first node (its id is kachery-node-id)
+  std::vector<DaemonAddress> nodes;  // every node of the source, in order (nodes[0] == daemon)
   std::string mountpoint;
   bool foreground = false;
   bool debug = false;
@@ -29,10 +31,11 @@ struct MountOptions {
   bool show_help = false;
   bool show_version = false;
 
-  std::string cache_dir;   // default: a per-user dir (see default_cache_dir in options.cc)
-  std::string auth_file;   // "" means no auth header
-  std::string auth_group;  // group that may read MOUNTPOINT/client-auth ("" = owner only)
-  bool hide_auth = false;  // no MOUNTPOINT/client-auth
+  std::string cache_dir;  // default: a per-user dir (see default_cache_dir in options.cc)
+  std::string auth_file;  // "" means no auth header; FILE1:FILE2 gives one per node
+  std::vector<std::string> node_auth_files;  // auth_file per node ("" = none), as nodes
+  std::string auth_group;            // group that may read MOUNTPOINT/client-auth ("" = owner only)
+  bool hide_auth = false;            // no MOUNTPOINT/client-auth
   std::optional<std::uint32_t> uid;  // owner shown for files (default: the mounting user)
   std::optional<std::uint32_t> gid;
   std::uint32_t umask = 0;      // bits taken away from 0444 files and 0555 directories
@@ -47,6 +50,7 @@ struct MountOptions {
   unsigned retries = 0;
   std::chrono::seconds negative_timeout{};
   std::string channel;  // when set, missing files are loaded through it (/loadFile)
+  bool spread = false;  // fetch the blocks of a large file from every healthy node at once
   std::chrono::seconds load_timeout{};
   std::string log_level;
   std::uint32_t max_read = 0;        // largest kernel read request

@@ -21,51 +21,52 @@ constexpr std::string_view kNodeIdMetaKey = "kachery-node-id";
 struct RootXattr {
   std::string_view name;
   std::string (*value)(const Counters& counters, const CacheAccounting& accounting,
-                       const DaemonState& daemon);
+                       const NodeSet& nodes);
 };
 constexpr RootXattr kRootXattrs[] = {
     {"user.kachery.online",
-     [](const Counters&, const CacheAccounting&, const DaemonState& daemon) -> std::string {
-       return daemon.online() ? "1" : "0";
+     [](const Counters&, const CacheAccounting&, const NodeSet& nodes) -> std::string {
+       return nodes.online() ? "1" : "0";
      }},
+    {"user.kachery.nodes", [](const Counters&, const CacheAccounting&,
+                              const NodeSet& nodes) { return nodes.report_text(); }},
     {"user.kachery.hitrate",
-     [](const Counters& counters, const CacheAccounting&, const DaemonState&) -> std::string {
+     [](const Counters& counters, const CacheAccounting&, const NodeSet&) -> std::string {
        char text[32];
        std::snprintf(text, sizeof(text), "%.3f", counters.hit_rate());
        return text;
      }},
     {"user.kachery.bytes_fetched",
-     [](const Counters& counters, const CacheAccounting&, const DaemonState&) {
+     [](const Counters& counters, const CacheAccounting&, const NodeSet&) {
        return std::to_string(counters.get(Counter::kBytesFetched));
      }},
     {"user.kachery.cache_bytes",
-     [](const Counters&, const CacheAccounting& accounting, const DaemonState&) {
+     [](const Counters&, const CacheAccounting& accounting, const NodeSet&) {
        return std::to_string(accounting.cached_bytes());
      }},
-    {"user.kachery.nioerr",
-     [](const Counters& counters, const CacheAccounting&, const DaemonState&) {
-       return std::to_string(counters.eio_total());
-     }},
+    {"user.kachery.nioerr", [](const Counters& counters, const CacheAccounting&,
+                               const NodeSet&) { return std::to_string(counters.eio_total()); }},
     {"user.kachery.eio", [](const Counters& counters, const CacheAccounting&,
-                            const DaemonState&) { return counters.eio_report(); }},
+                            const NodeSet&) { return counters.eio_report(); }},
 };
 constexpr std::string_view kSha1Xattr = "user.kachery.sha1";
 constexpr std::string_view kCachedBytesXattr = "user.kachery.cached_bytes";
 constexpr std::string_view kVerifiedXattr = "user.kachery.verified";
-constexpr std::string_view kContentXattrs[] = {kSha1Xattr, kCachedBytesXattr, kVerifiedXattr};
+constexpr std::string_view kServedByXattr = "user.kachery.served_by";
+constexpr std::string_view kContentXattrs[] = {kSha1Xattr, kCachedBytesXattr, kVerifiedXattr,
+                                               kServedByXattr};
 
 }  // namespace
 
 Filesystem::Filesystem(Tree& tree, ContentCache& cache, ContentAccess& content, Counters& counters,
-                       CacheAccounting& accounting, const DaemonState& daemon_state,
-                       NodeIdFetch fetch_node_id, AuthCodeRead read_auth_code,
-                       ClientAuthPolicy client_auth)
+                       CacheAccounting& accounting, const NodeSet& nodes, NodeIdFetch fetch_node_id,
+                       AuthCodeRead read_auth_code, ClientAuthPolicy client_auth)
     : tree_(tree),
       cache_(cache),
       content_(content),
       counters_(counters),
       accounting_(accounting),
-      daemon_state_(daemon_state),
+      nodes_(nodes),
       fetch_node_id_(std::move(fetch_node_id)),
       read_auth_code_(std::move(read_auth_code)),
       client_auth_(client_auth) {
@@ -260,6 +261,9 @@ int Filesystem::get_xattr(std::uint64_t ino, std::string_view name, std::string&
     value = sha1;
   } else if (name == kVerifiedXattr) {
     value = content_.verified(sha1);
+  } else if (name == kServedByXattr) {
+    value = nodes_.served_by(sha1);  // the nodes this mount fetched its bytes from
+    if (value.empty()) return -ENODATA;
   } else if (name == kCachedBytesXattr) {
     Result<std::uint64_t> bytes = content_.cached_bytes(sha1, cancel);
     if (!bytes.ok()) return bytes.error();
@@ -273,7 +277,7 @@ int Filesystem::get_xattr(std::uint64_t ino, std::string_view name, std::string&
 int Filesystem::root_xattr(std::string_view name, std::string& value) {
   for (const RootXattr& xattr : kRootXattrs) {
     if (xattr.name == name) {
-      value = xattr.value(counters_, accounting_, daemon_state_);
+      value = xattr.value(counters_, accounting_, nodes_);
       return 0;
     }
   }

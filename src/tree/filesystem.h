@@ -17,7 +17,7 @@
 #include "cache/content_cache.h"
 #include "fetch/blob_source.h"
 #include "fetch/content_access.h"
-#include "fetch/daemon_state.h"
+#include "fetch/node_set.h"
 #include "support/cancel_token.h"
 #include "support/counters.h"
 #include "tree/tree.h"
@@ -70,9 +70,8 @@ using NodeIdFetch = std::function<FetchResult(std::string* node_id, const Cancel
 class Filesystem {
  public:
   Filesystem(Tree& tree, ContentCache& cache, ContentAccess& content, Counters& counters,
-             CacheAccounting& accounting, const DaemonState& daemon_state,
-             NodeIdFetch fetch_node_id, AuthCodeRead read_auth_code = {},
-             ClientAuthPolicy client_auth = {});
+             CacheAccounting& accounting, const NodeSet& nodes, NodeIdFetch fetch_node_id,
+             AuthCodeRead read_auth_code = {}, ClientAuthPolicy client_auth = {});
 
   int lookup(std::uint64_t parent, std::string_view name, Attributes& out,
              const CancelToken& cancel);
@@ -113,7 +112,7 @@ class Filesystem {
   ContentAccess& content_;
   Counters& counters_;
   CacheAccounting& accounting_;
-  const DaemonState& daemon_state_;
+  const NodeSet& nodes_;
   NodeIdFetch fetch_node_id_;
   AuthCodeRead read_auth_code_;
   ClientAuthPolicy client_auth_;

@@ -68,7 +68,7 @@ class FilesystemTest : public testing::TempDirTest {
   NoQuota quota_;
   Counters counters_;
   OpenObjects in_use_;
-  DaemonState daemon_{"test"};
+  NodeSet daemon_{{{"test", &source_}}, NodeSetConfig{}};
   Tree tree_;
   std::unique_ptr<ContentCache> cache_;
   std::unique_ptr<ContentFetcher> fetcher_;
@@ -146,8 +146,9 @@ TEST_F(FilesystemTest, NodeIdFileAndRootAttributes) {
   std::vector<std::string> names;
   ASSERT_EQ(filesystem_->list_xattrs(Tree::kRootIno, names), 0);
   for (const std::string& name : names) root_xattr(name);  // each one answers
-  EXPECT_EQ(names.size(), 6u);
+  EXPECT_EQ(names.size(), 7u);
   EXPECT_EQ(root_xattr("user.kachery.online"), "1");
+  EXPECT_EQ(root_xattr("user.kachery.nodes"), "test up served=0 rate=0.0MB/s\n");
   std::string value;
   EXPECT_EQ(filesystem_->get_xattr(Tree::kRootIno, "user.other", value, never_), -ENODATA);
   std::vector<DirEntry> entries;
