@@ -29,7 +29,7 @@ cmake --build build-tsan -j "$(nproc)"
 (cd build-tsan &&
   TSAN_OPTIONS="log_path=$reports/tsan:halt_on_error=0:second_deadlock_stack=1" \
   ctest --output-on-failure -j 2 --timeout 900 \
-    -R '^(unit\.|client\.|mount\.(read_by_hash|network_faults|large_files|client_replay|cache_quota))' "$@") ||
+    -R '^(unit\.|client\.|mount\.(read_by_hash|network_faults|large_files|client_replay|cache_quota|several_nodes))' "$@") ||
   status=$?
 
 if compgen -G "$reports/*" > /dev/null; then

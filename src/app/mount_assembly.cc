@@ -18,8 +18,11 @@ namespace {
 std::vector<std::unique_ptr<DaemonClient>> clients_for(const MountOptions& options) {
   std::vector<std::unique_ptr<DaemonClient>> clients;
   std::size_t count = std::max<std::size_t>(1, options.nodes.size());
-  for (std::size_t node = 0; node < count; ++node)
-    clients.push_back(std::make_unique<DaemonClient>(client_config_from(options, node)));
+  for (std::size_t node = 0; node < count; ++node) {
+    DaemonClientConfig config = client_config_from(options, node);
+    if (count > 1) config.retries = 0;  // the node set retries, over every node
+    clients.push_back(std::make_unique<DaemonClient>(config));
+  }
   return clients;
 }
 
@@ -35,9 +38,10 @@ std::vector<NodeEntry> entries_for(const std::vector<std::unique_ptr<DaemonClien
 MountAssembly::MountAssembly(const MountOptions& options)
     : options_(options),
       clients_(clients_for(options)),
-      nodes_(entries_for(clients_),
-             NodeSetConfig{options.spread, NodeSetConfig{}.first_backoff,
-                           NodeSetConfig{}.max_backoff, options.negative_timeout}) {}
+      nodes_(
+          entries_for(clients_),
+          NodeSetConfig{options.spread, NodeSetConfig{}.first_backoff, NodeSetConfig{}.max_backoff,
+                        options.negative_timeout, clients_.size() > 1 ? options.retries : 0}) {}
 
 MountAssembly::~MountAssembly() { stop_background(); }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <sstream>
+#include <thread>
 
 #include "support/printable.h"
 
@@ -170,49 +171,59 @@ void NodeSet::finish_attempt(std::size_t node, const std::string& sha1, std::uin
 FetchResult NodeSet::read_range(std::string_view sha1_view, std::uint64_t start, std::uint64_t end,
                                 const ByteSink& sink, const CancelToken& cancel) {
   std::string sha1(sha1_view);
-  std::vector<bool> tried(nodes_.size(), false);
   std::uint64_t position = start;
-  bool some_said_missing = false;
-  FetchResult failure;  // the last failure other than "not found"
-  bool failed = false;
-  for (;;) {
-    std::size_t node = pick(sha1, end - position, tried);
-    if (node == kNone) break;
-    tried[node] = true;
-    std::uint64_t attempt_start = position;
-    auto began = std::chrono::steady_clock::now();
-    FetchResult result = nodes_[node].source->read_range(
-        sha1, position, end,
-        [&](const char* data, std::size_t size) {
-          if (!sink(data, size)) return false;
-          position += size;
-          return true;
-        },
-        cancel);
-    finish_attempt(node, sha1, end - attempt_start, attempt_start, position,
-                   std::chrono::steady_clock::now() - began, result);
-    if (result.ok() || result.status == FetchStatus::kCancelled ||
-        result.status == FetchStatus::kLocalError) {
-      return result;
-    }
-    if (position >= end) return {};  // every byte arrived before the failure
-    if (result.status == FetchStatus::kNotFound) {
-      some_said_missing = true;
-    } else {
-      failed = true;
-      failure = {result.status, labelled(node, result.detail)};
-      if (nodes_.size() > 1) {
-        spdlog::info("{}: continuing {} at byte {} on the next node", labelled(node, result.detail),
-                     sha1, position);
+  for (unsigned round = 0;; ++round) {
+    std::vector<bool> tried(nodes_.size(), false);
+    bool some_said_missing = false;
+    FetchResult failure;  // the last failure other than "not found"
+    bool failed = false;
+    for (;;) {
+      std::size_t node = pick(sha1, end - position, tried);
+      if (node == kNone) break;
+      tried[node] = true;
+      std::uint64_t attempt_start = position;
+      auto began = std::chrono::steady_clock::now();
+      FetchResult result = nodes_[node].source->read_range(
+          sha1, position, end,
+          [&](const char* data, std::size_t size) {
+            if (!sink(data, size)) return false;
+            position += size;
+            return true;
+          },
+          cancel);
+      finish_attempt(node, sha1, end - attempt_start, attempt_start, position,
+                     std::chrono::steady_clock::now() - began, result);
+      if (result.ok() || result.status == FetchStatus::kCancelled ||
+          result.status == FetchStatus::kLocalError) {
+        return result;
+      }
+      if (position >= end) return {};  // every byte arrived before the failure
+      if (result.status == FetchStatus::kNotFound) {
+        some_said_missing = true;
+      } else {
+        failed = true;
+        failure = {result.status, labelled(node, result.detail)};
+        if (nodes_.size() > 1) {
+          spdlog::info("{}: continuing {} at byte {} on the next node",
+                       labelled(node, result.detail), sha1, position);
+        }
       }
     }
+    if (!failed) {
+      if (!some_said_missing && distrusted_by_any(sha1)) {
+        return {FetchStatus::kProtocolError,
+                "every node that has it served bytes that failed verification during this mount"};
+      }
+      return {FetchStatus::kNotFound, nodes_.size() == 1 ? "not on the node" : "not on any node"};
+    }
+    // Every node failed: another round only after a 5xx or a broken connection, after a pause.
+    if (failure.status != FetchStatus::kServerError || round >= config_.retries) return failure;
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(100 << (round + 1));
+    while (std::chrono::steady_clock::now() < until) {
+      if (cancel.cancelled()) return {FetchStatus::kCancelled, "cancelled"};
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
   }
-  if (failed) return failure;
-  if (!some_said_missing && distrusted_by_any(sha1)) {
-    return {FetchStatus::kProtocolError,
-            "every node that has it served bytes that failed verification during this mount"};
-  }
-  return {FetchStatus::kNotFound, nodes_.size() == 1 ? "not on the node" : "not on any node"};
 }
 
 bool NodeSet::distrusted_by_any(const std::string& sha1) const {

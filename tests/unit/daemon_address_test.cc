@@ -64,5 +64,32 @@ TEST(DaemonAddress, Errors) {
   EXPECT_NE(parse_error(":80").find("no host"), std::string::npos);
 }
 
+TEST(DaemonAddresses, ACommaSeparatedListKeepsItsOrder) {
+  std::string error;
+  auto nodes = parse_daemon_addresses("box1:20431,https://box2/kachery,[::1]:9000", "", "", &error);
+  ASSERT_EQ(nodes.size(), 3u) << error;
+  EXPECT_EQ(nodes[0].to_string(), "http://box1:20431");
+  EXPECT_EQ(nodes[1].to_string(), "https://box2:443/kachery");
+  EXPECT_EQ(nodes[2].to_string(), "http://[::1]:9000");
+  auto one = parse_daemon_addresses("", "envhost", "4000", &error);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].to_string(), "http://envhost:4000");
+}
+
+TEST(DaemonAddresses, ErrorsNameTheEntry) {
+  std::string error;
+  EXPECT_TRUE(parse_daemon_addresses("a:1,,b:2", "", "", &error).empty());
+  EXPECT_NE(error.find("empty node"), std::string::npos) << error;
+  EXPECT_TRUE(parse_daemon_addresses("a:1,b:0", "", "", &error).empty());
+  EXPECT_NE(error.find("node 2: bad port"), std::string::npos) << error;
+  EXPECT_TRUE(parse_daemon_addresses("a:1,", "", "", &error).empty());
+  EXPECT_TRUE(parse_daemon_addresses("a:1,http://a:1", "", "", &error).empty());
+  EXPECT_NE(error.find("listed twice"), std::string::npos) << error;
+  std::string many;
+  for (int i = 1; i <= 17; ++i) many += (i > 1 ? "," : "") + std::string("h:") + std::to_string(i);
+  EXPECT_TRUE(parse_daemon_addresses(many, "", "", &error).empty());
+  EXPECT_NE(error.find("more than 16 nodes"), std::string::npos) << error;
+}
+
 }  // namespace
 }  // namespace kacheryfs

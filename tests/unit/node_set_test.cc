@@ -222,5 +222,39 @@ TEST(NodeSetTest, AllNodesDownFailsWithoutWaitingAndComesBackOnAProbe) {
   EXPECT_NE(nodes.report_text().find("http://b up"), std::string::npos) << nodes.report_text();
 }
 
+// Fails its first `failures` ranges with a 5xx, then serves.
+class FlakySource final : public BlobSource {
+ public:
+  FlakySource(MemorySource& inner, int failures) : inner_(inner), failures_(failures) {}
+  FetchResult read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
+                         const ByteSink& sink, const CancelToken& cancel) override {
+    if (failures_-- > 0) return {FetchStatus::kServerError, "500 busy"};
+    return inner_.read_range(sha1, start, end, sink, cancel);
+  }
+  FetchResult load_blob(std::string_view, const CancelToken&) override { return {}; }
+
+ private:
+  MemorySource& inner_;
+  std::atomic<int> failures_;
+};
+
+TEST(NodeSetTest, WhenEveryNodeFailsWith5xxTheSetRetriesInRounds) {
+  MemorySource store;
+  std::string bytes = pattern(1000, 11);
+  std::string sha1 = store.add(bytes);
+  FlakySource a(store, 1), b(store, 1);
+  NodeSetConfig config = quick_backoff();
+  config.retries = 1;
+  NodeSet nodes({{"http://a", &a}, {"http://b", &b}}, config);
+  std::string got;
+  ASSERT_TRUE(read_into(nodes, sha1, 0, 1000, got).ok());
+  EXPECT_EQ(got, bytes);
+
+  FlakySource c(store, 5), d(store, 5);
+  NodeSet no_retries({{"http://c", &c}, {"http://d", &d}}, quick_backoff());
+  got.clear();
+  EXPECT_EQ(read_into(no_retries, sha1, 0, 1000, got).status, FetchStatus::kServerError);
+}
+
 }  // namespace
 }  // namespace kacheryfs

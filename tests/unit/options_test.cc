@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -53,6 +54,31 @@ TEST(CommandLine, SourceMountpointAndDefaults) {
   EXPECT_EQ(p.options.timeout.count(), 10000);
   EXPECT_FALSE(p.options.foreground);
   EXPECT_FALSE(p.options.cache_dir.empty());
+}
+
+TEST(CommandLine, SeveralNodesWithAnAuthFileEach) {
+  auto p = parse({"-o", "auth_file=/a:/b,spread", "n1:20431,n2:20431", "/kachery"});
+  ASSERT_TRUE(p.errors.empty()) << p.errors[0];
+  ASSERT_EQ(p.options.nodes.size(), 2u);
+  EXPECT_EQ(p.options.daemon.host, "n1");
+  EXPECT_EQ(p.options.nodes[1].host, "n2");
+  EXPECT_EQ(p.options.node_auth_files, (std::vector<std::string>{"/a", "/b"}));
+  EXPECT_TRUE(p.options.spread);
+
+  auto shared = parse({"-o", "auth_file=/code", "n1,n2,n3", "/kachery"});
+  ASSERT_TRUE(shared.errors.empty());
+  EXPECT_EQ(shared.options.node_auth_files, (std::vector<std::string>(3, "/code")));
+  auto none_for_second = parse({"-o", "auth_file=/a:", "n1,n2", "/kachery"});
+  ASSERT_TRUE(none_for_second.errors.empty());
+  EXPECT_EQ(none_for_second.options.node_auth_files, (std::vector<std::string>{"/a", ""}));
+
+  auto mismatch = parse({"-o", "auth_file=/a:/b:/c", "n1,n2", "/kachery"});
+  ASSERT_EQ(mismatch.errors.size(), 1u);
+  EXPECT_NE(mismatch.errors[0].find("3 files separated by ':' for 2 nodes"), std::string::npos);
+  // The source, commas included, is the mount's fsname, escaped for FUSE's option string.
+  EXPECT_NE(std::find(p.options.fuse_options.begin(), p.options.fuse_options.end(),
+                      "fsname=n1:20431\\,n2:20431"),
+            p.options.fuse_options.end());
 }
 
 TEST(CommandLine, MountpointAloneUsesEnvironment) {
