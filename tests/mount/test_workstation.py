@@ -18,7 +18,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import MountTestCase, is_mounted, put_random_file, tool_sha1  # noqa: E402
+from kacheryfs_testlib import Emulator, MountTestCase, is_mounted, put_random_file, tool_sha1  # noqa: E402
 
 BUILD_DIR = os.environ.get("KACHERYFS_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 USER = "kfs-workstation-user"
@@ -129,6 +129,29 @@ class Workstation(MountTestCase):
         self.assertEqual(len(mounts_at(self.mnt)), 1, "mounts do not stack")
         self.assertEqual(run("umount", self.mnt).returncode, 0)
         self.assertFalse(is_mounted(self.mnt))
+
+    def test_an_fstab_line_with_two_nodes(self):
+        storage_b = os.path.join(self.tmp, "storage-b")
+        workdir_b = os.path.join(self.tmp, "node-b")
+        os.makedirs(storage_b)
+        os.makedirs(workdir_b)
+        node_b = Emulator(storage_b, workdir=workdir_b)
+        self.addCleanup(node_b.stop)
+        only_b, _ = put_random_file(storage_b, 200_000, 2, self.originals)
+        spec = "%s,%s" % (self.spec(), node_b.address)
+        with open(os.path.join(self.tmp, "fstab-two"), "w") as f:
+            f.write("%s %s kacheryfs _netdev,nofail,auth_file=%s:%s,cache_dir=%s 0 0\n"
+                    % (spec, self.mnt, self.emulator.auth_file, node_b.auth_file, self.cache))
+        fstab = os.path.join(self.tmp, "fstab-two")
+        r = run("mount", "-a", "-T", fstab)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(tool_sha1(self.content(self.sha1)), self.sha1)
+        self.assertEqual(tool_sha1(self.content(only_b)), only_b)
+        entries = mounts_at(self.mnt)
+        self.assertEqual([e[0] for e in entries], [spec], "the source is SPEC as written, commas and all")
+        self.assertEqual(run("mount", "-a", "-T", fstab).returncode, 0)
+        self.assertEqual(len(mounts_at(self.mnt)), 1, "mounts do not stack")
+        self.assertEqual(run("umount", self.mnt).returncode, 0)
 
     def test_umount_lazy_on_a_busy_mount(self):
         fstab = self.write_fstab("auth_file=%s,cache_dir=%s" % (self.emulator.auth_file, self.cache))
