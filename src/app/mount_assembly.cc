@@ -223,7 +223,10 @@ void MountAssembly::start_background() {
     std::string nodes_written;
     for (unsigned tick = 1; !stopping_; ++tick) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      if (tick % 4 == 0) persist_counters();
+      if (tick % 4 == 0) {
+        persist_counters();
+        index_->flush();
+      }
       for (std::size_t node : nodes_.due_for_probe()) {
         if (stopping_) break;
         ProbeInfo info;

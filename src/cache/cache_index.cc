@@ -87,7 +87,13 @@ Result<std::unique_ptr<CacheIndex>> CacheIndex::open(const CacheLayout& layout) 
 }
 
 CacheIndex::CacheIndex(sqlite3* db) : db_(db) {}
-CacheIndex::~CacheIndex() { sqlite3_close(db_); }
+CacheIndex::~CacheIndex() {
+  {
+    std::lock_guard lock(mutex_);
+    flush_locked();
+  }
+  sqlite3_close(db_);
+}
 
 bool CacheIndex::exec(const char* sql) {
   char* message = nullptr;
@@ -100,33 +106,77 @@ bool CacheIndex::exec(const char* sql) {
 void CacheIndex::record(const std::string& sha1, std::uint64_t size, std::uint64_t bytes,
                         bool complete) {
   std::lock_guard lock(mutex_);
-  Statement(
-      db_,
-      "INSERT INTO objects (sha1, size, bytes, complete, last_access) VALUES (?1, ?2, ?3, ?4, ?5) "
-      "ON CONFLICT(sha1) DO UPDATE SET size = ?2, bytes = ?3, complete = ?4, last_access = ?5")
-      .bind(1, sha1)
-      .bind(2, static_cast<std::int64_t>(size))
-      .bind(3, static_cast<std::int64_t>(bytes))
-      .bind(4, std::int64_t{complete})
-      .bind(5, now())
-      .run();
+  pending_objects_[sha1] = {false, size, bytes, complete, now()};
 }
 
 void CacheIndex::touch(const std::string& sha1) {
   std::lock_guard lock(mutex_);
-  Statement(db_, "UPDATE objects SET last_access = ?2 WHERE sha1 = ?1")
-      .bind(1, sha1)
-      .bind(2, now())
-      .run();
+  pending_touches_[sha1] = now();
 }
 
 void CacheIndex::remove(const std::string& sha1) {
   std::lock_guard lock(mutex_);
-  Statement(db_, "DELETE FROM objects WHERE sha1 = ?1").bind(1, sha1).run();
+  pending_objects_[sha1] = {true};
+  pending_touches_.erase(sha1);
+}
+
+void CacheIndex::flush() {
+  std::lock_guard lock(mutex_);
+  flush_locked();
+}
+
+void CacheIndex::flush_locked() {
+  bool opens_changed = false;
+  for (const auto& [sha1, open] : pending_open_) {
+    if (open != open_written_.contains(sha1)) opens_changed = true;
+  }
+  if (pending_objects_.empty() && pending_touches_.empty() && !opens_changed) {
+    pending_open_.clear();
+    return;
+  }
+  exec("BEGIN");
+  for (const auto& [sha1, object] : pending_objects_) {
+    if (object.removed) {
+      Statement(db_, "DELETE FROM objects WHERE sha1 = ?1").bind(1, sha1).run();
+      continue;
+    }
+    Statement(db_,
+              "INSERT INTO objects (sha1, size, bytes, complete, last_access) VALUES (?1, ?2, ?3, "
+              "?4, ?5) ON CONFLICT(sha1) DO UPDATE SET size = ?2, bytes = ?3, complete = ?4, "
+              "last_access = ?5")
+        .bind(1, sha1)
+        .bind(2, static_cast<std::int64_t>(object.size))
+        .bind(3, static_cast<std::int64_t>(object.bytes))
+        .bind(4, std::int64_t{object.complete})
+        .bind(5, object.last_access)
+        .run();
+  }
+  for (const auto& [sha1, when] : pending_touches_) {
+    Statement(db_, "UPDATE objects SET last_access = MAX(last_access, ?2) WHERE sha1 = ?1")
+        .bind(1, sha1)
+        .bind(2, when)
+        .run();
+  }
+  for (const auto& [sha1, open] : pending_open_) {
+    if (open == open_written_.contains(sha1)) continue;
+    Statement(db_, open ? "INSERT OR IGNORE INTO open_objects (sha1) VALUES (?1)"
+                        : "DELETE FROM open_objects WHERE sha1 = ?1")
+        .bind(1, sha1)
+        .run();
+    if (open)
+      open_written_.insert(sha1);
+    else
+      open_written_.erase(sha1);
+  }
+  exec("COMMIT");
+  pending_objects_.clear();
+  pending_touches_.clear();
+  pending_open_.clear();
 }
 
 bool CacheIndex::set_pinned(const std::string& sha1, bool pinned) {
   std::lock_guard lock(mutex_);
+  flush_locked();
   Statement(db_, "UPDATE objects SET pinned = ?2 WHERE sha1 = ?1")
       .bind(1, sha1)
       .bind(2, std::int64_t{pinned})
@@ -136,6 +186,7 @@ bool CacheIndex::set_pinned(const std::string& sha1, bool pinned) {
 
 std::optional<IndexEntry> CacheIndex::get(const std::string& sha1) {
   std::lock_guard lock(mutex_);
+  flush_locked();
   Statement row(db_, (std::string("SELECT ") + kColumns + " FROM objects WHERE sha1 = ?1").c_str());
   row.bind(1, sha1);
   if (!row.step()) return std::nullopt;
@@ -144,6 +195,7 @@ std::optional<IndexEntry> CacheIndex::get(const std::string& sha1) {
 
 IndexTotals CacheIndex::totals() {
   std::lock_guard lock(mutex_);
+  flush_locked();
   Statement row(db_,
                 "SELECT COALESCE(SUM(bytes), 0), COUNT(*), COALESCE(SUM(pinned), 0), "
                 "COALESCE(SUM(1 - complete), 0) FROM objects");
@@ -154,6 +206,7 @@ IndexTotals CacheIndex::totals() {
 
 std::vector<IndexEntry> CacheIndex::entries() {
   std::lock_guard lock(mutex_);
+  flush_locked();
   std::vector<IndexEntry> all;
   Statement row(
       db_, (std::string("SELECT ") + kColumns + " FROM objects ORDER BY last_access DESC").c_str());
@@ -163,6 +216,7 @@ std::vector<IndexEntry> CacheIndex::entries() {
 
 std::vector<IndexEntry> CacheIndex::eviction_candidates() {
   std::lock_guard lock(mutex_);
+  flush_locked();
   std::vector<IndexEntry> all;
   Statement row(db_,
                 (std::string("SELECT ") + kColumns +
@@ -200,19 +254,19 @@ std::vector<std::pair<std::string, std::uint64_t>> CacheIndex::counters() {
 
 void CacheIndex::set_open(const std::string& sha1, bool open) {
   std::lock_guard lock(mutex_);
-  Statement(db_, open ? "INSERT OR IGNORE INTO open_objects (sha1) VALUES (?1)"
-                      : "DELETE FROM open_objects WHERE sha1 = ?1")
-      .bind(1, sha1)
-      .run();
+  pending_open_[sha1] = open;
 }
 
 void CacheIndex::clear_open() {
   std::lock_guard lock(mutex_);
+  pending_open_.clear();
+  open_written_.clear();
   exec("DELETE FROM open_objects");
 }
 
 bool CacheIndex::empty() {
   std::lock_guard lock(mutex_);
+  flush_locked();
   Statement row(db_, "SELECT COUNT(*) FROM objects");
   return !row.step() || row.integer(0) == 0;
 }

@@ -3,6 +3,11 @@
 // fetched) and the objects the running mount has open. Kept in CACHE/index.sqlite (SQLite,
 // WAL), so a mount starts without scanning the cache and the kacheryfs-cache tool can read
 // and change it while a mount runs. Thread-safe.
+// Writes on the hot paths (record, remove, touch, set_open) are queued in memory and reach
+// SQLite in one transaction at flush(): the mount flushes every 200 ms, every read of the
+// index flushes first, and so does the destructor. An object opened and closed between two
+// flushes costs no write at all. After a crash, what was queued is lost, which is safe: an
+// unindexed cache file is adopted at the next start, and open objects are cleared anyway.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +16,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -67,12 +74,28 @@ class CacheIndex {
   void clear_open();
 
   bool empty();
+  // Writes what is queued, in one transaction.
+  void flush();
 
  private:
+  struct PendingObject {
+    bool removed = false;
+    std::uint64_t size = 0;
+    std::uint64_t bytes = 0;
+    bool complete = false;
+    std::int64_t last_access = 0;
+  };
+
   explicit CacheIndex(sqlite3* db);
   bool exec(const char* sql);
+  void flush_locked();
+
   std::mutex mutex_;  // a leaf: nothing else is locked while it is held
   sqlite3* db_;
+  std::unordered_map<std::string, PendingObject> pending_objects_;
+  std::unordered_map<std::string, std::int64_t> pending_touches_;
+  std::unordered_map<std::string, bool> pending_open_;  // the latest state of each
+  std::unordered_set<std::string> open_written_;        // rows of open_objects we wrote
 };
 
 }  // namespace kacheryfs

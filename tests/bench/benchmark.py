@@ -45,6 +45,46 @@ def run_quiet(cmd):
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far, from /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drop_page_cache():
+    subprocess.run(["sync"], check=True)
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def read_all(path):
+    with open(path, "rb", buffering=0) as f:
+        while f.read(1 << 20):
+            pass
+
+
+def in_threads(fns):
+    """Runs the functions at once, one thread each; returns the time until all are done."""
+    import threading
+    errors = []
+
+    def wrap(fn):
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=wrap, args=(fn,)) for fn in fns]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - started
+
+
 def percentile(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
@@ -72,13 +112,20 @@ class Bench:
         if not keep_cache:
             shutil.rmtree(cache, ignore_errors=True)
 
-    def range_request(self, conn, sha1, start, length):
+    def range_request(self, conn, sha1, start, length, exact=True):
         conn.request("POST", "/downloadFileData",
                      body=json.dumps({"fileKey": {"sha1": sha1}, "startByte": start, "endByte": start + length}),
                      headers={"KACHERY-CLIENT-AUTH-CODE": self.emulator.auth_code(), "Content-Type": "application/json"})
         r = conn.getresponse()
         data = r.read()
-        assert r.status == 200 and len(data) == length, (r.status, len(data))
+        assert r.status == 200 and (len(data) == length or not exact), (r.status, len(data))
+        return data
+
+    def connection(self):
+        return http.client.HTTPConnection("127.0.0.1", self.emulator.port)
+
+    def requests_for(self, sha1):
+        return len(self.emulator.downloads(sha1))
 
     def run(self):
         a = self.a
@@ -97,9 +144,17 @@ class Bench:
         islands = sorted(rnd.randrange(0, huge_size - 65536) for _ in range(64))
         huge, _ = put_sparse_file(self.storage, huge_size, islands, 2, self.originals)
         smalls = [put_bytes(self.storage, b"entry %d\n" % i) for i in range(a.entries)]
+        # 32 distinct 100 KiB files per run (parallel cold opens), and 2,000 files of ~3 KB
+        mediums = [[put_bytes(self.storage, hashlib.sha256(b"m%d-%d" % (r, i)).digest() * 3200)
+                    for i in range(32)] for r in range(a.runs)]
+        manies = [[put_bytes(self.storage, hashlib.sha256(b"s%d-%d" % (r, i)).digest() * 94 + b"%d" % i)
+                   for i in range(a.many)] for r in range(a.runs)]
         flags = ("--node-like",) if a.emulator == "node-like" else ()
         self.emulator = Emulator(self.storage, *flags, workdir=self.tmp)
-        rows = {k: [] for k in ("warm", "cat", "cold", "curl", "first", "first_base", "stat", "stat_base", "stat_again")}
+        rows = {k: [] for k in ("warm", "cat", "cold", "curl", "curl4", "cpu", "first", "first_base", "first_requests",
+                                "stat", "stat_base", "stat_again", "opens", "opens_base",
+                                "many_cold", "many_cold_base", "many_cached", "many_cached_base",
+                                "many_warm", "many_warm_base")}
         random_p50, random_p99, base_p50, base_p99, peaks = [], [], [], [], []
         try:
             run_quiet(["cat", big_original])
@@ -111,19 +166,67 @@ class Bench:
                      "http://%s/downloadFileData" % self.emulator.address])))
                 m, cache = self.mount()
                 path = os.path.join(m.mountpoint, "sha1", big)
+                before = self.requests_for(big)
 
-                rows["first"].append(timed(lambda: run_quiet(["head", "-c", "4096", path])))
-                rows["first_base"].append(timed(lambda: run_quiet(
-                    ["curl", "-sf", "-o", "/dev/null", "-H", "KACHERY-CLIENT-AUTH-CODE: " + self.emulator.auth_code(),
-                     "-H", "Content-Type: application/json", "--data",
-                     '{"fileKey":{"sha1":"%s"},"startByte":0,"endByte":4096}' % big,
-                     "http://%s/downloadFileData" % self.emulator.address])))
+                def first_4k():
+                    with open(path, "rb", buffering=0) as f:
+                        assert len(f.read(4096)) == 4096
+                rows["first"].append(timed(first_4k))
+                rows["first_requests"].append(self.requests_for(big) - before)
+                conn = self.connection()
+                self.range_request(conn, big, 0, 4096)  # warm the connection
+                rows["first_base"].append(timed(lambda: self.range_request(conn, big, 4096, 4096)))
+                conn.close()
                 self.done_with(m, cache)
 
                 m, cache = self.mount()
                 path = os.path.join(m.mountpoint, "sha1", big)
+                cpu_before = cpu_seconds(m.proc.pid)
                 rows["cold"].append(timed(lambda: run_quiet(["cat", path])))
+                rows["cpu"].append((cpu_seconds(m.proc.pid) - cpu_before) / (big_size / (1 << 30)))
                 rows["warm"].append(timed(lambda: run_quiet(["cat", path])))
+                self.done_with(m, cache)
+                # 4 parallel curl ranges of the whole file
+                quarter = big_size // 4
+                rows["curl4"].append(in_threads([
+                    (lambda i=i: run_quiet(
+                        ["curl", "-sf", "-o", "/dev/null", "-H", "KACHERY-CLIENT-AUTH-CODE: " + self.emulator.auth_code(),
+                         "-H", "Content-Type: application/json", "--data",
+                         '{"fileKey":{"sha1":"%s"},"startByte":%d,"endByte":%d}' % (big, i * quarter, (i + 1) * quarter),
+                         "http://%s/downloadFileData" % self.emulator.address])) for i in range(4)]))
+
+                # 32 parallel cold opens of distinct 100 KiB files, against 32 parallel downloads
+                run_mediums = mediums[len(rows["opens"])]
+                m, cache = self.mount()
+                rows["opens"].append(in_threads([
+                    (lambda s=s: read_all(os.path.join(m.mountpoint, "sha1", s))) for s in run_mediums]))
+                self.done_with(m, cache)
+
+                def download(sha1):
+                    c = self.connection()
+                    self.range_request(c, sha1, 0, 1 << 20, exact=False)
+                    c.close()
+                rows["opens_base"].append(in_threads([(lambda s=s: download(s)) for s in run_mediums]))
+
+                # 2,000 small files one after another: cold, cached after a remount, warm
+                run_many = manies[len(rows["many_cold"])]
+                m, cache = self.mount()
+                paths = [os.path.join(m.mountpoint, "sha1", s) for s in run_many]
+                rows["many_cold"].append(timed(lambda: [read_all(p) for p in paths]))
+                conn = self.connection()
+                rows["many_cold_base"].append(timed(
+                    lambda: [self.range_request(conn, s, 0, 1 << 20, exact=False) for s in run_many]))
+                conn.close()
+                self.done_with(m, cache, keep_cache=True)
+                m, cache = self.mount(cache)
+                paths = [os.path.join(m.mountpoint, "sha1", s) for s in run_many]
+                cached = [sha1_path(cache, s) for s in run_many]
+                drop_page_cache()
+                rows["many_cached"].append(timed(lambda: [read_all(p) for p in paths]))
+                drop_page_cache()
+                rows["many_cached_base"].append(timed(lambda: [read_all(p) for p in cached]))
+                rows["many_warm"].append(timed(lambda: [read_all(p) for p in paths]))
+                rows["many_warm_base"].append(timed(lambda: [read_all(p) for p in cached]))
                 self.done_with(m, cache)
 
                 # random 4 KiB reads of the 4 GiB file, cold
@@ -182,9 +285,25 @@ class Bench:
               ("warm sequential read", mb / med["warm"], mb / med["cat"], med["cat"] / med["warm"]))
         print("%-34s %9.0f MB/s %9.0f MB/s %8.2f  speed vs curl of the whole file" %
               ("cold sequential read", mb / med["cold"], mb / med["curl"], med["curl"] / med["cold"]))
-        print("%-34s %11.2f ms %11.2f ms %8.2f  time vs one curl range request (both start a process)" %
-              ("cold first 4 KiB", med["first"] * 1e3, med["first_base"] * 1e3, med["first"] / med["first_base"]))
-        # (both rows include starting a process: head and curl)
+        print("%-34s %9.0f MB/s %9.0f MB/s %8.2f  speed vs 4 parallel curl ranges" %
+              ("cold sequential read", mb / med["cold"], mb / med["curl4"], med["curl4"] / med["cold"]))
+        print("%-34s %12.2f s %14s %8s  kacheryfs's user+system CPU per GiB, cold `cat`" %
+              ("CPU per GiB, cold", med["cpu"], "", ""))
+        print("%-34s %11.2f ms %11.2f ms %8.2f  time vs one 4 KiB range on a warm connection; %d requests before it" %
+              ("cold first 4 KiB", med["first"] * 1e3, med["first_base"] * 1e3, med["first"] / med["first_base"],
+               med["first_requests"]))
+        print("%-34s %11.2f ms %11.2f ms %8.2f  time vs 32 parallel downloads (one connection each)" %
+              ("32 parallel cold opens, 100 KiB", med["opens"] * 1e3, med["opens_base"] * 1e3, med["opens"] / med["opens_base"]))
+        n = a.many
+        print("%-34s %11.1f us %11.1f us %8.2f  per file, vs a keep-alive client downloading them in turn" %
+              ("%d small files, cold" % n, med["many_cold"] / n * 1e6, med["many_cold_base"] / n * 1e6,
+               med["many_cold"] / med["many_cold_base"]))
+        print("%-34s %11.1f us %11.1f us %8.2f  per file, after a remount, page cache dropped, vs the cache files" %
+              ("%d small files, cached" % n, med["many_cached"] / n * 1e6, med["many_cached_base"] / n * 1e6,
+               med["many_cached"] / med["many_cached_base"]))
+        print("%-34s %11.1f us %11.1f us %8.2f  per file, vs the cache files (page cache)" %
+              ("%d small files, warm" % n, med["many_warm"] / n * 1e6, med["many_warm_base"] / n * 1e6,
+               med["many_warm"] / med["many_warm_base"]))
         p50, p99 = statistics.median(random_p50), statistics.median(random_p99)
         b50, b99 = statistics.median(base_p50), statistics.median(base_p99)
         print("%-34s %11.2f ms %11.2f ms %8.2f  time vs single range requests" % ("cold random 4 KiB p50", p50 * 1e3, b50 * 1e3, p50 / b50))
@@ -204,9 +323,9 @@ def main():
                     help="node-like (default): paced like the real Node.js daemon; fast: loopback speed")
     ap.add_argument("-o", default="", help="extra kacheryfs -o options, e.g. block_size=1M")
     a = ap.parse_args()
-    a.big_mb, a.huge_mb, a.random_reads, a.entries = 1024, 4096, 200, 10000
+    a.big_mb, a.huge_mb, a.random_reads, a.entries, a.many = 1024, 4096, 200, 10000, 2000
     if a.quick:
-        a.big_mb, a.huge_mb, a.random_reads, a.entries, a.runs = 96, 256, 20, 300, 1
+        a.big_mb, a.huge_mb, a.random_reads, a.entries, a.many, a.runs = 96, 256, 20, 300, 100, 1
     require_fuse()
     Bench(a).run()
 
