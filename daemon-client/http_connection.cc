@@ -9,6 +9,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <optional>
 
 namespace kacheryfs {
@@ -41,6 +43,52 @@ HttpOutcome failure(TransportError error, std::string detail) {
   outcome.detail = std::move(detail);
   return outcome;
 }
+
+// Resolved addresses, shared by every connection of the process for a minute, so that a
+// new connection costs no resolver thread and no getaddrinfo; an IP literal needs neither.
+class ResolvedEndpoints {
+ public:
+  static std::optional<tcp::resolver::results_type> find(const std::string& host,
+                                                         std::uint16_t port) {
+    beast::error_code ec;
+    auto literal = net::ip::make_address(host, ec);
+    if (!ec) {
+      return tcp::resolver::results_type::create(tcp::endpoint(literal, port), host,
+                                                 std::to_string(port));
+    }
+    std::lock_guard lock(mutex());
+    auto it = cache().find(key(host, port));
+    if (it == cache().end() || Clock::now() >= it->second.expires) return std::nullopt;
+    return it->second.endpoints;
+  }
+  static void remember(const std::string& host, std::uint16_t port,
+                       const tcp::resolver::results_type& endpoints) {
+    std::lock_guard lock(mutex());
+    cache()[key(host, port)] = {endpoints, Clock::now() + std::chrono::seconds(60)};
+  }
+  // A connect that failed may mean the name now points elsewhere: resolve it again.
+  static void forget(const std::string& host, std::uint16_t port) {
+    std::lock_guard lock(mutex());
+    cache().erase(key(host, port));
+  }
+
+ private:
+  struct Entry {
+    tcp::resolver::results_type endpoints;
+    Clock::time_point expires;
+  };
+  static std::string key(const std::string& host, std::uint16_t port) {
+    return host + ":" + std::to_string(port);
+  }
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::map<std::string, Entry>& cache() {
+    static std::map<std::string, Entry> c;
+    return c;
+  }
+};
 
 }  // namespace
 
@@ -112,19 +160,25 @@ struct HttpConnection::Impl {
     bool done = false;
     beast::error_code ec;
     tcp::resolver::results_type endpoints;
-    resolver.async_resolve(address.host, std::to_string(address.port),
-                           [&](beast::error_code e, tcp::resolver::results_type r) {
-                             ec = e;
-                             endpoints = std::move(r);
-                             done = true;
-                           });
-    if (auto why = run(done, deadline, cancel); why != TransportError::kNone) {
-      return failure(why == TransportError::kTimeout ? TransportError::kConnect : why,
-                     "resolving " + address.host +
-                         (why == TransportError::kTimeout ? ": timed out" : ": cancelled"));
+    if (auto known = ResolvedEndpoints::find(address.host, address.port)) {
+      endpoints = std::move(*known);
+    } else {
+      resolver.async_resolve(address.host, std::to_string(address.port),
+                             [&](beast::error_code e, tcp::resolver::results_type r) {
+                               ec = e;
+                               endpoints = std::move(r);
+                               done = true;
+                             });
+      if (auto why = run(done, deadline, cancel); why != TransportError::kNone) {
+        return failure(why == TransportError::kTimeout ? TransportError::kConnect : why,
+                       "resolving " + address.host +
+                           (why == TransportError::kTimeout ? ": timed out" : ": cancelled"));
+      }
+      if (ec) {
+        return failure(TransportError::kConnect, "resolving " + address.host + ": " + ec.message());
+      }
+      ResolvedEndpoints::remember(address.host, address.port, endpoints);
     }
-    if (ec)
-      return failure(TransportError::kConnect, "resolving " + address.host + ": " + ec.message());
 
     if (address.tls)
       tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(ioc, shared_tls_context());
@@ -143,6 +197,7 @@ struct HttpConnection::Impl {
     }
     if (ec) {
       close();
+      ResolvedEndpoints::forget(address.host, address.port);
       return failure(TransportError::kConnect, "connect " + where + ": " + ec.message());
     }
     lowest().socket().set_option(tcp::no_delay(true), ec);

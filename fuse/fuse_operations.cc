@@ -65,10 +65,14 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
   conn->want &= ~static_cast<unsigned>(FUSE_CAP_AUTO_INVAL_DATA);  // content never changes
   conn->max_read = ctx->max_read;
+  // Lookups and readdirs of one directory (sha1/) run in parallel in the kernel.
+  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   spdlog::info(
-      "FUSE protocol {}.{}: max_read={} max_readahead={} splice_write={} max_background={}",
+      "FUSE protocol {}.{}: max_read={} max_readahead={} splice_write={} parallel_dirops={} "
+      "max_background={}",
       conn->proto_major, conn->proto_minor, conn->max_read, conn->max_readahead,
-      (conn->want & FUSE_CAP_SPLICE_WRITE) != 0, conn->max_background);
+      (conn->want & FUSE_CAP_SPLICE_WRITE) != 0, (conn->want & FUSE_CAP_PARALLEL_DIROPS) != 0,
+      conn->max_background);
 }
 
 void reply_entry_or_error(fuse_req_t req, int error, const Attributes& attributes) {

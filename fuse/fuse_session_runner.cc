@@ -9,6 +9,8 @@
 #include <string>
 #include <thread>
 
+#include "init_flags_fix.h"
+
 namespace kacheryfs {
 
 namespace {
@@ -72,6 +74,8 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
     spdlog::error("cannot mount on {} (see the message above)", config.mountpoint);
     return 1;
   }
+  if (int error = install_parallel_dirops_fix(session); error != 0)
+    spdlog::warn("lookups in one directory stay serialized (custom FUSE I/O: {})", error);
   if (fuse_daemonize(config.foreground ? 1 : 0) != 0) {
     fuse_session_unmount(session);
     fuse_remove_signal_handlers(session);

@@ -23,6 +23,8 @@ POST /downloadFileData with chunked bodies), except for what MODE breaks:
   probe-not-json  /probe answers text;  probe-huge: 10 MB of JSON;  probe-array: a JSON array
   load-endless    /loadFile sends progress every 0.3 s, forever (files are missing)
   load-huge       /loadFile announces a 1 GB message
+  rendezvous      the first 4 downloads are answered only once all 4 are in flight at once (or
+                  with a 503 after 10 s): a client that sends them one at a time fails
 Each request is logged as one line (method, path, range) to --log. Stdlib only."""
 import argparse
 import json
@@ -161,6 +163,16 @@ class Handler(socketserver.BaseRequestHandler):
 
     def download(self, sha1, start, end):
         mode = self.server.mode
+        if mode == "rendezvous":
+            with self.server.log_lock:
+                self.server.downloads = getattr(self.server, "downloads", 0) + 1
+                first_four = self.server.downloads <= 4
+            if first_four:
+                try:
+                    self.server.rendezvous.wait()
+                except threading.BrokenBarrierError:
+                    self.simple("503 Service Unavailable", b"the 4 downloads never overlapped", "text/plain")
+                    return True
         path = os.path.join(self.server.storage, "sha1", sha1[0:2], sha1[2:4], sha1[4:6], sha1)
         if mode == "endless-size":
             data = b"\0" * (end - start)
@@ -220,12 +232,13 @@ def main():
     ap.add_argument("--mode", required=True, choices=[
         "honest", "oversize", "endless-size", "trickle", "endless-body", "continue", "bad-probe", "content-length",
         "bad-chunk", "header-flood", "slow-status", "redirect", "http10", "forbidden", "silent", "probe-not-json",
-        "probe-huge", "probe-array", "load-endless", "load-huge"])
+        "probe-huge", "probe-array", "load-endless", "load-huge", "rendezvous"])
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--log")
     a = ap.parse_args()
     server = Server(("127.0.0.1", 0), Handler)
     server.mode, server.storage, server.log_path, server.log_lock = a.mode, os.path.abspath(a.storage_dir), a.log, threading.Lock()
+    server.rendezvous = threading.Barrier(4, timeout=10)
     with open(a.port_file + ".tmp", "w") as f:
         f.write(str(server.server_address[1]))
     os.rename(a.port_file + ".tmp", a.port_file)

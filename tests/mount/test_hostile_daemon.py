@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -87,6 +88,27 @@ class HostileDaemon(unittest.TestCase):
     def read(self, sha1):
         with open(os.path.join(self.mnt, "sha1", sha1), "rb") as f:
             return f.read()
+
+    def test_lookups_of_different_files_in_sha1_reach_the_node_at_once(self):
+        # The server answers the first 4 downloads only when all 4 are in flight together:
+        # lookups that the kernel (or kacheryfs) serializes cannot pass. Debian's libfuse
+        # 3.14 never tells the kernel FUSE_PARALLEL_DIROPS; kacheryfs adds it (init_flags_fix).
+        files = [put_bytes(self.storage, os.urandom(3000)) for _ in range(4)]
+        m = self.mount("rendezvous", "retries=0")
+        results = {}
+
+        def look(sha1):
+            try:
+                results[sha1] = os.stat(os.path.join(self.mnt, "sha1", sha1)).st_size
+            except OSError as e:
+                results[sha1] = e
+        threads = [threading.Thread(target=look, args=(f,)) for f in files]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(results, {f: 3000 for f in files}, m.output())
+        self.assertIn("parallel_dirops=true", m.output())
 
     def test_oversize_replies_are_an_error_at_once(self):
         m = self.mount("oversize")
