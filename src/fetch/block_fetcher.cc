@@ -168,6 +168,36 @@ int BlockFetcher::fetch_block(PartialFile& file, std::uint64_t first, std::uint6
   return 0;
 }
 
+void BlockFetcher::seed(const std::shared_ptr<PartialFile>& file, std::uint64_t offset,
+                        const std::string& bytes) {
+  std::uint64_t end = std::min(file->size(), offset + bytes.size());
+  if (file->failed() || offset >= end) return;
+  std::uint64_t first = (offset + file->page_size() - 1) / file->page_size();
+  accounting_.make_room(end - offset);
+  bool seeded = false;
+  for (std::uint64_t page = first; page < file->page_count() && file->page_end(page) <= end;
+       ++page) {
+    if (!file->claim(page)) continue;
+    std::uint64_t start = file->page_start(page);
+    std::uint64_t length = file->page_end(page) - start;
+    const char* data = bytes.data() + (start - offset);
+    bool written = true;
+    for (std::uint64_t done = 0; done < length && written;) {
+      ssize_t n =
+          pwrite(file->data_fd(), data + done, length - done, static_cast<off_t>(start + done));
+      if (n < 0 && errno == EINTR) continue;
+      written = n > 0;
+      if (written) done += static_cast<std::uint64_t>(n);
+    }
+    file->finish(page, written);  // a page that could not be written is fetched later
+    seeded = seeded || written;
+  }
+  if (!seeded) return;
+  std::uint64_t held = file->cached_bytes();
+  if (file->report_held_bytes(held, 0)) accounting_.partial(file->sha1(), file->size(), held);
+  schedule_verify(file);
+}
+
 int BlockFetcher::ensure(const std::shared_ptr<PartialFile>& shared, std::uint64_t offset,
                          std::uint64_t length, bool verified_only, const CancelToken& cancel) {
   PartialFile& file = *shared;

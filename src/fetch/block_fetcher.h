@@ -70,6 +70,11 @@ class BlockFetcher {
   // complete in the cache: 0, -EIO or -EINTR.
   int fetch_all(const std::shared_ptr<PartialFile>& file, const CancelToken& cancel);
 
+  // Stores bytes already in hand (size discovery's head and tail) as the pages they cover
+  // whole, so that no reader fetches them again. They are verified like fetched pages.
+  void seed(const std::shared_ptr<PartialFile>& file, std::uint64_t offset,
+            const std::string& bytes);
+
   // Bytes of sha1 held as blocks (0 when there is no partial entry).
   std::uint64_t partial_bytes(const std::string& sha1, std::uint64_t size);
   // Manifest chunks of sha1 verified so far by this mount.

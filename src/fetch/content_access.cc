@@ -70,6 +70,10 @@ int ContentAccess::open_streamed(const ContentRequest& request, std::uint64_t si
                                        ": " + std::strerror(-partial.error())},
         EioSite::kCacheWrite, request.sha1);
   }
+  if (auto known = fetcher_.take_discovered(request.sha1)) {
+    blocks_.seed(*partial, 0, known->head);
+    blocks_.seed(*partial, known->tail_start, known->tail);
+  }
   bool fetch_everything = request.intent == Intent::kPin || (streaming_.strict && !manifest);
   if (fetch_everything) {
     // A pin wants it all; strict mode without a manifest can verify nothing before the
@@ -79,6 +83,26 @@ int ContentAccess::open_streamed(const ContentRequest& request, std::uint64_t si
   }
   if (!(*partial)->complete()) out.partial = std::move(*partial);
   return 0;
+}
+
+std::optional<Manifest> ContentAccess::load_manifest(const std::string& sha1,
+                                                     const std::string& manifest_sha1,
+                                                     const CancelToken& cancel) {
+  if (fetcher_.ensure_cached(manifest_sha1, cancel) != 0) {
+    spdlog::warn("cannot fetch manifest {} of {}; verifying the whole file only", manifest_sha1,
+                 sha1);
+    return std::nullopt;
+  }
+  std::ifstream in(cache_.complete_path(manifest_sha1), std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  std::string error;
+  auto manifest = parse_manifest(text, &error);
+  if (manifest && manifest->sha1 != sha1) error = "it describes another file";
+  if (!manifest || !error.empty()) {
+    spdlog::warn("ignoring manifest {} of {}: {}", manifest_sha1, sha1, error);
+    return std::nullopt;
+  }
+  return manifest;
 }
 
 std::optional<Manifest> ContentAccess::manifest_for(const ContentRequest& request,
@@ -91,22 +115,29 @@ std::optional<Manifest> ContentAccess::manifest_for(const ContentRequest& reques
     if (it == manifest_names_.end()) return std::nullopt;
     manifest_sha1 = it->second;
   }
-  if (fetcher_.ensure_cached(manifest_sha1, cancel) != 0) {
-    spdlog::warn("cannot fetch manifest {} of {}; verifying the whole file only", manifest_sha1,
-                 sha1);
-    return std::nullopt;
-  }
-  std::ifstream in(cache_.complete_path(manifest_sha1), std::ios::binary);
-  std::string text((std::istreambuf_iterator<char>(in)), {});
-  std::string error;
-  auto manifest = parse_manifest(text, &error);
-  if (manifest && (manifest->sha1 != sha1 || manifest->size != size))
-    error = "it describes another file";
-  if (!manifest || !error.empty()) {
-    spdlog::warn("ignoring manifest {} of {}: {}", manifest_sha1, sha1, error);
+  auto manifest = load_manifest(sha1, manifest_sha1, cancel);
+  if (manifest && manifest->size != size) {
+    spdlog::warn("ignoring manifest {} of {}: it gives {} bytes, the file has {}", manifest_sha1,
+                 sha1, manifest->size, size);
     return std::nullopt;
   }
   return manifest;
+}
+
+Result<std::uint64_t> ContentAccess::size(const std::string& sha1, const CancelToken& cancel) {
+  std::string manifest_sha1;
+  {
+    std::lock_guard lock(manifests_mutex_);
+    if (auto it = manifest_names_.find(sha1); it != manifest_names_.end())
+      manifest_sha1 = it->second;
+  }
+  // A manifest's size is as good as a discovered one: a wrong one makes the download fail
+  // its length or hash check, never serves wrong bytes.
+  if (!manifest_sha1.empty() && !fetcher_.knows_size(sha1)) {
+    if (auto manifest = load_manifest(sha1, manifest_sha1, cancel))
+      fetcher_.set_known_size(sha1, manifest->size);
+  }
+  return fetcher_.blob_size(sha1, cancel);
 }
 
 Result<int> ContentAccess::prepare_read(OpenContent& file, std::uint64_t offset,
@@ -129,9 +160,11 @@ Result<int> ContentAccess::prepare_read(OpenContent& file, std::uint64_t offset,
     file.next_offset = offset + length;
     window = file.window;
   }
+  // The reader's own pages first, then the prefetch: queued before them, the prefetch's
+  // ranges would share the node's bandwidth with the one the reader waits for.
+  int demand = blocks_.ensure(partial, offset, length, streaming_.strict, cancel);
   if (window > 0) blocks_.prefetch(partial, offset + length, window);
-  if (int error = blocks_.ensure(partial, offset, length, streaming_.strict, cancel); error != 0)
-    return fail(error);
+  if (demand != 0) return fail(demand);
   // No reader reaches the end of a file on unverified bytes: the read that returns the last
   // bytes waits for the whole-file check (fetching what is still missing), so cat, cp and
   // sha1sum can never finish "successfully" on a corrupt file.

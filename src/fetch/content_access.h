@@ -70,9 +70,9 @@ class ContentAccess {
   // Remembers the manifest that a name (sha1/<sha1>?manifest=<m>) gave for sha1.
   void note_manifest(const std::string& sha1, const std::string& manifest_sha1);
 
-  Result<std::uint64_t> size(const std::string& sha1, const CancelToken& cancel) {
-    return fetcher_.blob_size(sha1, cancel);
-  }
+  // The blob's size; with a known manifest (named as ?manifest=), the manifest states it
+  // and no size discovery is needed.
+  Result<std::uint64_t> size(const std::string& sha1, const CancelToken& cancel);
 
   // Makes the content present for the request's intent and fills `out`: 0 or -errno.
   int open(const ContentRequest& request, OpenContent& out, const CancelToken& cancel);
@@ -89,6 +89,9 @@ class ContentAccess {
  private:
   int open_streamed(const ContentRequest& request, std::uint64_t size, OpenContent& out,
                     const CancelToken& cancel);
+  // The manifest manifest_sha1, fetched (whole, verified) and checked to describe sha1.
+  std::optional<Manifest> load_manifest(const std::string& sha1, const std::string& manifest_sha1,
+                                        const CancelToken& cancel);
   std::optional<Manifest> manifest_for(const ContentRequest& request, std::uint64_t size,
                                        const CancelToken& cancel);
 

@@ -19,6 +19,31 @@ ContentFetcher::ContentFetcher(BlobSource& source, ContentCache& cache, CacheAcc
       counters_(counters),
       config_(config) {}
 
+namespace {
+constexpr std::size_t kKeptDiscoveries = 4;
+}  // namespace
+
+std::optional<ContentFetcher::DiscoveredBytes> ContentFetcher::take_discovered(
+    const std::string& sha1) {
+  std::lock_guard lock(mutex_);
+  for (auto it = discovered_.begin(); it != discovered_.end(); ++it) {
+    if (it->first != sha1) continue;
+    DiscoveredBytes bytes = std::move(it->second);
+    discovered_.erase(it);
+    return bytes;
+  }
+  return std::nullopt;
+}
+
+bool ContentFetcher::knows_size(const std::string& sha1) {
+  if (sha1 == kEmptySha1 || cache_.complete_size(sha1)) return true;
+  {
+    std::lock_guard lock(mutex_);
+    if (sizes_.contains(sha1)) return true;
+  }
+  return cache_.partial_size(sha1).has_value();
+}
+
 bool ContentFetcher::take_freshly_fetched(const std::string& sha1) {
   std::lock_guard lock(mutex_);
   return fresh_.erase(sha1) > 0;
@@ -152,17 +177,23 @@ Result<std::uint64_t> ContentFetcher::discover_size(const std::string& sha1,
     if (!probe.ok()) return fail(fetch_errno(counters_, probe, EioSite::kSizeProbe, sha1));
     (present ? lo : hi) = mid;
   }
-  std::uint64_t tail = 0;
+  std::string tail;
   FetchResult last = source_.read_range(
       sha1, lo, hi,
-      [&](const char*, std::size_t size) {
-        tail += size;
+      [&](const char* data, std::size_t size) {
+        tail.append(data, size);
         return true;
       },
       cancel);
   if (!last.ok()) return fail(fetch_errno(counters_, last, EioSite::kSizeProbe, sha1));
-  std::uint64_t size = lo + tail;
-  remember_size(sha1, size);
+  counters_.add(Counter::kBytesFetched, tail.size());
+  std::uint64_t size = lo + tail.size();
+  {
+    std::lock_guard lock(mutex_);
+    sizes_[sha1] = size;
+    if (discovered_.size() >= kKeptDiscoveries) discovered_.pop_front();
+    discovered_.emplace_back(sha1, DiscoveredBytes{std::move(head), lo, std::move(tail)});
+  }
   return size;
 }
 
@@ -222,6 +253,17 @@ int ContentFetcher::download_once(const std::string& sha1, std::uint64_t size,
     return write_error == 0;
   };
   std::uint64_t offset = 0;
+  // The head that size discovery brought is the download's first bytes (and is hashed and
+  // verified with the rest like any other).
+  if (auto known = take_discovered(sha1); known && known->head.size() <= size) {
+    if (!sink(known->head.data(), known->head.size())) {
+      return fetch_errno(counters_,
+                         {FetchStatus::kLocalError,
+                          std::string("writing the cache: ") + std::strerror(-write_error)},
+                         EioSite::kCacheWrite, sha1);
+    }
+    offset = known->head.size();
+  }
   while (offset < size) {
     std::uint64_t end = std::min(size, offset + config_.range_size);
     FetchResult result = read_with_load(sha1, offset, end, sink, cancel);

@@ -12,7 +12,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -46,6 +48,20 @@ class ContentFetcher {
   // True (once) when this fetcher fetched sha1 complete since it was last asked: the open
   // that follows a lookup's size discovery is then not a cache hit (the miss was counted).
   bool take_freshly_fetched(const std::string& sha1);
+  // Whether blob_size would answer without asking the source.
+  bool knows_size(const std::string& sha1);
+  // A size learnt elsewhere (a verified manifest states it): no discovery is needed.
+  void set_known_size(const std::string& sha1, std::uint64_t size) { remember_size(sha1, size); }
+
+  // The bytes that size discovery brought of a blob too large to keep whole: its first
+  // probe_size bytes and the last window it read. The first read of a streamed file is
+  // then served from them instead of being fetched again. Handed out once.
+  struct DiscoveredBytes {
+    std::string head;              // bytes [0, head.size())
+    std::uint64_t tail_start = 0;  // bytes [tail_start, tail_start + tail.size())
+    std::string tail;
+  };
+  std::optional<DiscoveredBytes> take_discovered(const std::string& sha1);
 
  private:
   Result<std::uint64_t> discover_size(const std::string& sha1, const CancelToken& cancel);
@@ -70,6 +86,8 @@ class ContentFetcher {
   std::unordered_map<std::string, std::uint64_t> sizes_;
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> missing_until_;
   std::unordered_set<std::string> fresh_;
+  // At most kKeptDiscoveries blobs' bytes (2 MiB each at most), newest last.
+  std::deque<std::pair<std::string, DiscoveredBytes>> discovered_;
 
   SingleFlight<Result<std::uint64_t>> size_flights_;
   SingleFlight<int> download_flights_;

@@ -31,8 +31,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import (Emulator, Mount, PeakRss, put_bytes, put_sparse_file, require_fuse,  # noqa: E402
-                              sha1_path)
+from kacheryfs_testlib import (Emulator, Mount, PeakRss, put_bytes, put_manifest, put_sparse_file,  # noqa: E402
+                              require_fuse, sha1_path)
 
 
 def timed(fn):
@@ -141,6 +141,7 @@ class Bench:
         big = subprocess.run(["sha1sum", big_original], capture_output=True, text=True).stdout.split()[0]
         os.makedirs(os.path.dirname(sha1_path(self.storage, big)))
         os.link(big_original, sha1_path(self.storage, big))
+        big_manifest = put_manifest(self.storage, big_original)
         islands = sorted(rnd.randrange(0, huge_size - 65536) for _ in range(64))
         huge, _ = put_sparse_file(self.storage, huge_size, islands, 2, self.originals)
         smalls = [put_bytes(self.storage, b"entry %d\n" % i) for i in range(a.entries)]
@@ -152,6 +153,7 @@ class Bench:
         flags = ("--node-like",) if a.emulator == "node-like" else ()
         self.emulator = Emulator(self.storage, *flags, workdir=self.tmp)
         rows = {k: [] for k in ("warm", "cat", "cold", "curl", "curl4", "cpu", "first", "first_base", "first_requests",
+                                "first_manifest", "first_manifest_requests",
                                 "stat", "stat_base", "stat_again", "opens", "opens_base",
                                 "many_cold", "many_cold_base", "many_cached", "many_cached_base",
                                 "many_warm", "many_warm_base")}
@@ -173,6 +175,17 @@ class Bench:
                         assert len(f.read(4096)) == 4096
                 rows["first"].append(timed(first_4k))
                 rows["first_requests"].append(self.requests_for(big) - before)
+                self.done_with(m, cache)
+                # the same, named with its manifest (sha1://...?manifest=...): no size discovery
+                m, cache = self.mount()
+                manifest_path = os.path.join(m.mountpoint, "sha1", big + "?manifest=" + big_manifest)
+                before = len(self.emulator.downloads())
+
+                def first_4k_manifest():
+                    with open(manifest_path, "rb", buffering=0) as f:
+                        assert len(f.read(4096)) == 4096
+                rows["first_manifest"].append(timed(first_4k_manifest))
+                rows["first_manifest_requests"].append(len(self.emulator.downloads()) - before)
                 conn = self.connection()
                 self.range_request(conn, big, 0, 4096)  # warm the connection
                 rows["first_base"].append(timed(lambda: self.range_request(conn, big, 4096, 4096)))
@@ -292,6 +305,9 @@ class Bench:
         print("%-34s %11.2f ms %11.2f ms %8.2f  time vs one 4 KiB range on a warm connection; %d requests before it" %
               ("cold first 4 KiB", med["first"] * 1e3, med["first_base"] * 1e3, med["first"] / med["first_base"],
                med["first_requests"]))
+        print("%-34s %11.2f ms %11.2f ms %8.2f  the same with ?manifest= (no size discovery); %d requests before it" %
+              ("cold first 4 KiB, with manifest", med["first_manifest"] * 1e3, med["first_base"] * 1e3,
+               med["first_manifest"] / med["first_base"], med["first_manifest_requests"]))
         print("%-34s %11.2f ms %11.2f ms %8.2f  time vs 32 parallel downloads (one connection each)" %
               ("32 parallel cold opens, 100 KiB", med["opens"] * 1e3, med["opens_base"] * 1e3, med["opens"] / med["opens_base"]))
         n = a.many
