@@ -21,19 +21,27 @@ std::string CacheLayout::sha1_of_partial_data(std::string_view file_name) {
   return is_sha1_name(sha1) ? std::string(sha1) : "";
 }
 
+CacheLayout::CacheLayout(std::filesystem::path root)
+    : root_(std::move(root)),
+      root_fd_(std::make_shared<const UniqueFd>(
+          ::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC))) {}
+
 int CacheLayout::open_file(const std::filesystem::path& path, int flags, unsigned mode) const {
   std::filesystem::path relative = path.lexically_relative(root_);
   if (relative.empty() || *relative.begin() == "..") return -EXDEV;
-  int root_fd = ::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (root_fd < 0) return -errno;
+  UniqueFd opened_now;  // only when the root did not exist at construction
+  int root_fd = root_fd_->get();
+  if (root_fd < 0) {
+    opened_now = UniqueFd(::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (opened_now.get() < 0) return -errno;
+    root_fd = opened_now.get();
+  }
   open_how how{};
   how.flags = static_cast<std::uint64_t>(flags | O_CLOEXEC);
   how.mode = (flags & O_CREAT) != 0 ? mode : 0;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
   long fd = syscall(SYS_openat2, root_fd, relative.c_str(), &how, sizeof(how));
-  int error = errno;
-  ::close(root_fd);
-  return fd >= 0 ? static_cast<int>(fd) : -error;
+  return fd >= 0 ? static_cast<int>(fd) : -errno;
 }
 
 bool CacheLayout::stat_file(const std::filesystem::path& path, struct stat* st) const {

@@ -15,14 +15,18 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
+
+#include "support/unique_fd.h"
 
 namespace kacheryfs {
 
 class CacheLayout {
  public:
-  explicit CacheLayout(std::filesystem::path root) : root_(std::move(root)) {}
+  // Keeps the root directory open (when it exists) for the openat2 calls of open_file.
+  explicit CacheLayout(std::filesystem::path root);
 
   const std::filesystem::path& root() const { return root_; }
   std::filesystem::path complete_dir() const { return root_ / "sha1"; }
@@ -59,6 +63,7 @@ class CacheLayout {
   static constexpr std::string_view kPageMapSuffix = ".blocks";
   static constexpr std::string_view kChunksSuffix = ".chunks";
   std::filesystem::path root_;
+  std::shared_ptr<const UniqueFd> root_fd_;  // O_PATH of root_; invalid if it did not exist
 };
 
 }  // namespace kacheryfs

@@ -49,6 +49,7 @@ ContentCache::ContentCache(fs::path root_dir) : layout_(std::move(root_dir)) {
   fs::create_directories(layout_.complete_dir());
   fs::create_directories(layout_.tmp_dir());
   fs::create_directories(layout_.meta_dir());
+  layout_ = CacheLayout(layout_.root());  // the root exists now: keep it open
   if (access(root().c_str(), W_OK) != 0) {
     throw std::system_error(errno, std::generic_category(), "cache dir " + root().string());
   }

@@ -1,6 +1,7 @@
 #include "fetch/content_access.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
@@ -39,8 +40,9 @@ int ContentAccess::open(const ContentRequest& request, OpenContent& out,
     // A file that the lookup's size discovery just fetched is that fetch's miss, not a hit.
     if (!fetcher_.take_freshly_fetched(sha1)) counters_.add(Counter::kHits);
     accounting_.accessed(sha1);
+    struct stat st {};
+    out.size = fstat(fd->get(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
     out.fd = std::move(*fd);
-    out.size = cache_.complete_size(sha1).value_or(0);
     return 0;
   }
   Result<std::uint64_t> size = fetcher_.blob_size(sha1, cancel);

@@ -121,6 +121,35 @@ class Bench:
         assert r.status == 200 and (len(data) == length or not exact), (r.status, len(data))
         return data
 
+    def through_passthrough(self, directory, names, measure):
+        """Mounts `directory` with a minimal libfuse passthrough (what the kernel allows any
+        FUSE mount) and returns measure(paths of names there); None when it is not built."""
+        program = os.environ.get("KACHERYFS_PASSTHROUGH_BIN",
+                                 os.path.join(os.path.dirname(os.environ.get("KACHERYFS_BIN", "build/kacheryfs")),
+                                              "tests", "passthrough-fuse"))
+        if not os.path.exists(program):
+            return None
+        mnt = os.path.join(self.tmp, "passthrough")
+        os.makedirs(mnt, exist_ok=True)
+        proc = subprocess.Popen([program, directory, mnt])
+        try:
+            paths = [os.path.join(mnt, n) for n in names]
+            deadline = time.time() + 10
+            while not os.path.exists(paths[0]):
+                if time.time() > deadline or proc.poll() is not None:
+                    return None
+                time.sleep(0.02)
+            return measure(paths)
+        finally:
+            subprocess.run(["fusermount3", "-u", mnt])
+            proc.wait()
+
+    def passthrough_warm(self, original):
+        def measure(paths):
+            run_quiet(["cat", paths[0]])  # into its page cache
+            return timed(lambda: run_quiet(["cat", paths[0]]))
+        return self.through_passthrough(os.path.dirname(original), [os.path.basename(original)], measure)
+
     def connection(self):
         return http.client.HTTPConnection("127.0.0.1", self.emulator.port)
 
@@ -152,11 +181,11 @@ class Bench:
                    for i in range(a.many)] for r in range(a.runs)]
         flags = ("--node-like",) if a.emulator == "node-like" else ()
         self.emulator = Emulator(self.storage, *flags, workdir=self.tmp)
-        rows = {k: [] for k in ("warm", "cat", "cold", "curl", "curl4", "cpu", "first", "first_base", "first_requests",
+        rows = {k: [] for k in ("warm", "cat", "passthrough", "cold", "curl", "curl4", "cpu", "first", "first_base", "first_requests",
                                 "first_manifest", "first_manifest_requests",
                                 "stat", "stat_base", "stat_again", "opens", "opens_base",
                                 "many_cold", "many_cold_base", "many_cached", "many_cached_base",
-                                "many_warm", "many_warm_base")}
+                                "many_warm", "many_warm_base", "many_passthrough")}
         random_p50, random_p99, base_p50, base_p99, peaks = [], [], [], [], []
         try:
             run_quiet(["cat", big_original])
@@ -199,6 +228,7 @@ class Bench:
                 rows["cpu"].append((cpu_seconds(m.proc.pid) - cpu_before) / (big_size / (1 << 30)))
                 rows["warm"].append(timed(lambda: run_quiet(["cat", path])))
                 self.done_with(m, cache)
+                rows["passthrough"].append(self.passthrough_warm(big_original))
                 # 4 parallel curl ranges of the whole file
                 quarter = big_size // 4
                 rows["curl4"].append(in_threads([
@@ -241,6 +271,16 @@ class Bench:
                 rows["many_warm"].append(timed(lambda: [read_all(p) for p in paths]))
                 rows["many_warm_base"].append(timed(lambda: [read_all(p) for p in cached]))
                 self.done_with(m, cache)
+                flat = os.path.join(self.tmp, "flat")
+                shutil.rmtree(flat, ignore_errors=True)
+                os.makedirs(flat)
+                for s in run_many:
+                    shutil.copyfile(sha1_path(self.storage, s), os.path.join(flat, s))
+
+                def warm_files(paths):
+                    [read_all(p) for p in paths]
+                    return timed(lambda: [read_all(p) for p in paths])
+                rows["many_passthrough"].append(self.through_passthrough(flat, run_many, warm_files))
 
                 # random 4 KiB reads of the 4 GiB file, cold
                 m, cache = self.mount()
@@ -289,13 +329,20 @@ class Bench:
             self.emulator.stop()
             shutil.rmtree(self.tmp, ignore_errors=True)
 
-        med = {k: statistics.median(v) for k, v in rows.items()}
+        med = {k: statistics.median(v) for k, v in rows.items() if k not in ("passthrough", "many_passthrough")}
         print("kacheryfs benchmark: %d runs, medians; emulator %s; files %d MiB and %d MiB; %d random reads; %d entries%s" %
               (a.runs, a.emulator, a.big_mb, a.huge_mb, a.random_reads, a.entries, " (QUICK: smoke test only)" if a.quick else ""))
         print("%-34s %14s %14s %8s" % ("", "kacheryfs", "baseline", "ratio"))
         mb = big_size / 1e6
         print("%-34s %9.0f MB/s %9.0f MB/s %8.2f  speed vs cat of the local file (page cache)" %
               ("warm sequential read", mb / med["warm"], mb / med["cat"], med["cat"] / med["warm"]))
+        passthrough = [t for t in rows["passthrough"] if t is not None]
+        if passthrough:
+            pt = statistics.median(passthrough)
+            print("%-34s %9.0f MB/s %9.0f MB/s %8.2f  a minimal libfuse passthrough mount, warm, vs the same cat" %
+                  ("warm read, FUSE passthrough", mb / pt, mb / med["cat"], med["cat"] / pt))
+            print("%-34s %9.0f MB/s %9.0f MB/s %8.2f  kacheryfs vs that passthrough: what FUSE itself allows" %
+                  ("warm read, kacheryfs vs passthrough", mb / med["warm"], mb / pt, pt / med["warm"]))
         print("%-34s %9.0f MB/s %9.0f MB/s %8.2f  speed vs curl of the whole file" %
               ("cold sequential read", mb / med["cold"], mb / med["curl"], med["curl"] / med["cold"]))
         print("%-34s %9.0f MB/s %9.0f MB/s %8.2f  speed vs 4 parallel curl ranges" %
@@ -320,6 +367,12 @@ class Bench:
         print("%-34s %11.1f us %11.1f us %8.2f  per file, vs the cache files (page cache)" %
               ("%d small files, warm" % n, med["many_warm"] / n * 1e6, med["many_warm_base"] / n * 1e6,
                med["many_warm"] / med["many_warm_base"]))
+        many_pt = [t for t in rows["many_passthrough"] if t is not None]
+        if many_pt:
+            pt = statistics.median(many_pt)
+            print("%-34s %11.1f us %11.1f us %8.2f  per file, kacheryfs vs a minimal libfuse passthrough (an open "
+                  "round trip each)" % ("%d small files, warm, vs FUSE" % n, med["many_warm"] / n * 1e6, pt / n * 1e6,
+                                        med["many_warm"] / pt))
         p50, p99 = statistics.median(random_p50), statistics.median(random_p99)
         b50, b99 = statistics.median(base_p50), statistics.median(base_p99)
         print("%-34s %11.2f ms %11.2f ms %8.2f  time vs single range requests" % ("cold random 4 KiB p50", p50 * 1e3, b50 * 1e3, p50 / b50))
