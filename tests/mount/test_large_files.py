@@ -88,7 +88,11 @@ class LargeFiles(MountTestCase):
         manifest = put_manifest(self.storage, original)
         self.mount()
         path = os.path.join(self.mnt, "sha1", "%s?manifest=%s" % (sha1, manifest))
-        os.stat(path)  # size discovery
+        self.assertEqual(os.stat(path).st_size, 150_000_000)
+        # The manifest states the size: the file itself is not probed (one request, for the
+        # manifest, and none for the file).
+        self.assertEqual(self.emulator.downloads(sha1), [])
+        self.assertEqual(len(self.emulator.downloads(manifest)), 1)
         before = len(self.emulator.downloads(sha1))
         # the first 30 MB: manifest chunk 0 is complete and gets verified before the file is
         head = os.path.join(self.tmp, "head")

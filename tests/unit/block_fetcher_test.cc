@@ -84,6 +84,41 @@ TEST_F(BlockFetcherTest, PresentPagesSurviveANewInstanceAndTheWholeFileIsVerifie
   EXPECT_FALSE(cache_->partial_size(sha1));
 }
 
+TEST_F(BlockFetcherTest, SeededBytesAreWholePagesThatAreNeverFetchedAgain) {
+  std::string data = pattern(50000, 4);
+  MemorySource source;
+  const std::string sha1 = source.add(data);
+  BlockFetcher blocks(source, *cache_, quota_, counters_, in_use_, config_);
+  auto file = *blocks.partial(sha1, data.size(), std::nullopt);
+  blocks.seed(file, 0, data.substr(0, 10000));        // pages 0 and 1; page 2 is cut short
+  blocks.seed(file, 45056, data.substr(45056));       // the last page, up to the end
+  blocks.seed(file, 20000, data.substr(20000, 100));  // covers no whole page
+  EXPECT_TRUE(file->present(0));
+  EXPECT_TRUE(file->present(1));
+  EXPECT_FALSE(file->present(2));
+  EXPECT_FALSE(file->present(4));
+  EXPECT_TRUE(file->present(data.size() / 4096));
+  ASSERT_EQ(blocks.ensure(file, 0, data.size(), false, never_), 0);
+  EXPECT_EQ(source.fetched_bytes(), 45056u - 8192u) << "only the pages not seeded";
+  ASSERT_TRUE(eventually([&] { return file->complete(); }));  // seeded bytes verified too
+  std::ifstream in(cache_->complete_path(sha1), std::ios::binary);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), data);
+}
+
+TEST_F(BlockFetcherTest, WrongSeededBytesFailVerification) {
+  std::string data = pattern(50000, 5);
+  MemorySource source;
+  const std::string sha1 = source.add(data);
+  BlockFetcher blocks(source, *cache_, quota_, counters_, in_use_, config_);
+  auto file = *blocks.partial(sha1, data.size(), std::nullopt);
+  std::string wrong = data.substr(0, 8192);
+  wrong[100] ^= 1;
+  blocks.seed(file, 0, wrong);
+  ASSERT_EQ(blocks.ensure(file, 0, data.size(), false, never_), 0);
+  ASSERT_TRUE(eventually([&] { return file->failed(); }));
+  EXPECT_FALSE(cache_->complete_size(sha1));
+}
+
 TEST_F(BlockFetcherTest, AMismatchDropsEverythingAndFailsReaders) {
   MemorySource source;
   const std::string sha1 = source.add(pattern(50000));
