@@ -31,8 +31,11 @@ speed (default: as fast as loopback goes; bodies always come in 65,536-byte chun
   --rate MBPS               each download sends at most MBPS megabytes (10^6 B) a second
   --total-rate MBPS         all downloads together send at most MBPS megabytes a second
   --request-cost-ms MS      every request costs MS ms of the daemon's one thread
+  --cpu-bound               the daemon's thread spends its time (--total-rate,
+                            --request-cost-ms) busy on a CPU, as Node's does, so that it
+                            competes with the client for the cores; else it sleeps
   --node-like               the real kachery-daemon 1.2.1 as measured on a 2-core machine:
-                            --rate 400 --total-rate 700 --request-cost-ms 1
+                            --rate 400 --total-rate 700 --request-cost-ms 1 --cpu-bound
 fault injection (on /downloadFileData):
   --fault-sha1 SHA1         apply the faults below to this sha1 only
   --first-byte-delay-ms N   wait N ms before answering
@@ -90,6 +93,11 @@ int main(int argc, char** argv) {
       config.connection_rate = 400e6;
       config.total_rate = 700e6;
       config.request_cost = std::chrono::microseconds(1000);
+      config.cpu_bound = true;
+      continue;
+    }
+    if (flag == "--cpu-bound") {
+      config.cpu_bound = true;
       continue;
     }
     if (i + 1 >= args.size()) usage_error("unknown flag or missing value: " + flag);

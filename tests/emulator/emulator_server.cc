@@ -243,7 +243,7 @@ struct EmulatorServer::Impl {
   // ---------------------------------------------------------------- routes
   bool handle(tcp::socket& socket, const Request& request) {
     ++requests;
-    daemon_thread.pace(0, config.request_cost);
+    daemon_thread.pace(0, config.request_cost, config.cpu_bound);
     std::string target(request.target());
     bool post = request.method() == http::verb::post;
     bool get = request.method() == http::verb::get;
@@ -587,8 +587,10 @@ struct EmulatorServer::Impl {
       }
       // The chunk leaves when both the daemon's thread and this connection have had time.
       if (daemon_thread.limited() || connection.limited()) {
-        std::this_thread::sleep_until(std::max(daemon_thread.book(static_cast<std::uint64_t>(n)),
-                                               connection.book(static_cast<std::uint64_t>(n))));
+        auto own_turn = connection.book(static_cast<std::uint64_t>(n));
+        RatePacer::perform(daemon_thread.book_interval(static_cast<std::uint64_t>(n)),
+                           config.cpu_bound && daemon_thread.limited());
+        std::this_thread::sleep_until(own_turn);
       }
       ok = send_chunk(socket, buffer.data(), static_cast<std::size_t>(n));
       if (ok) sent += static_cast<std::uint64_t>(n);

@@ -43,6 +43,7 @@ struct EmulatorConfig {
   double connection_rate = 0;                 // body bytes per second, each download
   double total_rate = 0;                      // body bytes per second, all connections together
   std::chrono::microseconds request_cost{0};  // fixed work per request, one at a time
+  bool cpu_bound = false;  // the daemon thread's work burns a CPU (as Node's does), not sleeps
 };
 
 class EmulatorServer {
