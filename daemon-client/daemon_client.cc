@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -79,11 +80,18 @@ DaemonClient::DaemonClient(DaemonClientConfig config)
 
 DaemonClient::~DaemonClient() = default;
 
+namespace {
+// Shorter than the daemon's keep-alive timeout (5 s), so that a pooled connection is not
+// reused just as the daemon closes it.
+constexpr std::chrono::seconds kIdleLimit{4};
+}  // namespace
+
 std::unique_ptr<HttpConnection> DaemonClient::acquire() {
+  prune_idle();
   {
     std::lock_guard lock(pool_mutex_);
     if (!idle_.empty()) {
-      auto connection = std::move(idle_.back());
+      auto connection = std::move(idle_.back().connection);
       idle_.pop_back();
       return connection;
     }
@@ -94,7 +102,21 @@ std::unique_ptr<HttpConnection> DaemonClient::acquire() {
 void DaemonClient::release(std::unique_ptr<HttpConnection> connection) {
   if (!connection->is_open()) return;
   std::lock_guard lock(pool_mutex_);
-  if (idle_.size() < config_.max_idle_connections) idle_.push_back(std::move(connection));
+  if (idle_.size() < config_.max_idle_connections)
+    idle_.push_back({std::move(connection), std::chrono::steady_clock::now()});
+}
+
+void DaemonClient::prune_idle() {
+  std::vector<IdleConnection> expired;  // closed outside the lock
+  {
+    std::lock_guard lock(pool_mutex_);
+    auto now = std::chrono::steady_clock::now();
+    auto first_fresh = std::find_if(idle_.begin(), idle_.end(), [&](const IdleConnection& idle) {
+      return now - idle.since < kIdleLimit;
+    });
+    std::move(idle_.begin(), first_fresh, std::back_inserter(expired));
+    idle_.erase(idle_.begin(), first_fresh);
+  }
 }
 
 HttpOutcome DaemonClient::send(HttpRequest request, const BodySink& sink,

@@ -73,6 +73,10 @@ class DaemonClient final : public BlobSource {
 
   const DaemonClientConfig& config() const { return config_; }
 
+  // Closes pooled connections idle for longer than the daemon keeps them (it closes them
+  // after 5 s): they would only fail at their next use, and hold an fd until then.
+  void prune_idle();
+
  private:
   std::unique_ptr<HttpConnection> acquire();
   // Names the auth file in the detail of a 403.
@@ -85,7 +89,11 @@ class DaemonClient final : public BlobSource {
   DaemonClientConfig config_;
   AuthCodeFile auth_;
   std::mutex pool_mutex_;
-  std::vector<std::unique_ptr<HttpConnection>> idle_;
+  struct IdleConnection {
+    std::unique_ptr<HttpConnection> connection;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::vector<IdleConnection> idle_;  // oldest first
 };
 
 // The client configuration that the mount's options describe for one of its nodes

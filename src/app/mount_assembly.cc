@@ -233,6 +233,7 @@ void MountAssembly::start_background() {
         nodes_.note(node, clients_[node]->probe(&info, NeverCancelled()));
       }
       if (tick % 20 == 0) {
+        for (auto& client : clients_) client->prune_idle();
         std::string report = nodes_.report_text();
         if (report != nodes_written) cache_->write_meta("mount-nodes", report);
         nodes_written = report;
