@@ -156,6 +156,23 @@ OptionRow text_row(std::string_view name, std::string_view value_name,
           [=](const MountOptions& o) { return (o.*field).empty() ? "(none)" : o.*field; }};
 }
 
+// "-o name" with no value sets a bool; shown as yes/no.
+OptionRow flag_row(std::string_view name, bool MountOptions::*field, std::string_view help) {
+  return {name,
+          "",
+          "",
+          "",
+          "",
+          help,
+          false,
+          [=](Value value, MountOptions& o) -> std::string {
+            if (value) return "takes no value";
+            o.*field = true;
+            return "";
+          },
+          [=](const MountOptions& o) -> std::string { return o.*field ? "yes" : "no"; }};
+}
+
 OptionRow fuse_row(std::string_view name, bool takes_value, std::string_view help) {
   return {name,
           takes_value ? "NAME" : "",
@@ -189,13 +206,7 @@ std::vector<OptionRow> make_option_table() {
   rows.push_back(
       text_row("auth_group", "GROUP", &MO::auth_group, "none: the mounting user only",
                "this group may read MOUNTPOINT/client-auth too (0440; with allow_other)"));
-  rows.push_back({"hide_auth", "", "", "", "", "no MOUNTPOINT/client-auth", false,
-                  [](Value value, MountOptions& o) -> std::string {
-                    if (value) return "takes no value";
-                    o.hide_auth = true;
-                    return "";
-                  },
-                  [](const MountOptions& o) -> std::string { return o.hide_auth ? "yes" : "no"; }});
+  rows.push_back(flag_row("hide_auth", &MO::hide_auth, "no MOUNTPOINT/client-auth"));
   rows.push_back(
       duration_row("timeout", &MO::timeout, "10", "first-byte and idle timeout of each request"));
   rows.push_back(duration_row("connect_timeout", &MO::connect_timeout, "5", "connect timeout"));
@@ -289,23 +300,10 @@ std::vector<OptionRow> make_option_table() {
                     return std::to_string(static_cast<int>(o.cache_min_free_fraction * 100 + 0.5)) +
                            "%";
                   }});
-  rows.push_back(
-      {"require_daemon", "", "", "", "",
-       "fail the mount if the daemon is unreachable or rejects the auth code", false,
-       [](Value value, MountOptions& o) -> std::string {
-         if (value) return "takes no value";
-         o.require_daemon = true;
-         return "";
-       },
-       [](const MountOptions& o) -> std::string { return o.require_daemon ? "yes" : "no"; }});
-  rows.push_back({"spread", "", "", "", "",
-                  "fetch the blocks of large files from every healthy node at once", false,
-                  [](Value value, MountOptions& o) -> std::string {
-                    if (value) return "takes no value";
-                    o.spread = true;
-                    return "";
-                  },
-                  [](const MountOptions& o) -> std::string { return o.spread ? "yes" : "no"; }});
+  rows.push_back(flag_row("require_daemon", &MO::require_daemon,
+                          "fail the mount if the daemon is unreachable or rejects the auth code"));
+  rows.push_back(flag_row("spread", &MO::spread,
+                          "fetch the blocks of large files from every healthy node at once"));
   rows.push_back(text_row("log_file", "PATH", &MO::log_file,
                           "syslog (the journal) once daemonized; stderr with -f",
                           "append the log to PATH (reopened on SIGHUP, for logrotate)"));
