@@ -135,7 +135,7 @@ Result<std::uint64_t> ContentAccess::size(const std::string& sha1, const CancelT
   }
   // A manifest's size is as good as a discovered one: a wrong one makes the download fail
   // its length or hash check, never serves wrong bytes.
-  if (!manifest_sha1.empty() && !fetcher_.knows_size(sha1)) {
+  if (!manifest_sha1.empty() && !fetcher_.known_size(sha1)) {
     if (auto manifest = load_manifest(sha1, manifest_sha1, cancel))
       fetcher_.set_known_size(sha1, manifest->size);
   }

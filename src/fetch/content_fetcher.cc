@@ -35,13 +35,18 @@ std::optional<ContentFetcher::DiscoveredBytes> ContentFetcher::take_discovered(
   return std::nullopt;
 }
 
-bool ContentFetcher::knows_size(const std::string& sha1) {
-  if (sha1 == kEmptySha1 || cache_.complete_size(sha1)) return true;
+std::optional<std::uint64_t> ContentFetcher::known_size(const std::string& sha1) {
+  if (sha1 == kEmptySha1) return std::uint64_t{0};
+  if (auto size = cache_.complete_size(sha1)) return *size;
   {
     std::lock_guard lock(mutex_);
-    if (sizes_.contains(sha1)) return true;
+    if (auto it = sizes_.find(sha1); it != sizes_.end()) return it->second;
   }
-  return cache_.partial_size(sha1).has_value();
+  if (auto size = cache_.partial_size(sha1)) {  // no rediscovery after a remount
+    remember_size(sha1, *size);
+    return *size;
+  }
+  return std::nullopt;
 }
 
 bool ContentFetcher::take_freshly_fetched(const std::string& sha1) {
@@ -83,17 +88,8 @@ FetchResult ContentFetcher::read_with_load(const std::string& sha1, std::uint64_
 
 Result<std::uint64_t> ContentFetcher::blob_size(std::string_view sha1_view,
                                                 const CancelToken& cancel) {
-  if (sha1_view == kEmptySha1) return std::uint64_t{0};
-  if (auto size = cache_.complete_size(sha1_view)) return *size;
   std::string sha1(sha1_view);
-  {
-    std::lock_guard lock(mutex_);
-    if (auto it = sizes_.find(sha1); it != sizes_.end()) return it->second;
-  }
-  if (auto size = cache_.partial_size(sha1)) {  // no rediscovery after a remount
-    remember_size(sha1, *size);
-    return *size;
-  }
+  if (auto size = known_size(sha1)) return *size;
   if (known_missing(sha1)) return fail(-ENOENT);
   for (;;) {
     auto answer = size_flights_.run(

@@ -48,8 +48,9 @@ class ContentFetcher {
   // True (once) when this fetcher fetched sha1 complete since it was last asked: the open
   // that follows a lookup's size discovery is then not a cache hit (the miss was counted).
   bool take_freshly_fetched(const std::string& sha1);
-  // Whether blob_size would answer without asking the source.
-  bool knows_size(const std::string& sha1);
+  // The size blob_size gives without asking the source (the cache, memory, a partial
+  // file's page map), or nullopt.
+  std::optional<std::uint64_t> known_size(const std::string& sha1);
   // A size learnt elsewhere (a verified manifest states it): no discovery is needed.
   void set_known_size(const std::string& sha1, std::uint64_t size) { remember_size(sha1, size); }
 
