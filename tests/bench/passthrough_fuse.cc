@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -22,6 +23,14 @@ std::mutex names_mutex;
 std::unordered_map<fuse_ino_t, std::string> names;  // ino -> name in SOURCE_DIR
 
 void reply_attr_of(fuse_req_t req, const struct stat& st) { fuse_reply_attr(req, &st, 86400); }
+
+// The name in SOURCE_DIR that a lookup gave this inode, or nullopt.
+std::optional<std::string> name_of(fuse_ino_t ino) {
+  std::lock_guard lock(names_mutex);
+  auto it = names.find(ino);
+  if (it == names.end()) return std::nullopt;
+  return it->second;
+}
 
 void op_init(void*, fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
@@ -57,17 +66,12 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
     reply_attr_of(req, st);
     return;
   }
-  std::string name;
-  {
-    std::lock_guard lock(names_mutex);
-    auto it = names.find(ino);
-    if (it == names.end()) {
-      fuse_reply_err(req, ENOENT);
-      return;
-    }
-    name = it->second;
+  std::optional<std::string> name = name_of(ino);
+  if (!name) {
+    fuse_reply_err(req, ENOENT);
+    return;
   }
-  if (fstatat(source_dir, name.c_str(), &st, 0) != 0) {
+  if (fstatat(source_dir, name->c_str(), &st, 0) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
@@ -76,17 +80,12 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  std::string name;
-  {
-    std::lock_guard lock(names_mutex);
-    auto it = names.find(ino);
-    if (it == names.end()) {
-      fuse_reply_err(req, ENOENT);
-      return;
-    }
-    name = it->second;
+  std::optional<std::string> name = name_of(ino);
+  if (!name) {
+    fuse_reply_err(req, ENOENT);
+    return;
   }
-  int fd = openat(source_dir, name.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = openat(source_dir, name->c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     fuse_reply_err(req, errno);
     return;
