@@ -3,8 +3,7 @@
 real daemon): the rows of benchmark.py that the real daemon can answer, medians of --runs,
 each against a baseline measured in the same run.
 
-  KACHERY_DAEMON_DIR=/path/to/kachery-daemon/daemon   (built: npm install && npx tsc)
-  python3 tests/bench/real_daemon_read.py [--runs 3] [--size-mb 1024]
+  KACHERY_DAEMON_DIR=/path/to/kachery-daemon/daemon python3 tests/bench/real_daemon_read.py [--runs 3] [--size-mb 1024]
 
   cold sequential read    fresh cache and mount, `cat`    vs one curl stream, and 4 parallel curl ranges
   CPU per GiB, cold       kacheryfs's user+system CPU seconds (/proc/PID/stat)
@@ -15,32 +14,16 @@ import argparse
 import http.client
 import json
 import os
-import signal
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
-import shutil
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from kacheryfs_testlib import Mount, free_port, put_random_file, sha1_path  # noqa: E402
-
-DAEMON_DIR = os.environ.get("KACHERY_DAEMON_DIR", "/tmp/real/daemon")
-LOOPBACK = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loopback.js")
-
-
-def timed(fn):
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
-
-
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from benchmark import cpu_seconds, in_threads, timed  # noqa: E402
+from kacheryfs_testlib import Mount, put_random_file  # noqa: E402
+from real_daemon import RealDaemon  # noqa: E402
 
 
 def main():
@@ -50,42 +33,18 @@ def main():
     ap.add_argument("-o", default="", help="extra kacheryfs -o options, e.g. block_size=16M")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="kfs-real-read-")
-    storage = os.path.join(tmp, "storage")
-    os.makedirs(storage)
-    port = free_port()
-    env = dict(os.environ, KACHERY_STORAGE_DIR=storage, KACHERY_DAEMON_PORT=str(port))
-    log = open(os.path.join(tmp, "daemon.log"), "ab")
-    daemon = subprocess.Popen(["node", "-r", LOOPBACK, "dist/cli.js", "start", "--label", "test", "--verbose", "0"],
-                              cwd=DAEMON_DIR, env=env, stdout=log, stderr=log, start_new_session=True)
+    daemon = None
     try:
-        auth_file = os.path.join(storage, "client-auth")
-        deadline = time.time() + 60
-        while not os.path.exists(auth_file):
-            if time.time() > deadline or daemon.poll() is not None:
-                raise SystemExit("the daemon did not start")
-            time.sleep(0.2)
-        time.sleep(1)
+        daemon = RealDaemon(os.path.join(tmp, "storage"), os.path.join(tmp, "daemon.log"))
+        storage, port, auth_file, code = daemon.storage, daemon.port, daemon.auth_file, daemon.auth_code
         size = a.size_mb << 20
         sha1, original = put_random_file(storage, size, 1, os.path.join(tmp, "orig"))
-
-        def code():
-            with open(auth_file) as f:
-                return f.read()
 
         def curl(start, end):
             subprocess.run(["curl", "-sf", "-o", "/dev/null", "-H", "KACHERY-CLIENT-AUTH-CODE: " + code(),
                             "-H", "Content-Type: application/json",
                             "--data", '{"fileKey":{"sha1":"%s"},"startByte":%d,"endByte":%d}' % (sha1, start, end),
                             "http://127.0.0.1:%d/downloadFileData" % port], check=True)
-
-        def parallel(fns):
-            threads = [threading.Thread(target=f) for f in fns]
-            started = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            return time.perf_counter() - started
 
         mnt = os.path.join(tmp, "mnt")
         path = os.path.join(mnt, "sha1", sha1)
@@ -94,7 +53,7 @@ def main():
         for _ in range(a.runs):
             rows["curl"].append(timed(lambda: curl(0, size)))
             q = size // 4
-            rows["curl4"].append(parallel([lambda i=i: curl(i * q, (i + 1) * q) for i in range(4)]))
+            rows["curl4"].append(in_threads([lambda i=i: curl(i * q, (i + 1) * q) for i in range(4)]))
             cache = tempfile.mkdtemp(prefix="cache-", dir=tmp)
             m = Mount("127.0.0.1:%d" % port, mnt, cache, ["auth_file=" + auth_file] + ([a.o] if a.o else []))
 
@@ -136,13 +95,8 @@ def main():
         print("runs: cold %s; curl %s; cpu %s" % ([round(x, 2) for x in rows["cold"]], [round(x, 2) for x in rows["curl"]],
                                                  [round(x, 2) for x in rows["cpu"]]))
     finally:
-        if daemon.poll() is None:
-            os.kill(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(daemon.pid, signal.SIGKILL)
-                daemon.wait()
+        if daemon:
+            daemon.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
