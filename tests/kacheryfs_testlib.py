@@ -4,6 +4,7 @@ clean up what was started (by PID, never by name).
 
 Paths come from the environment that CTest sets: KACHERYFS_BIN, KACHERY_EMULATOR_BIN.
 """
+import errno
 import hashlib
 import os
 import shutil
@@ -274,6 +275,15 @@ class MountTestCase(unittest.TestCase):
         if layout:
             return os.path.join(self.mnt, "sha1", sha1[0:2], sha1[2:4], sha1[4:6], sha1)
         return os.path.join(self.mnt, "sha1", sha1)
+
+    def assertEioReading(self, path, within, why=None):
+        """Reading the whole file fails with EIO, in less than `within` seconds."""
+        started = time.monotonic()
+        with self.assertRaises(OSError) as ctx:
+            with open(path, "rb") as f:
+                f.read()
+        self.assertEqual(ctx.exception.errno, errno.EIO)
+        self.assertLess(time.monotonic() - started, within, why)
 
     def assertSameBytes(self, mounted, original):
         r = subprocess.run(["cmp", mounted, original], capture_output=True, text=True)
