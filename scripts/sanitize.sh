@@ -12,25 +12,26 @@ reports=$(mktemp -d /tmp/kacheryfs-sanitize-XXXXXX)
 trap 'rm -rf "$reports"' EXIT
 status=0
 
+# sanitized_run DIR CMAKE_OPTION "NAME=VALUE ..." CTEST_ARGS...: builds the suite in DIR with
+# the sanitizer CMAKE_OPTION and runs the chosen tests with the sanitizer's settings.
+sanitized_run() {
+  local dir=$1 option=$2 settings=$3
+  shift 3
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" "$option" > /dev/null
+  cmake --build "$dir" -j "$(nproc)"
+  # shellcheck disable=SC2086 # the settings are NAME=VALUE words without spaces
+  (cd "$dir" && env $settings ctest --output-on-failure -j 2 --timeout 900 "$@") || status=$?
+}
+
 echo "== sanitize: ASan + LSan + UBSan"
-cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
-  -DKACHERYFS_SANITIZE=ON > /dev/null
-cmake --build build-sanitize -j "$(nproc)"
-(cd build-sanitize &&
-  ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:abort_on_error=0" \
-  UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=0" \
-  ctest --output-on-failure -j 2 --timeout 900 -E 'mount\.(workstation|soak|large_files)|bench\.' "$@") ||
-  status=$?
+sanitized_run build-sanitize -DKACHERYFS_SANITIZE=ON \
+  "ASAN_OPTIONS=log_path=$reports/asan:detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=0" \
+  -E 'mount\.(workstation|soak|large_files)|bench\.' "$@"
 
 echo "== sanitize: TSan"
-cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
-  -DKACHERYFS_TSAN=ON > /dev/null
-cmake --build build-tsan -j "$(nproc)"
-(cd build-tsan &&
-  TSAN_OPTIONS="log_path=$reports/tsan:halt_on_error=0:second_deadlock_stack=1" \
-  ctest --output-on-failure -j 2 --timeout 900 \
-    -R '^(unit\.|client\.|mount\.(read_by_hash|network_faults|large_files|client_replay|cache_quota|several_nodes))' "$@") ||
-  status=$?
+sanitized_run build-tsan -DKACHERYFS_TSAN=ON \
+  "TSAN_OPTIONS=log_path=$reports/tsan:halt_on_error=0:second_deadlock_stack=1" \
+  -R '^(unit\.|client\.|mount\.(read_by_hash|network_faults|large_files|client_replay|cache_quota|several_nodes))' "$@"
 
 if compgen -G "$reports/*" > /dev/null; then
   echo "sanitize: sanitizer reports:"
