@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace kacheryfs {
@@ -73,6 +74,13 @@ std::uint64_t PartialFile::cached_bytes() const {
   return present_bytes_;
 }
 
+std::uint64_t PartialFile::present_run(std::uint64_t first, std::uint64_t limit) const {
+  std::lock_guard lock(mutex_);
+  std::uint64_t run = 0;
+  while (run < limit && first + run < present_.size() && present_[first + run]) ++run;
+  return run;
+}
+
 bool PartialFile::claim(std::uint64_t page) {
   std::lock_guard lock(mutex_);
   if (failed_ || present_[page] || in_flight_[page]) return false;
@@ -80,21 +88,29 @@ bool PartialFile::claim(std::uint64_t page) {
   return true;
 }
 
-void PartialFile::finish(std::uint64_t page, bool fetched) {
+void PartialFile::finish(std::uint64_t first, std::uint64_t last, bool fetched) {
+  // The pages are claimed by the caller, so their map bytes are its to write, and that
+  // write needs no lock. The data was written before this point; only now does the map
+  // say so.
+  std::uint64_t count = last - first + 1;
+  if (fetched) {
+    std::vector<std::uint8_t> ones(count, 1);
+    fetched = pwrite(map_fd_.get(), ones.data(), count, static_cast<off_t>(first)) ==
+              static_cast<ssize_t>(count);
+  }
   {
     std::lock_guard lock(mutex_);
-    in_flight_[page] = 0;
-    if (fetched && !failed_) {
-      // The page's bytes were written before this point; only now does the map say so.
-      std::uint8_t one = 1;
-      if (pwrite(map_fd_.get(), &one, 1, static_cast<off_t>(page)) == 1) {
+    for (std::uint64_t page = first; page <= last; ++page) {
+      in_flight_[page] = 0;
+      if (fetched && !failed_) {
         present_[page] = 1;
         ++present_count_;
         present_bytes_ += page_end(page) - page_start(page);
       }
     }
   }
-  changed_.notify_all();
+  std::uint64_t stripes = std::min<std::uint64_t>(count, page_changed_.size());
+  for (std::uint64_t page = first; page < first + stripes; ++page) page_changed(page).notify_all();
 }
 
 PartialFile::WaitResult PartialFile::wait(std::uint64_t page, const CancelToken& cancel) {
@@ -104,7 +120,7 @@ PartialFile::WaitResult PartialFile::wait(std::uint64_t page, const CancelToken&
     if (present_[page]) return WaitResult::kPresent;
     if (!in_flight_[page]) return WaitResult::kAbsent;
     if (cancel.cancelled()) return WaitResult::kCancelled;
-    changed_.wait_for(lock, std::chrono::milliseconds(50));
+    page_changed(page).wait_for(lock, std::chrono::milliseconds(50));
   }
 }
 
@@ -185,6 +201,7 @@ void PartialFile::fail() {
     unlink(data_path_.c_str());
   }
   changed_.notify_all();
+  for (auto& waiters : page_changed_) waiters.notify_all();
 }
 
 }  // namespace kacheryfs
@@ -192,12 +209,10 @@ void PartialFile::fail() {
 namespace kacheryfs {
 
 bool PartialFile::hash_present_pages(const PageHasher& hash_range) {
-  while (hashed_pages_ < page_count() && present(hashed_pages_)) {
-    // Hash the run of present pages from the cursor in one pass.
-    std::uint64_t first = hashed_pages_;
-    std::uint64_t last = first;
-    while (last + 1 < page_count() && last - first < 255 && present(last + 1)) ++last;
-    if (!hash_range(page_start(first), page_end(last), whole_file_hasher_)) return false;
+  // Hash each run of present pages from the cursor (at most 256 pages) in one pass.
+  while (std::uint64_t run = present_run(hashed_pages_, 256)) {
+    std::uint64_t last = hashed_pages_ + run - 1;
+    if (!hash_range(page_start(hashed_pages_), page_end(last), whole_file_hasher_)) return false;
     hashed_pages_ = last + 1;
   }
   return true;

@@ -6,6 +6,7 @@
 // Shared by every open handle of the file; thread-safe.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -54,10 +55,14 @@ class PartialFile {
   bool all_present() const;
   std::uint64_t cached_bytes() const;
 
+  // The number of present pages in a row from `first`, at most `limit`.
+  std::uint64_t present_run(std::uint64_t first, std::uint64_t limit) const;
+
   // True when the caller should fetch the page: not present and not being fetched.
   bool claim(std::uint64_t page);
-  // Ends a claim: on success records the page as present (data first, then the map).
-  void finish(std::uint64_t page, bool fetched);
+  // Ends the claims of pages [first, last]: on success records them as present (data
+  // first, then the map, in one write) and wakes only the readers waiting on them.
+  void finish(std::uint64_t first, std::uint64_t last, bool fetched);
 
   enum class WaitResult { kPresent, kAbsent, kCancelled, kFailed };
   // Waits while someone else fetches the page.
@@ -122,8 +127,14 @@ class PartialFile {
   std::atomic<std::uint64_t> indexed_bytes_{0};
   OpenObjects::Hold in_use_;
 
-  mutable std::mutex mutex_;  // guards the page and chunk state below
-  std::condition_variable changed_;
+  mutable std::mutex mutex_;         // guards the page and chunk state below
+  std::condition_variable changed_;  // chunk verified, complete, failed
+  // Readers waiting on page p wait on page_changed_[p % size]: a finished run wakes the
+  // readers of its own pages, not every reader of the file.
+  std::array<std::condition_variable, 16> page_changed_;
+  std::condition_variable& page_changed(std::uint64_t page) {
+    return page_changed_[page % page_changed_.size()];
+  }
   std::vector<std::uint8_t> present_;
   std::vector<std::uint8_t> in_flight_;
   std::uint64_t present_count_ = 0;

@@ -142,12 +142,14 @@ int BlockFetcher::fetch_block(PartialFile& file, std::uint64_t first, std::uint6
           size -= static_cast<std::size_t>(n);
           position += static_cast<std::uint64_t>(n);
         }
-        while (next_page <= last && file.page_end(next_page) <= position)
-          file.finish(next_page++, true);
+        std::uint64_t done = next_page;  // pages [next_page, done) arrived whole
+        while (done <= last && file.page_end(done) <= position) ++done;
+        if (done > next_page) file.finish(next_page, done - 1, true);
+        next_page = done;
         return true;
       },
       cancel);
-  while (next_page <= last) file.finish(next_page++, false);  // whatever did not arrive
+  if (next_page <= last) file.finish(next_page, last, false);  // whatever did not arrive
   if (result.ok() && position != end) {
     result = {FetchStatus::kProtocolError, "range [" + std::to_string(start) + ", " +
                                                std::to_string(end) + "): got " +
@@ -189,7 +191,7 @@ void BlockFetcher::seed(const std::shared_ptr<PartialFile>& file, std::uint64_t 
       written = n > 0;
       if (written) done += static_cast<std::uint64_t>(n);
     }
-    file->finish(page, written);  // a page that could not be written is fetched later
+    file->finish(page, page, written);  // a page not written is fetched later
     seeded = seeded || written;
   }
   if (!seeded) return;
