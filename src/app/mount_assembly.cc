@@ -11,6 +11,8 @@
 #include <optional>
 #include <thread>
 
+#include "kachery/sha1_hasher.h"
+
 namespace kacheryfs {
 
 namespace {
@@ -215,6 +217,9 @@ void MountAssembly::persist_counters() {
 }
 
 void MountAssembly::start_background() {
+  // What the first large read would otherwise wait for: OpenSSL's setup and the threads.
+  warm_up_sha1();
+  blocks_->start();
   background_ = std::thread([this] {
     // A node that is down is probed after its backoff, so that the mount notices it is back
     // (and says so once) without waiting for a reader. Counters reach the index every

@@ -6,8 +6,8 @@
 // on a pool of max_conns workers, and verifies in the background: manifest chunks as soon
 // as their blocks are present, and the whole-file SHA-1 with a cursor that hashes blocks in
 // order as they arrive. A verified file is moved into the complete layout; a mismatch
-// drops the file's blocks and fails its readers with EIO. Threads start on first use (after
-// the mount has daemonized). Thread-safe.
+// drops the file's blocks and fails its readers with EIO. Threads start at start() or on
+// first use, whichever comes first (after the mount has daemonized). Thread-safe.
 #pragma once
 
 #include <condition_variable>
@@ -53,6 +53,9 @@ class BlockFetcher {
   BlockFetcher& operator=(const BlockFetcher&) = delete;
 
   const BlockFetcherConfig& config() const { return config_; }
+  // Starts the prefetch workers and the verifier now rather than at the first large read.
+  // Call it after the mount has daemonized (threads do not survive the fork).
+  void start() { start_threads(); }
 
   // The partial entry of sha1 shared by its readers (held in OpenObjects while it lives); a
   // failed one is replaced by a fresh one (the file is fetched again).

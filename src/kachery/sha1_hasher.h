@@ -31,4 +31,8 @@ class Sha1Hasher {
 
 std::string sha1_hex_of(std::string_view bytes);
 
+// Loads OpenSSL's SHA-1 (and its config) now, so that the first file read does not wait
+// for it.
+void warm_up_sha1();
+
 }  // namespace kacheryfs
