@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <future>
 #include <iterator>
 
 #include "fetch/fetch_errors.h"
@@ -136,8 +137,14 @@ Result<std::uint64_t> ContentAccess::size(const std::string& sha1, const CancelT
   // A manifest's size is as good as a discovered one: a wrong one makes the download fail
   // its length or hash check, never serves wrong bytes.
   if (!manifest_sha1.empty() && !fetcher_.known_size(sha1)) {
-    if (auto manifest = load_manifest(sha1, manifest_sha1, cancel))
-      fetcher_.set_known_size(sha1, manifest->size);
+    // While the manifest comes, so does the file's first page (the manifest is only written
+    // for files too large to fetch whole): the first read, which nearly always follows,
+    // then needs no request of its own.
+    auto head = std::async(std::launch::async,
+                           [&] { fetcher_.fetch_head(sha1, blocks_.config().page_size, cancel); });
+    auto manifest = load_manifest(sha1, manifest_sha1, cancel);
+    head.wait();
+    if (manifest) fetcher_.set_known_size(sha1, manifest->size);
   }
   return fetcher_.blob_size(sha1, cancel);
 }

@@ -35,6 +35,23 @@ std::optional<ContentFetcher::DiscoveredBytes> ContentFetcher::take_discovered(
   return std::nullopt;
 }
 
+void ContentFetcher::fetch_head(const std::string& sha1, std::uint64_t length,
+                                const CancelToken& cancel) {
+  std::string head;
+  FetchResult result = source_.read_range(
+      sha1, 0, length,
+      [&](const char* data, std::size_t size) {
+        head.append(data, size);
+        return true;
+      },
+      cancel);
+  if (!result.ok()) return;
+  counters_.add(Counter::kBytesFetched, head.size());
+  std::lock_guard lock(mutex_);
+  if (discovered_.size() >= kKeptDiscoveries) discovered_.pop_front();
+  discovered_.emplace_back(sha1, DiscoveredBytes{std::move(head), 0, {}});
+}
+
 std::optional<std::uint64_t> ContentFetcher::known_size(const std::string& sha1) {
   if (sha1 == kEmptySha1) return std::uint64_t{0};
   if (auto size = cache_.complete_size(sha1)) return *size;

@@ -63,6 +63,10 @@ class ContentFetcher {
     std::string tail;
   };
   std::optional<DiscoveredBytes> take_discovered(const std::string& sha1);
+  // Fetches the blob's first `length` bytes and keeps them as its discovered head (for
+  // take_discovered), for a blob whose size comes from elsewhere. Best effort: a failure
+  // is left for the read that needs those bytes to meet and report.
+  void fetch_head(const std::string& sha1, std::uint64_t length, const CancelToken& cancel);
 
  private:
   Result<std::uint64_t> discover_size(const std::string& sha1, const CancelToken& cancel);
