@@ -91,7 +91,7 @@ class Handler(socketserver.BaseRequestHandler):
             method, path, headers, body = request
             mode = self.server.mode
             if mode == "silent":
-                self.log("%s %s (silent)" % (method, path))
+                self.log("%s %s (silent) at %.3f" % (method, path, time.time()))
                 time.sleep(3600)
                 return
             if mode == "slow-status":

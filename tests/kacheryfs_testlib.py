@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -77,6 +78,41 @@ def tool_sha1(path):
     """sha1 of a file by the independent sha1sum tool."""
     out = subprocess.run(["sha1sum", path], check=True, capture_output=True, text=True).stdout
     return out.split()[0]
+
+
+class HostileServer:
+    """tests/hostile_daemon.py answering in one MODE on a free loopback port; each request
+    it reads is a line of the log file. Stopped by its PID."""
+    PROGRAM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile_daemon.py")
+
+    def __init__(self, storage, mode, log):
+        port_file = log + ".port"
+        self.log = log
+        self.proc = subprocess.Popen([sys.executable, self.PROGRAM, "--storage-dir", storage, "--mode", mode,
+                                      "--port-file", port_file, "--log", log])
+        deadline = time.monotonic() + 20
+        while not os.path.exists(port_file):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise AssertionError("the hostile daemon did not start")
+            time.sleep(0.02)
+        with open(port_file) as f:
+            self.port = int(f.read())
+
+    @property
+    def address(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def requests(self):
+        if not os.path.exists(self.log):
+            return []
+        with open(self.log) as f:
+            return f.read().splitlines()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
 
 
 class Emulator:

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <future>
 #include <iterator>
 #include <optional>
 #include <thread>
@@ -186,8 +187,13 @@ Status MountAssembly::probe_daemon() {
   std::optional<Status> first_unreachable;
   std::optional<Status> misconfigured;
   bool any_answered = false;
+  // The nodes are probed together, so that nodes that do not answer delay the mount by
+  // one timeout, not by one each.
+  std::vector<std::future<Status>> probes;
+  for (std::size_t node = 0; node < clients_.size(); ++node)
+    probes.push_back(std::async(std::launch::async, [this, node] { return probe_node(node); }));
   for (std::size_t node = 0; node < clients_.size(); ++node) {
-    Status status = probe_node(node);
+    Status status = probes[node].get();
     if (status.ok()) {
       any_answered = true;
     } else if (status.error() == -EHOSTUNREACH) {

@@ -11,11 +11,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import (Emulator, Mount, put_bytes, put_random_file, require_fuse,  # noqa: E402
-                              sha1_path)
-
-HOSTILE = os.path.join(os.path.dirname(__file__), "..", "hostile_daemon.py")
-
+from kacheryfs_testlib import (Emulator, HostileServer, Mount, put_bytes, put_random_file,  # noqa: E402
+                               require_fuse, sha1_path)
 
 class HostileDaemon(unittest.TestCase):
     mode = None
@@ -37,34 +34,22 @@ class HostileDaemon(unittest.TestCase):
         for m in self.mounts:
             m.unmount()
         if self.server:
-            self.server.kill()
-            self.server.wait()
+            self.server.stop()
         subprocess.run(["rm", "-rf", self.tmp])
 
     def start(self, mode):
-        port_file = os.path.join(self.tmp, "port")
-        self.server = subprocess.Popen([sys.executable, HOSTILE, "--storage-dir", self.storage, "--mode", mode,
-                                        "--port-file", port_file, "--log", self.log])
-        deadline = time.monotonic() + 20
-        while not os.path.exists(port_file):
-            self.assertLess(time.monotonic(), deadline, "the hostile daemon did not start")
-            time.sleep(0.02)
-        with open(port_file) as f:
-            self.port = int(f.read())
+        self.server = HostileServer(self.storage, mode, self.log)
 
     def mount(self, mode, *options):
         self.server_mode = mode
         self.start(mode)
-        m = Mount("http://127.0.0.1:%d" % self.port, self.mnt, self.cache,
+        m = Mount(self.server.address, self.mnt, self.cache,
                   ["timeout=3", "connect_timeout=2", "low_speed_time=3"] + list(options))
         self.mounts.append(m)
         return m
 
     def requests(self):
-        if not os.path.exists(self.log):
-            return []
-        with open(self.log) as f:
-            return f.read().splitlines()
+        return self.server.requests() if self.server else []
 
     def assertEioWithin(self, seconds, action):
         started = time.monotonic()

@@ -1,6 +1,7 @@
 """Real mounts of two or three emulators as one source ("A,B[,C]"): failover mid-stream,
 not-found per node, bad bytes from one node, all nodes down, the return to the first node,
-spread, channel loads through the node that can, and what xattrs and the tool show."""
+spread, channel loads through the node that can, nodes that do not answer at mount time
+(probed together), and what xattrs and the tool show."""
 import errno
 import hashlib
 import os
@@ -10,8 +11,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import (CACHE_TOOL, Emulator, Mount, MountTestCase, put_bytes,  # noqa: E402
-                               put_random_file, sha1_path)
+from kacheryfs_testlib import (CACHE_TOOL, Emulator, HostileServer, Mount, MountTestCase,  # noqa: E402
+                               put_bytes, put_random_file, sha1_path)
 
 # A guard against hangs, not a performance assertion: far above any expected duration.
 HANG_GUARD = 60
@@ -252,6 +253,32 @@ class ChannelLoads(SeveralNodes):
         self.assertEqual(len(loads(self.b)), 1, self.b.log_lines())
         self.assertEqual(xattr(self.content(sha1), "served_by"), self.url(self.b))
         self.assertIn(" up ", self.node_line(self.a))
+
+
+class MountTimeProbes(SeveralNodes):
+    def test_nodes_that_do_not_answer_are_probed_together(self):
+        silent = [HostileServer(self.a.storage, "silent", os.path.join(self.tmp, "silent-%d.log" % i))
+                  for i in range(2)]
+        for server in silent:
+            self.addCleanup(server.stop)
+        sha1 = put_bytes(self.a.storage, b"from the node that answers\n")
+        source = ",".join([server.address for server in silent] + [self.a.address])
+        m = Mount(source, self.mnt, self.cache, ["auth_file=::" + self.a.auth_file, "timeout=3", "connect_timeout=2"])
+        self.mounts.append(m)
+        arrivals = []
+        for server in silent:
+            probes = [line for line in server.requests() if line.startswith("GET /probe")]
+            self.assertTrue(probes, server.requests())
+            arrivals.append(float(probes[0].rsplit(" at ", 1)[1]))
+        # Probed one after the other, the second node would be asked only once the first had
+        # timed out (3 s).
+        self.assertLess(abs(arrivals[1] - arrivals[0]), 2.0, arrivals)
+        with open(self.content(sha1), "rb") as f:
+            self.assertEqual(f.read(), b"from the node that answers\n")
+        nodes = xattr(self.mnt, "nodes")
+        for server in silent:
+            self.assertIn(server.address + " down ", nodes)
+        self.assertIn(self.url(self.a) + " up ", nodes)
 
 
 class Options(unittest.TestCase):
