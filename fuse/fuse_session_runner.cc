@@ -59,12 +59,21 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
   std::unique_ptr<fuse_session, decltype(&fuse_session_destroy)> session_guard(
       session, fuse_session_destroy);
   // Content that failed verification may already sit in the kernel's page cache: drop it.
+  // The core's threads may ask until the session ends: detach before the session is
+  // unmounted or destroyed (on every path), which also waits for a call in progress.
   if (context.invalidate_inode != nullptr) {
     context.invalidate_inode->attach([session](std::uint64_t ino) {
       int error = fuse_lowlevel_notify_inval_inode(session, static_cast<fuse_ino_t>(ino), 0, 0);
       spdlog::debug("dropped the kernel's cache of inode {} ({})", ino, error);
     });
   }
+  struct DetachAtExit {
+    LateCallback<std::uint64_t>* callback;
+    void operator()() const {
+      if (callback != nullptr) callback->detach();
+    }
+    ~DetachAtExit() { (*this)(); }
+  } detach_invalidation{context.invalidate_inode};
   if (fuse_set_signal_handlers(session) != 0) {
     spdlog::error("cannot install signal handlers");
     return 1;
@@ -77,6 +86,7 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
   if (int error = install_parallel_dirops_fix(session); error != 0)
     spdlog::warn("lookups in one directory stay serialized (custom FUSE I/O: {})", error);
   if (fuse_daemonize(config.foreground ? 1 : 0) != 0) {
+    detach_invalidation();
     fuse_session_unmount(session);
     fuse_remove_signal_handlers(session);
     return 1;
@@ -98,6 +108,7 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
     result = fuse_session_loop_mt(session, loop_config);
     fuse_loop_cfg_destroy(loop_config);
   }
+  detach_invalidation();
   fuse_session_unmount(session);
   fuse_remove_signal_handlers(session);
   spdlog::info("unmounted {}", config.mountpoint);
