@@ -140,7 +140,7 @@ void PartialFile::set_manifest(Manifest manifest) {
       chunks_fd_.reset();
     }
   }
-  manifest_ = std::move(manifest);
+  manifest_ = std::make_shared<const Manifest>(std::move(manifest));
 }
 
 bool PartialFile::chunk_verified(std::size_t chunk) const {

@@ -71,7 +71,11 @@ class PartialFile {
   // Verification state. Verified chunks are recorded in CACHE/partial/<sha1>.chunks, so
   // they stay verified after the file is closed or the mount restarts.
   void set_manifest(Manifest manifest);
-  const std::optional<Manifest>& manifest() const { return manifest_; }
+  // The manifest, or null; it may be set while readers and the verifier use the file.
+  std::shared_ptr<const Manifest> manifest() const {
+    std::lock_guard lock(mutex_);
+    return manifest_;
+  }
   bool chunk_verified(std::size_t chunk) const;
   void set_chunk_verified(std::size_t chunk);
   std::size_t verified_chunk_count() const;
@@ -139,7 +143,7 @@ class PartialFile {
   std::vector<std::uint8_t> in_flight_;
   std::uint64_t present_count_ = 0;
   std::uint64_t present_bytes_ = 0;
-  std::optional<Manifest> manifest_;
+  std::shared_ptr<const Manifest> manifest_;
   std::vector<std::uint8_t> chunk_verified_;
   std::atomic<bool> complete_{false};
   std::atomic<bool> failed_{false};

@@ -59,8 +59,10 @@ void BlockFetcher::start_threads() {
   });
 }
 
-Result<std::shared_ptr<PartialFile>> BlockFetcher::partial(
-    const std::string& sha1, std::uint64_t size, const std::optional<Manifest>& manifest) {
+Result<std::shared_ptr<PartialFile>> BlockFetcher::partial(const std::string& sha1,
+                                                           std::uint64_t size,
+                                                           const std::optional<Manifest>& manifest,
+                                                           const OnCreate& on_create) {
   std::shared_ptr<PartialFile> file;
   {
     std::lock_guard lock(registry_mutex_);
@@ -76,8 +78,11 @@ Result<std::shared_ptr<PartialFile>> BlockFetcher::partial(
       file->set_reported_bytes(file->cached_bytes());
       accounting_.partial(sha1, size, file->cached_bytes());
       if (!file->all_present()) counters_.add(Counter::kMisses);  // bytes will be fetched
+      if (manifest) file->set_manifest(*manifest);                // before anything can verify it
+      if (on_create) on_create(file);  // still under the lock: no other reader has it yet
     }
   }
+  // A later reader may bring the manifest of a file first opened without it.
   if (manifest && !file->manifest()) file->set_manifest(*manifest);
   schedule_verify(file);  // pages from an earlier mount are verified as they are found
   return file;
@@ -206,9 +211,10 @@ int BlockFetcher::ensure(const std::shared_ptr<PartialFile>& shared, std::uint64
   if (file.failed()) return -EIO;
   if (offset >= file.size() || length == 0) return 0;
   std::uint64_t last_byte = std::min(file.size(), offset + length) - 1;
-  if (verified_only && file.manifest()) {
+  const std::shared_ptr<const Manifest> manifest = verified_only ? file.manifest() : nullptr;
+  if (manifest) {
     // Only whole chunks can be verified: fetch every page of the chunks the range touches.
-    for (const ManifestChunk& chunk : file.manifest()->chunks) {
+    for (const ManifestChunk& chunk : manifest->chunks) {
       if (chunk.start <= offset && offset < chunk.end) offset = chunk.start;
       if (chunk.start <= last_byte && last_byte < chunk.end) last_byte = chunk.end - 1;
     }
@@ -231,8 +237,8 @@ int BlockFetcher::ensure(const std::shared_ptr<PartialFile>& shared, std::uint64
     }
   }
   if (fetched_any) schedule_verify(shared);
-  if (verified_only && file.manifest()) {
-    const auto& chunks = file.manifest()->chunks;
+  if (manifest) {
+    const auto& chunks = manifest->chunks;
     for (std::size_t c = 0; c < chunks.size(); ++c) {
       if (chunks[c].end <= offset || chunks[c].start > last_byte) continue;
       if (!file.wait_chunk_verified(c, cancel)) return file.failed() ? -EIO : -EINTR;
@@ -341,7 +347,7 @@ void BlockFetcher::verify(PartialFile& file) {
                    "again");
   };
 
-  if (const auto& manifest = file.manifest()) {
+  if (const auto manifest = file.manifest()) {
     for (std::size_t c = 0; c < manifest->chunks.size(); ++c) {
       const ManifestChunk& chunk = manifest->chunks[c];
       if (file.chunk_verified(c)) continue;

@@ -58,9 +58,12 @@ class BlockFetcher {
   void start() { start_threads(); }
 
   // The partial entry of sha1 shared by its readers (held in OpenObjects while it lives); a
-  // failed one is replaced by a fresh one (the file is fetched again).
+  // failed one is replaced by a fresh one (the file is fetched again). A new entry is given
+  // to on_create before any other reader can see it (to seed bytes already in hand).
+  using OnCreate = std::function<void(const std::shared_ptr<PartialFile>&)>;
   Result<std::shared_ptr<PartialFile>> partial(const std::string& sha1, std::uint64_t size,
-                                               const std::optional<Manifest>& manifest);
+                                               const std::optional<Manifest>& manifest,
+                                               const OnCreate& on_create = {});
 
   // Makes [offset, offset + length) of the file readable from its data fd. With
   // verified_only, also waits until the manifest chunks covering the range are verified.

@@ -65,17 +65,21 @@ int ContentAccess::open(const ContentRequest& request, OpenContent& out,
 int ContentAccess::open_streamed(const ContentRequest& request, std::uint64_t size,
                                  OpenContent& out, const CancelToken& cancel) {
   std::optional<Manifest> manifest = manifest_for(request, size, cancel);
-  auto partial = blocks_.partial(request.sha1, size, manifest);
+  // The bytes that size discovery (or the manifest's lookup) brought become the file's
+  // pages before another reader can claim and fetch them again.
+  auto partial = blocks_.partial(request.sha1, size, manifest,
+                                 [&](const std::shared_ptr<PartialFile>& created) {
+                                   if (auto known = fetcher_.take_discovered(request.sha1)) {
+                                     blocks_.seed(created, 0, known->head);
+                                     blocks_.seed(created, known->tail_start, known->tail);
+                                   }
+                                 });
   if (!partial.ok()) {
     return fetch_errno(
         counters_,
         {FetchStatus::kLocalError, "cannot create the block cache entry: " + partial.detail() +
                                        ": " + std::strerror(-partial.error())},
         EioSite::kCacheWrite, request.sha1);
-  }
-  if (auto known = fetcher_.take_discovered(request.sha1)) {
-    blocks_.seed(*partial, 0, known->head);
-    blocks_.seed(*partial, known->tail_start, known->tail);
   }
   bool fetch_everything = request.intent == Intent::kPin || (streaming_.strict && !manifest);
   if (fetch_everything) {
