@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <ctime>
 
@@ -186,25 +185,12 @@ bool CacheIndex::set_pinned(const std::string& sha1, bool pinned) {
 }
 
 std::optional<IndexEntry> CacheIndex::get(const std::string& sha1) {
-  // The stored row with this object's queued changes laid over it, as the next flush will
-  // write them: a lookup of one object costs no write (it is on the open path).
   std::lock_guard lock(mutex_);
-  std::optional<IndexEntry> entry;
+  flush_locked();
   Statement row(db_, (std::string("SELECT ") + kColumns + " FROM objects WHERE sha1 = ?1").c_str());
   row.bind(1, sha1);
-  if (row.step()) entry = entry_from(row);
-  if (auto queued = pending_objects_.find(sha1); queued != pending_objects_.end()) {
-    const PendingObject& object = queued->second;
-    if (object.removed) return std::nullopt;
-    if (!entry) entry = IndexEntry{.sha1 = sha1};
-    entry->size = object.size;
-    entry->bytes = object.bytes;
-    entry->complete = object.complete;
-    entry->last_access = object.last_access;
-  }
-  if (auto touched = pending_touches_.find(sha1); entry && touched != pending_touches_.end())
-    entry->last_access = std::max(entry->last_access, touched->second);
-  return entry;
+  if (!row.step()) return std::nullopt;
+  return entry_from(row);
 }
 
 IndexTotals CacheIndex::totals() {

@@ -53,28 +53,6 @@ TEST_F(CacheKeeperTest, AccountsCompleteAndPartialObjects) {
   EXPECT_EQ(reopened.cached_bytes(), 4000u) << "totals come from the index, not a scan";
 }
 
-TEST_F(CacheKeeperTest, AnObjectsQueuedChangesAreSeenBeforeTheyAreWritten) {
-  const std::string sha1(40, 'q');
-  index_->record(sha1, 5000, 1000, false);
-  index_->flush();
-  ASSERT_TRUE(index_->set_pinned(sha1, true));
-  index_->record(sha1, 5000, 5000, true);  // queued, not written
-  auto entry = index_->get(sha1);
-  ASSERT_TRUE(entry);
-  EXPECT_EQ(entry->bytes, 5000u);
-  EXPECT_TRUE(entry->complete);
-  EXPECT_TRUE(entry->pinned) << "kept from the stored row";
-  const std::string fresh(40, 'r');
-  index_->record(fresh, 10, 10, true);
-  ASSERT_TRUE(index_->get(fresh));
-  EXPECT_FALSE(index_->get(fresh)->pinned);
-  index_->remove(sha1);
-  EXPECT_FALSE(index_->get(sha1)) << "a queued removal hides the stored row";
-  index_->flush();
-  EXPECT_FALSE(index_->get(sha1));
-  EXPECT_EQ(index_->get(fresh)->bytes, 10u) << "the same after the flush";
-}
-
 TEST_F(CacheKeeperTest, EvictsLeastRecentlyUsedButNeverPinnedOrOpen) {
   CacheKeeper keeper(*cache_, *index_, {3000, 1, 0}, in_use_);
   std::string oldest = put('1', 1000, keeper);
