@@ -69,7 +69,8 @@ Result<std::shared_ptr<PartialFile>> BlockFetcher::partial(const std::string& sh
     auto it = registry_.find(sha1);
     if (it != registry_.end()) file = it->second.lock();
     if (file && file->failed()) file.reset();
-    if (!file) {
+    const bool created = !file;
+    if (created) {
       auto opened = PartialFile::open(cache_.layout(), sha1, size, config_.page_size);
       if (!opened.ok()) return opened.failure();
       file = std::move(*opened);
@@ -78,12 +79,12 @@ Result<std::shared_ptr<PartialFile>> BlockFetcher::partial(const std::string& sh
       file->set_reported_bytes(file->cached_bytes());
       accounting_.partial(sha1, size, file->cached_bytes());
       if (!file->all_present()) counters_.add(Counter::kMisses);  // bytes will be fetched
-      if (manifest) file->set_manifest(*manifest);                // before anything can verify it
-      if (on_create) on_create(file);  // still under the lock: no other reader has it yet
     }
+    // Before anything can verify a new entry; a later reader may also bring the manifest of
+    // a file first opened without it (under the lock, so that only one of them sets it).
+    if (manifest && !file->manifest()) file->set_manifest(*manifest);
+    if (created && on_create) on_create(file);  // still under the lock: no other reader has it
   }
-  // A later reader may bring the manifest of a file first opened without it.
-  if (manifest && !file->manifest()) file->set_manifest(*manifest);
   schedule_verify(file);  // pages from an earlier mount are verified as they are found
   return file;
 }

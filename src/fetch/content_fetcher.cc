@@ -20,8 +20,23 @@ ContentFetcher::ContentFetcher(BlobSource& source, ContentCache& cache, CacheAcc
       config_(config) {}
 
 namespace {
+
 constexpr std::size_t kKeptDiscoveries = 4;
+
+// A sink that keeps the bytes of a range in `out`.
+ByteSink append_to(std::string& out) {
+  return [&out](const char* data, std::size_t size) {
+    out.append(data, size);
+    return true;
+  };
+}
+
 }  // namespace
+
+void ContentFetcher::keep_discovered_locked(const std::string& sha1, DiscoveredBytes bytes) {
+  if (discovered_.size() >= kKeptDiscoveries) discovered_.pop_front();
+  discovered_.emplace_back(sha1, std::move(bytes));
+}
 
 std::optional<ContentFetcher::DiscoveredBytes> ContentFetcher::take_discovered(
     const std::string& sha1) {
@@ -38,18 +53,11 @@ std::optional<ContentFetcher::DiscoveredBytes> ContentFetcher::take_discovered(
 void ContentFetcher::fetch_head(const std::string& sha1, std::uint64_t length,
                                 const CancelToken& cancel) {
   std::string head;
-  FetchResult result = source_.read_range(
-      sha1, 0, length,
-      [&](const char* data, std::size_t size) {
-        head.append(data, size);
-        return true;
-      },
-      cancel);
+  FetchResult result = source_.read_range(sha1, 0, length, append_to(head), cancel);
   if (!result.ok()) return;
   counters_.add(Counter::kBytesFetched, head.size());
   std::lock_guard lock(mutex_);
-  if (discovered_.size() >= kKeptDiscoveries) discovered_.pop_front();
-  discovered_.emplace_back(sha1, DiscoveredBytes{std::move(head), 0, {}});
+  keep_discovered_locked(sha1, {std::move(head), 0, {}});
 }
 
 std::optional<std::uint64_t> ContentFetcher::known_size(const std::string& sha1) {
@@ -122,13 +130,7 @@ Result<std::uint64_t> ContentFetcher::discover_size(const std::string& sha1,
                                                     const CancelToken& cancel) {
   // One range answers every blob smaller than probe_size, and brings its bytes along.
   std::string head;
-  FetchResult result = read_with_load(
-      sha1, 0, config_.probe_size,
-      [&](const char* data, std::size_t size) {
-        head.append(data, size);
-        return true;
-      },
-      cancel);
+  FetchResult result = read_with_load(sha1, 0, config_.probe_size, append_to(head), cancel);
   if (result.status == FetchStatus::kNotFound) {
     std::lock_guard lock(mutex_);
     missing_until_[sha1] = std::chrono::steady_clock::now() + config_.negative_ttl;
@@ -191,21 +193,14 @@ Result<std::uint64_t> ContentFetcher::discover_size(const std::string& sha1,
     (present ? lo : hi) = mid;
   }
   std::string tail;
-  FetchResult last = source_.read_range(
-      sha1, lo, hi,
-      [&](const char* data, std::size_t size) {
-        tail.append(data, size);
-        return true;
-      },
-      cancel);
+  FetchResult last = source_.read_range(sha1, lo, hi, append_to(tail), cancel);
   if (!last.ok()) return fail(fetch_errno(counters_, last, EioSite::kSizeProbe, sha1));
   counters_.add(Counter::kBytesFetched, tail.size());
   std::uint64_t size = lo + tail.size();
   {
     std::lock_guard lock(mutex_);
     sizes_[sha1] = size;
-    if (discovered_.size() >= kKeptDiscoveries) discovered_.pop_front();
-    discovered_.emplace_back(sha1, DiscoveredBytes{std::move(head), lo, std::move(tail)});
+    keep_discovered_locked(sha1, {std::move(head), lo, std::move(tail)});
   }
   return size;
 }

@@ -78,6 +78,9 @@ class ContentFetcher {
   FetchResult read_with_load(const std::string& sha1, std::uint64_t start, std::uint64_t end,
                              const ByteSink& sink, const CancelToken& cancel);
   bool known_missing(const std::string& sha1);
+  // Keeps a blob's discovered bytes for take_discovered (the newest kKeptDiscoveries).
+  // Requires mutex_.
+  void keep_discovered_locked(const std::string& sha1, DiscoveredBytes bytes);
   void remember_size(const std::string& sha1, std::uint64_t size);
   void fetched_complete(const std::string& sha1, std::uint64_t size);
 
