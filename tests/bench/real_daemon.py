@@ -5,10 +5,13 @@ measure against it (not part of CI: it needs the daemon built from its repositor
 
 Each daemon gets its own storage dir and a free port; loopback.js keeps its sockets on
 127.0.0.1. It is started in its own session and stopped by its PID."""
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -59,3 +62,18 @@ class RealDaemon:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+@contextlib.contextmanager
+def one_real_daemon(prefix):
+    """A temp dir with one RealDaemon serving its storage/ (log: daemon.log); yields
+    (tmp, daemon). The daemon is stopped and the dir removed on the way out."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    daemon = None
+    try:
+        daemon = RealDaemon(os.path.join(tmp, "storage"), os.path.join(tmp, "daemon.log"))
+        yield tmp, daemon
+    finally:
+        if daemon:
+            daemon.stop()
+        shutil.rmtree(tmp, ignore_errors=True)

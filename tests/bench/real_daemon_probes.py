@@ -13,16 +13,14 @@ import argparse
 import http.client
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from kacheryfs_testlib import put_random_file  # noqa: E402
-from real_daemon import RealDaemon  # noqa: E402
+from real_daemon import one_real_daemon  # noqa: E402
 
 
 def main():
@@ -30,10 +28,7 @@ def main():
     ap.add_argument("--probes", type=int, default=24)
     ap.add_argument("--runs", type=int, default=7)
     a = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="kfs-real-probes-")
-    daemon = None
-    try:
-        daemon = RealDaemon(os.path.join(tmp, "storage"), os.path.join(tmp, "daemon.log"))
+    with one_real_daemon("kfs-real-probes-") as (tmp, daemon):
         size = 1 << 30
         sha1, _ = put_random_file(daemon.storage, size, 1, os.path.join(tmp, "orig"))
         code = daemon.auth_code().strip()
@@ -74,10 +69,6 @@ def main():
         print("| one 1-byte probe, warm connection | %.2f ms | %.2f ms |" % (ms(one), ms(one)))
         print("| %d probes one after another | %.1f ms | %.2f ms |" % (a.probes, ms(sequential), ms(sequential) / a.probes))
         print("| %d probes at once, one connection each | %.1f ms | %.2f ms |" % (a.probes, ms(parallel), ms(parallel) / a.probes))
-    finally:
-        if daemon:
-            daemon.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from benchmark import cpu_seconds, in_threads, timed  # noqa: E402
 from kacheryfs_testlib import Mount, put_random_file  # noqa: E402
-from real_daemon import RealDaemon  # noqa: E402
+from real_daemon import one_real_daemon  # noqa: E402
 
 
 def main():
@@ -32,10 +32,7 @@ def main():
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("-o", default="", help="extra kacheryfs -o options, e.g. block_size=16M")
     a = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="kfs-real-read-")
-    daemon = None
-    try:
-        daemon = RealDaemon(os.path.join(tmp, "storage"), os.path.join(tmp, "daemon.log"))
+    with one_real_daemon("kfs-real-read-") as (tmp, daemon):
         storage, port, auth_file, code = daemon.storage, daemon.port, daemon.auth_file, daemon.auth_code
         size = a.size_mb << 20
         sha1, original = put_random_file(storage, size, 1, os.path.join(tmp, "orig"))
@@ -94,10 +91,6 @@ def main():
         print("| warm read vs cat of the local file | %.0f MB/s | %.0f MB/s | %.2f |" % (mb / med["warm"], mb / med["cat"], med["cat"] / med["warm"]))
         print("runs: cold %s; curl %s; cpu %s" % ([round(x, 2) for x in rows["cold"]], [round(x, 2) for x in rows["curl"]],
                                                  [round(x, 2) for x in rows["cpu"]]))
-    finally:
-        if daemon:
-            daemon.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
