@@ -17,6 +17,8 @@ namespace {
 
 constexpr std::string_view kNotFoundBody = "Unable get data read stream for local file.";
 constexpr unsigned kMaxResumes = 64;  // resumptions after mid-body drops, per range
+// A range this small measures the round trip (its transfer takes next to nothing).
+constexpr std::uint64_t kSmallRange = 64 << 10;
 
 // What the node said, fit for one log line: control bytes escaped, long text cut.
 std::string one_line(const std::string& text) { return printable(text, 200); }
@@ -119,16 +121,106 @@ void DaemonClient::prune_idle() {
   }
 }
 
+std::vector<std::pair<std::string, std::string>> DaemonClient::headers(bool refresh_code) {
+  std::vector<std::pair<std::string, std::string>> out;
+  out.emplace_back("Content-Type", "application/json");
+  if (auth_.enabled())
+    out.emplace_back("KACHERY-CLIENT-AUTH-CODE", refresh_code ? auth_.refresh() : auth_.current());
+  return out;
+}
+
+void DaemonClient::measured(std::chrono::steady_clock::duration took, std::size_t count) {
+  double seconds = std::chrono::duration<double>(took).count();
+  std::lock_guard lock(link_mutex_);
+  if (count <= 1) {
+    // The newest small request weighs most, but a single slow answer (a busy node) should
+    // not make the link look far away: falls fast, rises slowly.
+    double& rtt = link_.round_trip;
+    rtt = rtt == 0 || seconds < rtt ? seconds : 0.8 * rtt + 0.2 * seconds;
+    return;
+  }
+  if (link_.round_trip == 0) return;
+  double each = std::max(0.0, seconds - link_.round_trip) / static_cast<double>(count - 1);
+  double& per = link_.per_request;
+  per = per == 0 ? each : 0.7 * per + 0.3 * each;
+}
+
+void DaemonClient::adopt_link(const LinkEstimate& measured_elsewhere) {
+  std::lock_guard lock(link_mutex_);
+  if (link_.round_trip == 0) link_.round_trip = measured_elsewhere.round_trip;
+}
+
+LinkEstimate DaemonClient::link() const {
+  std::lock_guard lock(link_mutex_);
+  return link_;
+}
+
+FetchResult DaemonClient::read_ranges(std::string_view sha1, const std::vector<ByteRange>& ranges,
+                                      std::vector<std::string>& answers, const StillWanted& wanted,
+                                      const CancelToken& cancel) {
+  answers.assign(ranges.size(), {});
+  std::vector<HttpRequest> requests;
+  for (const ByteRange& range : ranges) {
+    nlohmann::json body = {{"fileKey", {{"sha1", std::string(sha1)}}},
+                           {"startByte", range.start},
+                           {"endByte", range.end}};
+    requests.push_back({"POST", "/downloadFileData", headers(false), body.dump(), {}, 0});
+  }
+  FetchResult result;
+  std::size_t answered = 0;
+  bool over_long = false;
+  auto began = std::chrono::steady_clock::now();
+  auto connection = acquire();
+  connection->exchange_pipelined(
+      requests,
+      [&](std::size_t i) -> BodySink {
+        return [&, i](const char* data, std::size_t size) {
+          if (answers[i].size() + size > ranges[i].end - ranges[i].start) {
+            over_long = true;
+            return false;
+          }
+          answers[i].append(data, size);
+          return true;
+        };
+      },
+      [&](std::size_t i, const HttpOutcome& outcome) {
+        if (over_long) {
+          result = {FetchStatus::kProtocolError, "the node sent more than the range asked for"};
+          return false;
+        }
+        if (outcome.error == TransportError::kNone && outcome.status == 200) {
+          if (outcome.had_content_length && outcome.body_bytes > 0) {
+            result = {FetchStatus::kProtocolError,
+                      "a download reply framed by Content-Length (the daemon sends chunked "
+                      "bodies)"};
+            return false;
+          }
+          answered = i + 1;
+          return !wanted || wanted(i);
+        }
+        result = classify_failure(outcome);
+        return false;
+      },
+      config_.timeouts, cancel);
+  release(std::move(connection));
+  if (result.ok()) {
+    measured(std::chrono::steady_clock::now() - began, answered);
+    return result;
+  }
+  if (result.status == FetchStatus::kAuthRejected || result.status == FetchStatus::kServerError ||
+      (result.status == FetchStatus::kProtocolError && !over_long)) {
+    // A 403 (the code rotated), a 5xx or a broken pipeline: one after another, with
+    // read_range's re-authentication, resumption and retries.
+    return BlobSource::read_ranges(sha1, ranges, answers, wanted, cancel);
+  }
+  return with_auth_hint(result);
+}
+
 HttpOutcome DaemonClient::send(HttpRequest request, const BodySink& sink,
                                const HttpTimeouts& timeouts, const CancelToken& cancel) {
   HttpOutcome outcome;
   for (int round = 0; round < 2; ++round) {
-    request.headers.clear();
-    request.headers.emplace_back("Content-Type", "application/json");
-    if (auth_.enabled()) {
-      std::string code = round == 0 ? auth_.current() : auth_.refresh();
-      request.headers.emplace_back("KACHERY-CLIENT-AUTH-CODE", code);
-    }
+    request.headers = headers(round > 0);
     auto connection = acquire();
     outcome = connection->exchange(request, sink, timeouts, cancel);
     release(std::move(connection));
@@ -174,10 +266,14 @@ FetchResult DaemonClient::store(std::uint64_t length, const BodyProducer& produc
 }
 
 FetchResult DaemonClient::check_auth(const CancelToken& cancel) {
+  auto began = std::chrono::steady_clock::now();
   HttpOutcome outcome = send(
       {"POST", "/probe", {}, "{}", {}, 0}, [](const char*, std::size_t) { return true; },
       config_.timeouts, cancel);
-  if (outcome.error == TransportError::kNone && outcome.status == 200) return {};
+  if (outcome.error == TransportError::kNone && outcome.status == 200) {
+    measured(std::chrono::steady_clock::now() - began, 1);  // on the probe's connection
+    return {};
+  }
   return with_auth_hint(classify_failure(outcome));
 }
 
@@ -193,7 +289,9 @@ FetchResult DaemonClient::with_auth_hint(FetchResult result) const {
 FetchResult DaemonClient::probe(ProbeInfo* info, const CancelToken& cancel) {
   std::string body;
   HttpRequest request{"GET", "/probe", {}, {}, {}, 0};
+  auto began = std::chrono::steady_clock::now();
   auto connection = acquire();
+  bool reused = connection->is_open();
   HttpOutcome outcome = connection->exchange(
       request,
       [&](const char* data, std::size_t size) {
@@ -202,6 +300,9 @@ FetchResult DaemonClient::probe(ProbeInfo* info, const CancelToken& cancel) {
       },
       config_.timeouts, cancel);
   release(std::move(connection));
+  // The round trip, from a connection already open (a new one adds its handshake).
+  if (outcome.error == TransportError::kNone && reused)
+    measured(std::chrono::steady_clock::now() - began, 1);
   if (outcome.error == TransportError::kSinkRefused)
     return {FetchStatus::kProtocolError, "/probe answered more than 1 MiB: not a kachery daemon"};
   if (outcome.error != TransportError::kNone || outcome.status != 200)
@@ -239,6 +340,7 @@ FetchResult DaemonClient::read_range(std::string_view sha1, std::uint64_t start,
   std::uint64_t position = start;
   unsigned failures = 0;
   unsigned resumes = 0;
+  auto began = std::chrono::steady_clock::now();
   for (;;) {
     nlohmann::json body = {
         {"fileKey", {{"sha1", std::string(sha1)}}}, {"startByte", position}, {"endByte", end}};
@@ -267,6 +369,8 @@ FetchResult DaemonClient::read_range(std::string_view sha1, std::uint64_t start,
         return {FetchStatus::kProtocolError,
                 "a download reply framed by Content-Length (the daemon sends chunked bodies)"};
       }
+      if (end - start <= kSmallRange && failures == 0 && resumes == 0)
+        measured(std::chrono::steady_clock::now() - began, 1);
       return {};
     }
     FetchResult failure = with_auth_hint(classify_failure(outcome));

@@ -59,6 +59,17 @@ class DaemonClient final : public BlobSource {
   FetchResult read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
                          const ByteSink& sink, const CancelToken& cancel) override;
 
+  // Pipelined on one connection: one round trip for all of them.
+  FetchResult read_ranges(std::string_view sha1, const std::vector<ByteRange>& ranges,
+                          std::vector<std::string>& answers, const StillWanted& wanted,
+                          const CancelToken& cancel) override;
+  // Round trip and per-request time, measured on small requests (throughput is the node
+  // set's to measure).
+  LinkEstimate link() const override;
+  // Takes the round trip another client measured to the same node (the mount-time probe's),
+  // until this one has measured its own.
+  void adopt_link(const LinkEstimate& measured_elsewhere);
+
   FetchResult load_blob(std::string_view sha1, const CancelToken& cancel) override;
   // As load_blob, for a given channel ("" = none), reporting each progress message.
   FetchResult load_file(std::string_view sha1, const std::string& channel,
@@ -82,6 +93,10 @@ class DaemonClient final : public BlobSource {
   // Names the auth file in the detail of a 403.
   FetchResult with_auth_hint(FetchResult result) const;
   void release(std::unique_ptr<HttpConnection> connection);
+  // Folds the time of a small request, or of a pipelined round of `count`, into link_.
+  void measured(std::chrono::steady_clock::duration took, std::size_t count);
+  // The auth header of a request (empty when there is no auth file).
+  std::vector<std::pair<std::string, std::string>> headers(bool refresh_code);
   // Sends request with the auth header; on a 403 re-reads the auth code and tries once more.
   HttpOutcome send(HttpRequest request, const BodySink& sink, const HttpTimeouts& timeouts,
                    const CancelToken& cancel);
@@ -94,6 +109,8 @@ class DaemonClient final : public BlobSource {
     std::chrono::steady_clock::time_point since;
   };
   std::vector<IdleConnection> idle_;  // oldest first
+  mutable std::mutex link_mutex_;     // a leaf
+  LinkEstimate link_;
 };
 
 // The client configuration that the mount's options describe for one of its nodes

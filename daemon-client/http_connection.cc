@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <sstream>
 
 namespace kacheryfs {
 
@@ -101,6 +102,7 @@ struct HttpConnection::Impl {
   std::unique_ptr<beast::tcp_stream> plain;
   std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
   beast::flat_buffer buffer;
+  std::size_t owed = 0;  // responses of pipelined requests the caller stopped reading
   std::vector<char> receive_buffer = std::vector<char>(kReceiveBuffer);
 
   beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
@@ -125,6 +127,47 @@ struct HttpConnection::Impl {
     plain.reset();
     tls.reset();
     buffer.clear();
+    owed = 0;
+  }
+
+  // Reads and drops the responses still owed by an earlier pipelined exchange.
+  HttpOutcome drain_owed(const HttpTimeouts& timeouts, const CancelToken& cancel) {
+    BodySink discard = [](const char*, std::size_t) { return true; };
+    while (owed > 0) {
+      bool unused = true;
+      HttpOutcome drained = receive(discard, timeouts, cancel, &unused);
+      if (drained.error != TransportError::kNone || !open()) {
+        close();
+        return failure(
+            drained.error == TransportError::kNone ? TransportError::kBroken : drained.error,
+            "reading an earlier pipelined response: " + drained.detail);
+      }
+      --owed;
+    }
+    return {};
+  }
+
+  // Writes bytes already serialized (one or more requests).
+  HttpOutcome write_all(const std::string& wire, const HttpTimeouts& timeouts,
+                        const CancelToken& cancel) {
+    bool done = false;
+    beast::error_code ec;
+    with_stream([&](auto& stream) {
+      net::async_write(stream, net::buffer(wire), [&](beast::error_code e, std::size_t) {
+        ec = e;
+        done = true;
+      });
+    });
+    if (auto why = run(done, Clock::now() + timeouts.first_byte, cancel);
+        why != TransportError::kNone) {
+      return failure(
+          why, why == TransportError::kTimeout ? "sending the request timed out" : "cancelled");
+    }
+    if (ec) {
+      close();
+      return failure(TransportError::kBroken, "sending the request: " + ec.message());
+    }
+    return {};
   }
 
   // Runs the io_context until *done, the deadline or cancellation. On the latter two the
@@ -247,6 +290,8 @@ struct HttpConnection::Impl {
       close();
       return failure(TransportError::kBroken, "sending the request: " + ec.message());
     }
+    if (HttpOutcome drained = drain_owed(timeouts, cancel); drained.error != TransportError::kNone)
+      return drained;  // nothing of this request's response was read: safe to retry
     return receive(sink, timeouts, cancel, nothing_received);
   }
 
@@ -299,6 +344,8 @@ struct HttpConnection::Impl {
       };
       if (auto failed = send(write_piece)) return *failed;
     }
+    if (HttpOutcome drained = drain_owed(timeouts, cancel); drained.error != TransportError::kNone)
+      return drained;
     return receive(sink, timeouts, cancel, &nothing_received);
   }
 
@@ -450,15 +497,84 @@ HttpConnection::~HttpConnection() { impl_->close(); }
 
 bool HttpConnection::is_open() const { return impl_->open(); }
 
-HttpOutcome HttpConnection::exchange(const HttpRequest& request, const BodySink& sink,
-                                     const HttpTimeouts& timeouts, const CancelToken& cancel) {
+namespace {
+
+http::request<http::string_body> message_of(const DaemonAddress& address,
+                                            const HttpRequest& request) {
   http::request<http::string_body> message;
   message.method_string(request.method);
-  message.target(impl_->address.base_path + request.target);
+  message.target(address.base_path + request.target);
   message.version(11);
-  message.set(http::field::host, impl_->address.host + ":" + std::to_string(impl_->address.port));
+  message.set(http::field::host, address.host + ":" + std::to_string(address.port));
   message.set(http::field::user_agent, "kacheryfs/" KACHERYFS_VERSION);
   for (const auto& [name, value] : request.headers) message.set(name, value);
+  message.body() = request.body;
+  message.prepare_payload();
+  return message;
+}
+
+}  // namespace
+
+void HttpConnection::exchange_pipelined(
+    const std::vector<HttpRequest>& requests, const std::function<BodySink(std::size_t)>& sink_for,
+    const std::function<bool(std::size_t, const HttpOutcome&)>& on_response,
+    const HttpTimeouts& timeouts, const CancelToken& cancel) {
+  if (requests.empty()) return;
+  std::string wire;
+  for (const HttpRequest& request : requests) {
+    std::ostringstream serialized;
+    serialized << message_of(impl_->address, request);
+    wire += serialized.str();
+  }
+  for (int round = 0;; ++round) {
+    bool reused = impl_->open();
+    if (!reused) {
+      HttpOutcome connected = impl_->connect(timeouts, cancel);
+      if (connected.error != TransportError::kNone) {
+        on_response(0, connected);
+        return;
+      }
+    }
+    HttpOutcome written = impl_->write_all(wire, timeouts, cancel);
+    if (written.error == TransportError::kNone) written = impl_->drain_owed(timeouts, cancel);
+    if (written.error != TransportError::kNone) {
+      if (written.error == TransportError::kBroken && reused && round == 0) continue;
+      on_response(0, written);
+      return;
+    }
+    impl_->owed = requests.size();
+    bool retry = false;
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      bool nothing_received = true;
+      HttpOutcome outcome = impl_->receive(sink_for(i), timeouts, cancel, &nothing_received);
+      if (outcome.error != TransportError::kNone) {
+        impl_->close();
+        // An idle connection that the server had closed: once more on a fresh one.
+        retry = outcome.error == TransportError::kBroken && nothing_received && i == 0 && reused &&
+                round == 0;
+        if (!retry) on_response(i, outcome);
+        break;
+      }
+      --impl_->owed;
+      bool more = on_response(i, outcome);
+      if (!impl_->open() && i + 1 < requests.size()) {
+        // The server closed the connection after this reply: the rest never come.
+        impl_->close();
+        if (more) {
+          on_response(i + 1, failure(TransportError::kBroken,
+                                     "the server closed the connection within a pipeline"));
+        }
+        break;
+      }
+      if (!more) break;
+    }
+    if (!retry) return;
+  }
+}
+
+HttpOutcome HttpConnection::exchange(const HttpRequest& request, const BodySink& sink,
+                                     const HttpTimeouts& timeouts, const CancelToken& cancel) {
+  http::request<http::string_body> message = message_of(impl_->address, request);
   if (request.body_producer) {
     http::request<http::buffer_body> streamed;
     streamed.method_string(request.method);
@@ -476,8 +592,6 @@ HttpOutcome HttpConnection::exchange(const HttpRequest& request, const BodySink&
     return impl_->attempt_streamed(streamed, request.body_length, request.body_producer, sink,
                                    timeouts, cancel);
   }
-  message.body() = request.body;
-  message.prepare_payload();
 
   for (int round = 0;; ++round) {
     bool reused = impl_->open();

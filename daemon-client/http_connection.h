@@ -77,6 +77,18 @@ class HttpConnection {
   HttpOutcome exchange(const HttpRequest& request, const BodySink& sink,
                        const HttpTimeouts& timeouts, const CancelToken& cancel);
 
+  // HTTP/1.1 pipelining: writes every request at once and reads the responses in order.
+  // Response i streams into sink_for(i); then on_response(i, outcome) says whether to read
+  // the next one. Responses left unread when it says no (or when the caller stops) are
+  // owed: the connection reads and drops them before its next exchange, after writing that
+  // exchange's request, so the connection can go back to the pool at once and the server
+  // works through the rest meanwhile. A transport failure ends the exchange: on_response
+  // gets it, and the connection is closed.
+  void exchange_pipelined(const std::vector<HttpRequest>& requests,
+                          const std::function<BodySink(std::size_t)>& sink_for,
+                          const std::function<bool(std::size_t, const HttpOutcome&)>& on_response,
+                          const HttpTimeouts& timeouts, const CancelToken& cancel);
+
   bool is_open() const;
 
  private:

@@ -136,6 +136,7 @@ class Emulator:
         cmd = [EMULATOR, "--storage-dir", self.storage, "--port", str(self.port), "--port-file", port_file,
                "--request-log", self.request_log] + self.flags
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.stats_requests = 0  # a new process counts from 0
         deadline = time.time() + 10
         while time.time() < deadline:
             if os.path.exists(port_file):
@@ -188,6 +189,18 @@ class Emulator:
             return []
         with open(self.request_log) as f:
             return [line.rstrip("\n") for line in f]
+
+    def requests_arrived(self):
+        """Requests the emulator has begun to serve (GET /stats counts them on arrival; the
+        request log has a line only once a request is answered)."""
+        import http.client
+        import json
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn.request("GET", "/stats", headers={"KACHERY-CLIENT-AUTH-CODE": self.auth_code()})
+        stats = json.loads(conn.getresponse().read())["stats"]
+        conn.close()
+        self.stats_requests = getattr(self, "stats_requests", 0) + 1
+        return stats["requests"] - self.stats_requests  # less these /stats requests
 
     def downloads(self, sha1=None):
         return [l for l in self.log_lines() if l.startswith("POST /downloadFileData") and (sha1 is None or ("sha1=%s " % sha1) in l)]
@@ -332,6 +345,30 @@ class MountTestCase(unittest.TestCase):
             for name in files:
                 (temps if root.endswith("/tmp") else complete).append(os.path.join(root, name))
         return complete, temps
+
+
+PAGE = 64 << 10  # the block cache's page
+
+
+def fetched_ranges(lines):
+    """[start, start + bytes sent) of each download in the emulator's log lines."""
+    ranges = []
+    for line in lines:
+        fields = dict(f.split("=", 1) for f in line.split()[2:] if "=" in f)
+        ranges.append((int(fields["start"]), int(fields["start"]) + int(fields["bytes"])))
+    return ranges
+
+
+def discovery_bytes(lines):
+    """The bytes that size discovery brought and kept (its head and last window; not its
+    1-byte probes): the mount stores them instead of fetching them again."""
+    return [r for r in fetched_ranges(lines) if r[1] - r[0] > 1]
+
+
+def overlaps(ranges):
+    """Pairs of ranges that share bytes (a byte fetched twice)."""
+    ranges = sorted(ranges)
+    return [(a, b) for a, b in zip(ranges, ranges[1:]) if b[0] < a[1]]
 
 
 def put_sparse_file(storage, size, islands, seed, original_dir):

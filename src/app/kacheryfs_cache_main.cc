@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -17,7 +18,9 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -40,8 +43,11 @@ commands:
   ls                     cached objects with size, state and last access
   gc                     evict least recently used objects down to the limits
   verify                 re-hash every complete object; move bad ones to CACHE/bad/; exit 1 if any
-  pin URI|HASH...        fetch completely, verify, and never evict (sha1://<hash>[/name][?manifest=<sha1>])
-  unpin URI|HASH...      allow eviction again
+  pin [-j N] [--from FILE] URI|HASH|-...
+                         fetch completely, verify, and never evict (sha1://<hash>[/name]
+                         [?manifest=<sha1>]); -j N fetches N at once; --from FILE and - read
+                         one per line (- is stdin); --json gives a result per URI
+  unpin [--from FILE] URI|HASH|-...  allow eviction again
   store FILE...          store files on the node (POST /store), print their sha1:// URIs as the
                          kachery client does, and put their bytes straight into this cache
 options: -o takes the mount's options (cache_dir=, auth_file=, cache_max=, cache_min_free=,
@@ -294,8 +300,62 @@ class PinProgress {
   std::thread thread_;
 };
 
-int pin(Tool& tool, const std::vector<std::string>& targets, bool pinned) {
-  bool tty = isatty(STDOUT_FILENO) && !tool.as_json;
+// One line for a batch on a terminal, redrawn in place: files done of all, bytes, failures.
+class BatchProgress {
+ public:
+  BatchProgress(std::size_t total, bool tty)
+      : total_(total), tty_(tty), thread_([this] { run(); }) {}
+  ~BatchProgress() {
+    {
+      std::lock_guard lock(mutex_);
+      finished_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  void done(std::uint64_t bytes, bool ok) {
+    std::lock_guard lock(mutex_);
+    ++files_;
+    bytes_ += bytes;
+    failures_ += ok ? 0 : 1;
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      bool last = finished_;
+      if (tty_) {
+        std::printf("\rpinned %zu of %zu files, %s%s", files_ - failures_, total_,
+                    human(bytes_).c_str(),
+                    failures_ ? (", " + std::to_string(failures_) + " failed").c_str() : "");
+        std::fflush(stdout);
+      }
+      if (last) break;
+      wake_.wait_for(lock, std::chrono::milliseconds(200));
+    }
+    if (tty_) std::printf("\n");
+  }
+
+  std::size_t total_;
+  bool tty_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::size_t files_ = 0;
+  std::size_t failures_ = 0;
+  std::uint64_t bytes_ = 0;
+  bool finished_ = false;
+  std::thread thread_;
+};
+
+// Why a pin failed, in words: a missing hash is the node's, not a local file's.
+std::string pin_failure(int error) {
+  if (error == -ENOENT) return "the node does not have it";
+  if (error == -EIO) return "the node could not be read, or sent bytes that failed verification";
+  return std::strerror(-error);
+}
+
+int unpin(Tool& tool, const std::vector<std::string>& targets) {
   json results = json::array();
   int failures = 0;
   for (const std::string& target : targets) {
@@ -305,36 +365,125 @@ int pin(Tool& tool, const std::vector<std::string>& targets, bool pinned) {
       ++failures;
       continue;
     }
-    if (!pinned) {
-      bool known = tool.index->set_pinned(sha1, false);
-      if (!known) std::cerr << "kacheryfs-cache: " << sha1 << " is not in the cache\n";
-      failures += known ? 0 : 1;
-      results.push_back({{"sha1", sha1}, {"pinned", false}, {"ok", known}});
-      if (known && !tool.as_json) std::cout << "unpinned " << sha1 << "\n";
-      continue;
-    }
-    // The mount's own entry point, so that manifests, channels and verification work the
-    // same as for a read through the mount.
-    std::unique_ptr<PinProgress> progress;
-    ContentRequest request{
-        sha1, manifest, Intent::kPin, [&](std::shared_ptr<const PartialFile> file) {
-          progress = std::make_unique<PinProgress>(std::move(file), tty, tool.as_json);
-        }};
-    OpenContent content;
-    int error = tool.parts->content().open(request, content, NeverCancelled());
-    progress.reset();
-    bool ok = error == 0 && tool.index->set_pinned(sha1, true);
-    if (!ok) {
-      std::cerr << "kacheryfs-cache: cannot pin " << sha1 << ": "
-                << (error ? std::strerror(-error) : "not indexed") << "\n";
-      ++failures;
-    } else if (!tool.as_json) {
-      std::cout << "pinned " << sha1 << " (" << content.size << " bytes, verified)\n";
-    }
-    results.push_back({{"sha1", sha1}, {"size", content.size}, {"pinned", ok}, {"ok", ok}});
+    bool known = tool.index->set_pinned(sha1, false);
+    if (!known) std::cerr << "kacheryfs-cache: " << sha1 << " is not in the cache\n";
+    failures += known ? 0 : 1;
+    results.push_back({{"sha1", sha1}, {"pinned", false}, {"ok", known}});
+    if (known && !tool.as_json) std::cout << "unpinned " << sha1 << "\n";
   }
   if (tool.as_json) std::cout << results.dump(2) << "\n";
   return failures == 0 ? 0 : 1;
+}
+
+// Pins every target, `jobs` at a time: a batch of N small files takes about N/jobs round
+// trips instead of N. Results come in the order of the targets.
+int pin(Tool& tool, const std::vector<std::string>& targets, unsigned jobs) {
+  struct Outcome {
+    std::string sha1;
+    std::uint64_t size = 0;
+    bool ok = false;
+    std::string why;
+  };
+  std::vector<Outcome> outcomes(targets.size());
+  bool tty = isatty(STDOUT_FILENO) && !tool.as_json;
+  // One at a time, each file shows its own progress; a parallel batch shows one bar.
+  const bool single = targets.size() == 1 || jobs == 1;
+  std::optional<BatchProgress> batch;
+  if (!single) batch.emplace(targets.size(), tty);
+  std::mutex output_mutex;  // lines printed by the workers
+  std::atomic<std::size_t> next{0};
+  auto work = [&] {
+    for (std::size_t i; (i = next.fetch_add(1)) < targets.size();) {
+      Outcome& out = outcomes[i];
+      std::string manifest;
+      if (!parse_target(targets[i], &out.sha1, &manifest)) {
+        out.why = "not a sha1 or sha1:// URI";
+        out.sha1 = targets[i];
+      } else {
+        // The mount's own entry point, so that manifests, channels and verification work
+        // the same as for a read through the mount.
+        std::unique_ptr<PinProgress> progress;
+        ContentRequest request{
+            out.sha1, manifest, Intent::kPin, [&](std::shared_ptr<const PartialFile> file) {
+              if (single)
+                progress = std::make_unique<PinProgress>(std::move(file), tty, tool.as_json);
+            }};
+        OpenContent content;
+        int error = tool.parts->content().open(request, content, NeverCancelled());
+        progress.reset();
+        out.size = content.size;
+        out.ok = error == 0 && tool.index->set_pinned(out.sha1, true);
+        if (!out.ok) out.why = error ? pin_failure(error) : "not indexed";
+      }
+      if (batch) batch->done(out.size, out.ok);
+      std::lock_guard lock(output_mutex);
+      if (!out.ok) {
+        std::cerr << (tty && !single ? "\n" : "") << "kacheryfs-cache: cannot pin " << targets[i]
+                  << ": " << out.why << "\n";
+      } else if (!tool.as_json && (single || !tty)) {
+        std::cout << "pinned " << out.sha1 << " (" << out.size << " bytes, verified)\n";
+      }
+    }
+  };
+  std::vector<std::thread> workers;
+  for (unsigned j = 1; j < std::min<std::size_t>(jobs, targets.size()); ++j)
+    workers.emplace_back(work);
+  work();
+  for (auto& worker : workers) worker.join();
+  batch.reset();
+  int failures = 0;
+  json results = json::array();
+  for (const Outcome& out : outcomes) {
+    failures += out.ok ? 0 : 1;
+    json result = {{"sha1", out.sha1}, {"size", out.size}, {"pinned", out.ok}, {"ok", out.ok}};
+    if (!out.ok) result["error"] = out.why;
+    results.push_back(result);
+  }
+  if (tool.as_json) std::cout << results.dump(2) << "\n";
+  if (tty && !single)
+    std::cout << "pinned " << targets.size() - failures << " of " << targets.size() << " files\n";
+  return failures == 0 ? 0 : 1;
+}
+
+// The targets of pin and unpin: the arguments, where "-" reads stdin, and the lines of
+// --from FILE ("-": stdin), blank lines and '#' comments left out.
+bool read_targets(const std::string& from, std::vector<std::string>& targets) {
+  std::vector<std::string> read;
+  auto take = [&](std::istream& in) {
+    for (std::string line; std::getline(in, line);) {
+      auto first = line.find_first_not_of(" \t\r");
+      if (first == std::string::npos || line[first] == '#') continue;
+      auto last = line.find_last_not_of(" \t\r");
+      read.push_back(line.substr(first, last - first + 1));
+    }
+  };
+  std::vector<std::string> expanded;
+  for (const std::string& target : targets) {
+    if (target != "-") {
+      expanded.push_back(target);
+      continue;
+    }
+    read.clear();
+    take(std::cin);
+    expanded.insert(expanded.end(), read.begin(), read.end());
+  }
+  if (!from.empty()) {
+    read.clear();
+    if (from == "-") {
+      take(std::cin);
+    } else {
+      std::ifstream in(from);
+      if (!in) {
+        std::cerr << "kacheryfs-cache: cannot read " << from << ": " << std::strerror(errno)
+                  << "\n";
+        return false;
+      }
+      take(in);
+    }
+    expanded.insert(expanded.end(), read.begin(), read.end());
+  }
+  targets = std::move(expanded);
+  return true;
 }
 
 // Streams one file to the daemon's /store while hashing it and writing it into the cache,
@@ -446,6 +595,8 @@ int main(int argc, char** argv) {
   std::string source;
   std::vector<std::string> rest;
   bool create = false;
+  unsigned jobs = 1;
+  std::string targets_from;
   for (std::size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "-h" || args[i] == "--help") {
       std::cout << kUsage;
@@ -457,6 +608,18 @@ int main(int argc, char** argv) {
       create = true;
     } else if (args[i] == "--json") {
       tool.as_json = true;
+    } else if (args[i] == "-j" && i + 1 < args.size()) {
+      const std::string& value = args[++i];
+      char* end = nullptr;
+      unsigned long n = std::strtoul(value.c_str(), &end, 10);
+      if (value.empty() || *end != '\0' || n < 1 || n > 256) {
+        std::cerr << "kacheryfs-cache: -j takes a number of parallel fetches from 1 to 256, not '"
+                  << value << "'\n";
+        return 2;
+      }
+      jobs = static_cast<unsigned>(n);
+    } else if (args[i] == "--from" && i + 1 < args.size()) {
+      targets_from = args[++i];
     } else if ((args[i] == "-o" || args[i] == "--daemon") && i + 1 < args.size()) {
       if (args[i] == "-o") {
         option_args.push_back("-o");
@@ -527,8 +690,15 @@ int main(int argc, char** argv) {
   if (command == "gc" && targets.empty()) return gc(tool);
   if (command == "verify" && targets.empty()) return verify(tool);
   if (command == "store" && !targets.empty()) return store(tool, targets);
-  if ((command == "pin" || command == "unpin") && !targets.empty())
-    return pin(tool, targets, command == "pin");
+  if (command == "pin" || command == "unpin") {
+    if (!read_targets(targets_from, targets)) return 1;
+    if (targets.empty()) {
+      std::cerr << "kacheryfs-cache: " << command
+                << " needs URIs or hashes (arguments, - or --from FILE)\n";
+      return 2;
+    }
+    return command == "pin" ? pin(tool, targets, jobs) : unpin(tool, targets);
+  }
   std::cerr << "kacheryfs-cache: unknown command or wrong arguments: " << command
             << " (see --help)\n";
   return 2;

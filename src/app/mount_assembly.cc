@@ -156,8 +156,14 @@ Status MountAssembly::probe_node(std::size_t node) {
   const std::string name = probe_client.config().address.to_string();
   ProbeInfo info;
   FetchResult probed = probe_client.probe(&info, NeverCancelled());
-  if (probed.ok() && !probe_client.config().auth_file.empty())
+  // The second request, on the connection the first opened, measures the round trip that
+  // size discovery plans its rounds by.
+  if (probed.ok() && !probe_client.config().auth_file.empty()) {
     probed = probe_client.check_auth(NeverCancelled());
+  } else if (probed.ok()) {
+    ProbeInfo again;
+    probe_client.probe(&again, NeverCancelled());
+  }
   bool unreachable =
       probed.status == FetchStatus::kUnreachable || probed.status == FetchStatus::kTimeout;
   if (!probed.ok()) {
@@ -177,6 +183,7 @@ Status MountAssembly::probe_node(std::size_t node) {
                                                             : -EPROTO,
                 (clients_.size() == 1 ? "daemon " : "node ") + name + " " + why);
   }
+  clients_[node]->adopt_link(probe_client.link());
   if (node == 0) filesystem_->set_node_id(info.node_id);
   spdlog::info("{} {} ({}), node {}", clients_.size() == 1 ? "daemon" : "node", name,
                info.daemon_version, info.node_id);

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 
@@ -163,12 +164,19 @@ void CacheIndex::flush_locked() {
                         : "DELETE FROM open_objects WHERE sha1 = ?1")
         .bind(1, sha1)
         .run();
+  }
+  if (!exec("COMMIT")) {
+    // A full disk, typically: everything stays queued for the next flush (eviction still
+    // sees it, through eviction_candidates), and nothing of this attempt is kept.
+    exec("ROLLBACK");
+    return;
+  }
+  for (const auto& [sha1, open] : pending_open_) {
     if (open)
       open_written_.insert(sha1);
     else
       open_written_.erase(sha1);
   }
-  exec("COMMIT");
   pending_objects_.clear();
   pending_touches_.clear();
   pending_open_.clear();
@@ -224,6 +232,38 @@ std::vector<IndexEntry> CacheIndex::eviction_candidates() {
                  "ORDER BY last_access ASC")
                     .c_str());
   while (row.step()) all.push_back(entry_from(row));
+  if (pending_objects_.empty()) return all;
+  // A flush that failed (a full disk) left records queued: lay them over the rows, so that
+  // eviction can free the very files whose records could not be written.
+  std::unordered_map<std::string, std::size_t> at;
+  for (std::size_t i = 0; i < all.size(); ++i) at[all[i].sha1] = i;
+  std::vector<IndexEntry> queued;
+  std::unordered_set<std::string> removed;
+  for (const auto& [sha1, object] : pending_objects_) {
+    auto it = at.find(sha1);
+    if (object.removed) {
+      removed.insert(sha1);
+      continue;
+    }
+    if (it != at.end()) {
+      all[it->second] = {sha1,  object.size,       object.bytes, object.complete,
+                         false, object.last_access};
+      continue;
+    }
+    // Not among the rows: either pinned or open (then it stays so), or not written yet.
+    bool open =
+        pending_open_.contains(sha1) ? pending_open_.at(sha1) : open_written_.contains(sha1);
+    Statement existing(db_, "SELECT 1 FROM objects WHERE sha1 = ?1");
+    existing.bind(1, sha1);
+    if (!open && !existing.step())
+      queued.push_back(
+          {sha1, object.size, object.bytes, object.complete, false, object.last_access});
+  }
+  all.insert(all.end(), queued.begin(), queued.end());
+  std::erase_if(all, [&](const IndexEntry& e) { return removed.contains(e.sha1); });
+  std::stable_sort(all.begin(), all.end(), [](const IndexEntry& a, const IndexEntry& b) {
+    return a.last_access < b.last_access;
+  });
   return all;
 }
 

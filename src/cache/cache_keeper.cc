@@ -106,7 +106,10 @@ std::uint64_t CacheKeeper::make_room_after_enospc(std::uint64_t needed) {
   std::uint64_t freed = 0;
   for (const IndexEntry& entry : index_.eviction_candidates()) {
     if (freed >= needed) break;
-    if (in_use_.held(entry.sha1)) continue;
+    if (in_use_.held(entry.sha1)) {
+      spdlog::debug("not evicting {}: in use", entry.sha1);
+      continue;
+    }
     freed += evict(entry);
   }
   {

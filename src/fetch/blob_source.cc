@@ -26,4 +26,23 @@ const char* to_string(FetchStatus status) {
   return "unknown";
 }
 
+FetchResult BlobSource::read_ranges(std::string_view sha1, const std::vector<ByteRange>& ranges,
+                                    std::vector<std::string>& answers, const StillWanted& wanted,
+                                    const CancelToken& cancel) {
+  answers.assign(ranges.size(), {});
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    std::string& out = answers[i];
+    FetchResult result = read_range(
+        sha1, ranges[i].start, ranges[i].end,
+        [&out](const char* data, std::size_t size) {
+          out.append(data, size);
+          return true;
+        },
+        cancel);
+    if (!result.ok()) return result;
+    if (wanted && !wanted(i)) break;
+  }
+  return {};
+}
+
 }  // namespace kacheryfs

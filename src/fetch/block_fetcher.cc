@@ -117,7 +117,7 @@ std::size_t BlockFetcher::verified_chunks(const std::string& sha1) {
 }
 
 int BlockFetcher::fetch_block(PartialFile& file, std::uint64_t first, std::uint64_t limit,
-                              const CancelToken& cancel) {
+                              const CancelToken& cancel, Purpose purpose) {
   std::uint64_t pages_per_block = std::max<std::uint64_t>(1, config_.block_size / file.page_size());
   limit = std::min({limit, first + pages_per_block - 1, file.page_count() - 1});
   std::uint64_t last = first;
@@ -166,6 +166,13 @@ int BlockFetcher::fetch_block(PartialFile& file, std::uint64_t first, std::uint6
   }
   counters_.add(Counter::kBytesFetched, position - start);
   if (!result.ok()) {
+    if (purpose == Purpose::kPrefetch) {
+      // Nobody waits for these bytes: no EIO is given or counted. A reader that needs them
+      // fetches them itself and meets (and reports) whatever is wrong.
+      spdlog::info("prefetch of {} [{}, {}) stopped: {}: {}", file.sha1(), start, end,
+                   to_string(result.status), result.detail);
+      return -EIO;
+    }
     EioSite site = write_error != 0 ? EioSite::kCacheWrite : EioSite::kBlockFetch;
     return fetch_errno(counters_, result, site, file.sha1());
   }
@@ -226,7 +233,8 @@ int BlockFetcher::ensure(const std::shared_ptr<PartialFile>& shared, std::uint64
     for (;;) {
       if (file.present(page)) break;
       if (file.claim(page)) {
-        if (int error = fetch_block(file, page, last_page, cancel); error != 0) return error;
+        if (int error = fetch_block(file, page, last_page, cancel, Purpose::kDemand); error != 0)
+          return error;
         fetched_any = true;
         break;
       }
@@ -309,7 +317,7 @@ void BlockFetcher::worker_loop() {
     bool fetched = false;
     for (std::uint64_t page = block.first_page; page <= block.last_page; ++page) {
       if (!block.file->claim(page)) continue;
-      if (fetch_block(*block.file, page, block.last_page, never) != 0) break;
+      if (fetch_block(*block.file, page, block.last_page, never, Purpose::kPrefetch) != 0) break;
       fetched = true;
     }
     if (fetched) schedule_verify(block.file);

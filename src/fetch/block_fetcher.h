@@ -89,8 +89,10 @@ class BlockFetcher {
  private:
   // Fetches page `first` (already claimed) and the claimable pages after it, up to `limit`
   // and at most block_size bytes, in one range request; pages become present as bytes land.
+  // A reader waits for a demand fetch; a prefetch's failure is only logged.
+  enum class Purpose { kDemand, kPrefetch };
   int fetch_block(PartialFile& file, std::uint64_t first, std::uint64_t limit,
-                  const CancelToken& cancel);
+                  const CancelToken& cancel, Purpose purpose);
   void schedule_verify(const std::shared_ptr<PartialFile>& file);
   // The entry of sha1 some reader holds now, or nullptr (then its files are read instead).
   std::shared_ptr<PartialFile> live(const std::string& sha1);

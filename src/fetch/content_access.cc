@@ -49,11 +49,13 @@ int ContentAccess::open(const ContentRequest& request, OpenContent& out,
   Result<std::uint64_t> size = fetcher_.blob_size(sha1, cancel);
   if (!size.ok()) return size.error();
   out.size = *size;
-  if (*size <= streaming_.whole_max) {
-    // Small enough to fetch whole and verify before any byte is served.
-    if (int error = fetcher_.ensure_cached(sha1, cancel); error != 0) return error;
+  if (auto fd = cache_.open_complete(sha1); fd.ok()) {
+    // Size discovery's head was the whole file: that fetch's miss, not a hit.
     fetcher_.take_freshly_fetched(sha1);
-  } else if (int error = open_streamed(request, *size, out, cancel); error != 0 || out.partial) {
+    out.fd = std::move(*fd);
+    return 0;
+  }
+  if (int error = open_streamed(request, *size, out, cancel); error != 0 || out.partial) {
     return error;
   }
   auto fd = cache_.open_complete(sha1);
@@ -70,8 +72,8 @@ int ContentAccess::open_streamed(const ContentRequest& request, std::uint64_t si
   auto partial = blocks_.partial(request.sha1, size, manifest,
                                  [&](const std::shared_ptr<PartialFile>& created) {
                                    if (auto known = fetcher_.take_discovered(request.sha1)) {
-                                     blocks_.seed(created, 0, known->head);
-                                     blocks_.seed(created, known->tail_start, known->tail);
+                                     for (const KnownPiece& piece : *known)
+                                       blocks_.seed(created, piece.offset, piece.bytes);
                                    }
                                  });
   if (!partial.ok()) {
@@ -158,6 +160,7 @@ Result<int> ContentAccess::prepare_read(OpenContent& file, std::uint64_t offset,
   if (!file.partial) return file.fd.get();
   const std::shared_ptr<PartialFile>& partial = file.partial;
   std::uint64_t window = 0;
+  bool queue_whole = false;
   {
     // A read that starts within 1 MiB of where the previous one ended is sequential (the
     // kernel's own readahead reorders reads a little): the readahead window doubles, from
@@ -172,11 +175,20 @@ Result<int> ContentAccess::prepare_read(OpenContent& file, std::uint64_t offset,
         sequential ? std::min(streaming_.max_readahead, std::max(block, 2 * file.window)) : 0;
     file.next_offset = offset + length;
     window = file.window;
+    queue_whole = partial->size() <= streaming_.whole_max && !file.whole_file_queued;
+    file.whole_file_queued = file.whole_file_queued || queue_whole;
   }
   // The reader's own pages first, then the prefetch: queued before them, the prefetch's
   // ranges would share the node's bandwidth with the one the reader waits for.
   int demand = blocks_.ensure(partial, offset, length, streaming_.strict, cancel);
-  if (window > 0) blocks_.prefetch(partial, offset + length, window);
+  if (queue_whole) {
+    // A file up to whole_max is fetched whole once read: in the background, behind the
+    // reader's own pages.
+    blocks_.prefetch(partial, offset + length, partial->size());
+    blocks_.prefetch(partial, 0, offset);
+  } else if (window > 0 && partial->size() > streaming_.whole_max) {
+    blocks_.prefetch(partial, offset + length, window);
+  }
   if (demand != 0) return fail(demand);
   // No reader reaches the end of a file on unverified bytes: the read that returns the last
   // bytes waits for the whole-file check (fetching what is still missing), so cat, cp and

@@ -1,10 +1,12 @@
 // ContentAccess: the one entry point that makes content present for an intent, used by the
 // mount (open, read) and by `kacheryfs-cache pin` alike, so manifests, channels and strict
 // mode behave the same in both:
-//   - kRead, small file (<= whole_max): fetched whole and verified before the open returns;
-//   - kRead, large file: streamed through the block cache, pages fetched as reads need
-//     them (prepare_read), verified in the background (strict: only verified bytes are
-//     served; without a manifest that means fetching the whole file at open);
+//   - kRead: an open returns once the size is known (a file no larger than size
+//     discovery's head arrives whole with it). Every other file streams through the block
+//     cache: each read waits only for its own pages (prepare_read), and bytes are verified
+//     in the background (strict: only verified bytes are served; without a manifest that
+//     means fetching the whole file at open). Once read, a file up to whole_max is fetched
+//     whole in the background; a larger one is read ahead of a sequential reader;
 //   - kPin: fetched whole and verified, whatever its size.
 // A manifest named by a URI (`?manifest=`) or by a lookup name verifies chunks as they
 // arrive. Counts hits (opens served from the complete cache); misses are counted by the
@@ -32,7 +34,7 @@
 namespace kacheryfs {
 
 struct StreamingConfig {
-  std::uint64_t whole_max = 64 << 20;      // files up to this size are fetched whole at open
+  std::uint64_t whole_max = 64 << 20;      // files up to this size are fetched whole once read
   std::uint64_t max_readahead = 64 << 20;  // largest readahead window of a sequential reader
   bool strict = false;                     // serve no byte before it is verified
 };
@@ -59,6 +61,7 @@ struct OpenContent {
   std::mutex readahead_mutex;
   std::uint64_t next_offset = 0;
   std::uint64_t window = 0;
+  bool whole_file_queued = false;  // a file up to whole_max: its whole fetch is queued
 };
 
 class ContentAccess {

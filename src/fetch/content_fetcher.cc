@@ -17,11 +17,14 @@ ContentFetcher::ContentFetcher(BlobSource& source, ContentCache& cache, CacheAcc
       cache_(cache),
       accounting_(accounting),
       counters_(counters),
-      config_(config) {}
+      config_(config),
+      discovery_(source, SizeDiscoveryConfig{std::min(config.page_size, config.probe_size),
+                                             config.probe_size}) {}
 
 namespace {
 
 constexpr std::size_t kKeptDiscoveries = 4;
+constexpr int kMaxDiscoveries = 4;  // a head that fails verification: one per distrusted node
 
 // A sink that keeps the bytes of a range in `out`.
 ByteSink append_to(std::string& out) {
@@ -57,7 +60,7 @@ void ContentFetcher::fetch_head(const std::string& sha1, std::uint64_t length,
   if (!result.ok()) return;
   counters_.add(Counter::kBytesFetched, head.size());
   std::lock_guard lock(mutex_);
-  keep_discovered_locked(sha1, {std::move(head), 0, {}});
+  keep_discovered_locked(sha1, {KnownPiece{0, std::move(head)}});
 }
 
 std::optional<std::uint64_t> ContentFetcher::known_size(const std::string& sha1) {
@@ -118,7 +121,7 @@ Result<std::uint64_t> ContentFetcher::blob_size(std::string_view sha1_view,
   if (known_missing(sha1)) return fail(-ENOENT);
   for (;;) {
     auto answer = size_flights_.run(
-        sha1, [&] { return discover_size(sha1, cancel); }, cancel);
+        sha1, [&] { return discover_size(sha1, cancel, 1); }, cancel);
     if (!answer) return fail(-EINTR);
     // The leader was interrupted but this caller was not: take over.
     if (answer->error() == -EINTR && !cancel.cancelled()) continue;
@@ -127,82 +130,56 @@ Result<std::uint64_t> ContentFetcher::blob_size(std::string_view sha1_view,
 }
 
 Result<std::uint64_t> ContentFetcher::discover_size(const std::string& sha1,
-                                                    const CancelToken& cancel) {
-  // One range answers every blob smaller than probe_size, and brings its bytes along.
-  std::string head;
-  FetchResult result = read_with_load(sha1, 0, config_.probe_size, append_to(head), cancel);
+                                                    const CancelToken& cancel, int attempt) {
+  DiscoveredSize found;
+  FetchResult result = discovery_.discover(sha1, found, cancel);
+  if (result.status == FetchStatus::kNotFound && config_.load_missing) {
+    spdlog::info("{} is not on the node; asking it to load the file from its channel", sha1);
+    result = source_.load_blob(sha1, cancel);
+    if (result.ok()) result = discovery_.discover(sha1, found, cancel);
+  }
   if (result.status == FetchStatus::kNotFound) {
     std::lock_guard lock(mutex_);
     missing_until_[sha1] = std::chrono::steady_clock::now() + config_.negative_ttl;
   }
-  if (!result.ok()) return fail(fetch_errno(counters_, result, EioSite::kSizeDiscovery, sha1));
-  counters_.add(Counter::kBytesFetched, head.size());
+  if (!result.ok()) {
+    EioSite site = found.rounds > 1 ? EioSite::kSizeProbe : EioSite::kSizeDiscovery;
+    return fail(fetch_errno(counters_, result, site, sha1));
+  }
+  std::uint64_t brought = 0;
+  for (const KnownPiece& piece : found.pieces) brought += piece.bytes.size();
+  counters_.add(Counter::kBytesFetched, brought);
+  spdlog::debug("{}: {} bytes, found in {} rounds of {} requests", sha1, found.size, found.rounds,
+                found.requests);
 
-  if (head.size() < config_.probe_size) {
-    if (sha1_hex_of(head) == sha1) {
-      if (auto tx = cache_.begin(sha1); tx.ok()) {
-        if ((*tx)->append(head.data(), head.size()) == 0 && (*tx)->commit() == 0)
-          fetched_complete(sha1, head.size());
+  const std::string& head = found.pieces.front().bytes;
+  if (head.size() == found.size) {
+    // The head is the whole file: verified and committed now.
+    std::string actual = sha1_hex_of(head);
+    if (actual != sha1) {
+      BlobSource::BadBytesVerdict verdict = source_.report_bad_bytes(sha1, 0, head.size());
+      std::string from = verdict.served_by.empty() ? "the node" : verdict.served_by;
+      if (verdict.worth_retrying && attempt < kMaxDiscoveries) {
+        spdlog::warn(
+            "sha1 mismatch for {}: the bytes from {} hash to {}; fetching it from "
+            "another node",
+            sha1, from, actual);
+        return discover_size(sha1, cancel, attempt + 1);
       }
-    }  // a mismatch is reported by the download that a read triggers
-    remember_size(sha1, head.size());
-    return std::uint64_t{head.size()};
-  }
-
-  // size >= lo and size < hi; probe 1-byte ranges [k, k+1): one byte back iff k < size.
-  std::uint64_t lo = config_.probe_size;
-  std::uint64_t hi = 2 * lo;
-  auto has_byte = [&](std::uint64_t index, bool& present) {
-    std::size_t got = 0;
-    FetchResult probe = source_.read_range(
-        sha1, index, index + 1,
-        [&](const char*, std::size_t size) {
-          got += size;
-          return true;
-        },
-        cancel);
-    present = got > 0;
-    return probe;
-  };
-  // At most 64 doublings, and never past the largest byte index the daemon accepts
-  // (2^53): a node that claims every byte exists cannot keep a reader probing forever.
-  constexpr std::uint64_t kLargestSize = std::uint64_t{1} << 53;
-  for (int doublings = 0;; ++doublings) {
-    if (doublings >= 64 || hi > kLargestSize) {
-      return fail(fetch_errno(counters_,
-                              {FetchStatus::kProtocolError,
-                               "size discovery found no end: the node has a byte at every "
-                               "index probed, up to " +
-                                   std::to_string(lo)},
-                              EioSite::kSizeProbe, sha1));
+      return fail(report_eio(counters_, EioSite::kDownloadChecksum, sha1,
+                             "the bytes from " + from + " hash to " + actual + "; nothing cached"));
     }
-    bool present = false;
-    FetchResult probe = has_byte(hi - 1, present);
-    if (!probe.ok()) return fail(fetch_errno(counters_, probe, EioSite::kSizeProbe, sha1));
-    if (!present) break;
-    lo = hi;
-    hi *= 2;
+    if (auto tx = cache_.begin(sha1); tx.ok()) {
+      if ((*tx)->append(head.data(), head.size()) == 0 && (*tx)->commit() == 0)
+        fetched_complete(sha1, head.size());
+    }  // not committed (a full disk): the read fetches it again
+    remember_size(sha1, found.size);
+    return found.size;
   }
-  // Bisect until the window is narrower than one probe; then a short read of the window
-  // itself tells the exact size: about 2*log2(size/probe_size) + 1 requests in all.
-  while (hi - lo > config_.probe_size) {
-    std::uint64_t mid = lo + (hi - lo) / 2;
-    bool present = false;
-    FetchResult probe = has_byte(mid - 1, present);
-    if (!probe.ok()) return fail(fetch_errno(counters_, probe, EioSite::kSizeProbe, sha1));
-    (present ? lo : hi) = mid;
-  }
-  std::string tail;
-  FetchResult last = source_.read_range(sha1, lo, hi, append_to(tail), cancel);
-  if (!last.ok()) return fail(fetch_errno(counters_, last, EioSite::kSizeProbe, sha1));
-  counters_.add(Counter::kBytesFetched, tail.size());
-  std::uint64_t size = lo + tail.size();
-  {
-    std::lock_guard lock(mutex_);
-    sizes_[sha1] = size;
-    keep_discovered_locked(sha1, {std::move(head), lo, std::move(tail)});
-  }
-  return size;
+  std::lock_guard lock(mutex_);
+  sizes_[sha1] = found.size;
+  keep_discovered_locked(sha1, std::move(found.pieces));
+  return found.size;
 }
 
 int ContentFetcher::ensure_cached(std::string_view sha1_view, const CancelToken& cancel) {
@@ -263,14 +240,16 @@ int ContentFetcher::download_once(const std::string& sha1, std::uint64_t size,
   std::uint64_t offset = 0;
   // The head that size discovery brought is the download's first bytes (and is hashed and
   // verified with the rest like any other).
-  if (auto known = take_discovered(sha1); known && known->head.size() <= size) {
-    if (!sink(known->head.data(), known->head.size())) {
+  auto known = take_discovered(sha1);
+  if (known && known->front().offset == 0 && known->front().bytes.size() <= size) {
+    const std::string& head = known->front().bytes;
+    if (!sink(head.data(), head.size())) {
       return fetch_errno(counters_,
                          {FetchStatus::kLocalError,
                           std::string("writing the cache: ") + std::strerror(-write_error)},
                          EioSite::kCacheWrite, sha1);
     }
-    offset = known->head.size();
+    offset = head.size();
   }
   while (offset < size) {
     std::uint64_t end = std::min(size, offset + config_.range_size);

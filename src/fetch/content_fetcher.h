@@ -1,8 +1,8 @@
 // The fetch policy: answers "how big is blob X" and "make blob X complete in the cache",
 // talking to a BlobSource and hiding it behind the cache (as CVMFS's fetcher does).
-// Sizes come from the cache, from memory, or from the protocol's size discovery (one range
-// [0, probe_size) answers small files and already carries their bytes; larger ones bisect
-// with 1-byte probes). Downloads go in bounded ranges, are SHA-1 verified while they stream,
+// Sizes come from the cache, from memory, or from size discovery (SizeDiscovery: rounds of
+// ranges sent at once; a small file's head already carries its bytes, and is committed at
+// once). Downloads go in bounded ranges, are SHA-1 verified while they stream,
 // and become visible only by the cache's atomic commit. Concurrent calls for one blob
 // share one transfer. Errors come back as a negative errno; each EIO is counted at its site.
 // Lock order: a SingleFlight's own lock is never held while mutex_ is taken.
@@ -19,11 +19,13 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "cache/cache_accounting.h"
 #include "cache/content_cache.h"
 #include "fetch/blob_source.h"
 #include "fetch/single_flight.h"
+#include "fetch/size_discovery.h"
 #include "support/counters.h"
 #include "support/result.h"
 
@@ -31,7 +33,8 @@ namespace kacheryfs {
 
 struct FetcherConfig {
   std::uint64_t range_size = 4 << 20;     // bytes per download request
-  std::uint64_t probe_size = 1 << 20;     // first size-discovery range
+  std::uint64_t probe_size = 1 << 20;     // size discovery's head on a fast link
+  std::uint64_t page_size = 64 << 10;     // ... and on a link with latency
   std::chrono::seconds negative_ttl{10};  // how long "the node lacks X" is remembered
   bool load_missing = false;              // ask the source to load blobs it lacks (/loadFile)
 };
@@ -54,14 +57,10 @@ class ContentFetcher {
   // A size learnt elsewhere (a verified manifest states it): no discovery is needed.
   void set_known_size(const std::string& sha1, std::uint64_t size) { remember_size(sha1, size); }
 
-  // The bytes that size discovery brought of a blob too large to keep whole: its first
-  // probe_size bytes and the last window it read. The first read of a streamed file is
-  // then served from them instead of being fetched again. Handed out once.
-  struct DiscoveredBytes {
-    std::string head;              // bytes [0, head.size())
-    std::uint64_t tail_start = 0;  // bytes [tail_start, tail_start + tail.size())
-    std::string tail;
-  };
+  // The bytes that size discovery brought of a blob too large to keep whole: its head and
+  // the last window it read. The first read of a streamed file is then served from them
+  // instead of being fetched again. Handed out once.
+  using DiscoveredBytes = std::vector<KnownPiece>;
   std::optional<DiscoveredBytes> take_discovered(const std::string& sha1);
   // Fetches the blob's first `length` bytes and keeps them as its discovered head (for
   // take_discovered), for a blob whose size comes from elsewhere. Best effort: a failure
@@ -69,7 +68,10 @@ class ContentFetcher {
   void fetch_head(const std::string& sha1, std::uint64_t length, const CancelToken& cancel);
 
  private:
-  Result<std::uint64_t> discover_size(const std::string& sha1, const CancelToken& cancel);
+  // A head that is the whole file but fails verification is asked for again while the
+  // source says another node may serve it (attempt counts the tries).
+  Result<std::uint64_t> discover_size(const std::string& sha1, const CancelToken& cancel,
+                                      int attempt);
   // Downloads and verifies; bytes that fail verification are fetched again while the
   // source says another node may serve them.
   int download(const std::string& sha1, std::uint64_t size, const CancelToken& cancel);
@@ -89,6 +91,7 @@ class ContentFetcher {
   CacheAccounting& accounting_;
   Counters& counters_;
   FetcherConfig config_;
+  SizeDiscovery discovery_;
 
   std::mutex mutex_;  // a leaf; guards sizes_, missing_until_ and fresh_
   std::unordered_map<std::string, std::uint64_t> sizes_;

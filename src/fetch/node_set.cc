@@ -226,6 +226,50 @@ FetchResult NodeSet::read_range(std::string_view sha1_view, std::uint64_t start,
   }
 }
 
+FetchResult NodeSet::read_ranges(std::string_view sha1_view, const std::vector<ByteRange>& ranges,
+                                 std::vector<std::string>& answers, const StillWanted& wanted,
+                                 const CancelToken& cancel) {
+  std::string sha1(sha1_view);
+  std::vector<bool> tried(nodes_.size(), false);
+  std::size_t node = pick(sha1, 0, tried);
+  if (node == kNone) return BlobSource::read_ranges(sha1, ranges, answers, wanted, cancel);
+  auto began = std::chrono::steady_clock::now();
+  FetchResult result = nodes_[node].source->read_ranges(sha1, ranges, answers, wanted, cancel);
+  auto took = std::chrono::steady_clock::now() - began;
+  if (result.ok()) {
+    for (std::size_t i = 0; i < ranges.size(); ++i) {
+      std::uint64_t got = answers[i].size();
+      // (no duration: small answers say nothing of throughput)
+      finish_attempt(node, sha1, 0, ranges[i].start, ranges[i].start + got, {}, result);
+    }
+    return result;
+  }
+  finish_attempt(node, sha1, 0, 0, 0, took, result);
+  if (result.status == FetchStatus::kCancelled || result.status == FetchStatus::kLocalError ||
+      nodes_.size() == 1) {
+    return result;
+  }
+  return BlobSource::read_ranges(sha1, ranges, answers, wanted, cancel);
+}
+
+LinkEstimate NodeSet::link() const {
+  std::size_t node = 0;
+  double throughput = 0;
+  {
+    std::lock_guard lock(mutex_);
+    for (std::size_t i = 0; i < health_.size(); ++i) {
+      if (health_[i].up) {
+        node = i;
+        break;
+      }
+    }
+    throughput = health_[node].throughput;
+  }
+  LinkEstimate estimate = nodes_[node].source->link();
+  estimate.bytes_per_second = throughput;
+  return estimate;
+}
+
 bool NodeSet::distrusted_by_any(const std::string& sha1) const {
   std::lock_guard lock(mutex_);
   return std::any_of(health_.begin(), health_.end(),

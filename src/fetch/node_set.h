@@ -58,6 +58,13 @@ class NodeSet final : public BlobSource {
 
   FetchResult read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
                          const ByteSink& sink, const CancelToken& cancel) override;
+  // The round goes to one node (the first that read_range would ask), pipelined there;
+  // if that node fails, the ranges are read one by one with read_range's failover.
+  FetchResult read_ranges(std::string_view sha1, const std::vector<ByteRange>& ranges,
+                          std::vector<std::string>& answers, const StillWanted& wanted,
+                          const CancelToken& cancel) override;
+  // The link to the node that would serve the next request.
+  LinkEstimate link() const override;
   FetchResult load_blob(std::string_view sha1, const CancelToken& cancel) override;
 
   // Bytes [start, end) of sha1 failed verification: the nodes that served them are not

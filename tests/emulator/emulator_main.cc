@@ -24,7 +24,8 @@ HTTP API on 127.0.0.1. Writes DIR/client-auth and DIR/kachery-node-id.
   --network-dir DIR         simulated kachery network for /loadFile with a channelName:
                             a file at DIR/sha1/ab/cd/ef/<sha1> is "fetched" into storage
   --load-delay-ms N         how long such a fetch takes (default 1000)
-  --request-log FILE        append one line per content request to FILE
+  --request-log FILE        append one line per content request to FILE (a request that
+                            came pipelined behind another ends with "pipelined")
   --report-storage-dir DIR  report DIR as the node's storage path (/probe, /loadFile), as a
                             daemon on another machine whose storage is mounted elsewhere
 speed (default: as fast as loopback goes; bodies always come in 65,536-byte chunks):

@@ -26,6 +26,8 @@ class CacheQuota(MountTestCase):
         first, first_original = files[0]
         held = open(self.content(first), "rb")  # open for the whole test: never evicted
         try:
+            self.assertEqual(held.read(), open(first_original, "rb").read())  # read, so cached whole
+            held.seek(0)
             for sha1, original in files[1:]:
                 self.assertSameBytes(self.content(sha1), original)
                 time.sleep(1.1)  # distinct last-access seconds

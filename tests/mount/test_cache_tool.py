@@ -97,6 +97,8 @@ class CacheTool(MountTestCase):
         held_sha1, held_original = others[0]
         held = open(self.content(held_sha1), "rb")  # open while the cache fills past its limit
         try:
+            self.assertEqual(held.read(), open(held_original, "rb").read())  # read, so cached whole
+            held.seek(0)
             for sha1, original in others[1:]:
                 self.assertSameBytes(self.content(sha1), original)
             self.assertTrue(os.path.exists(sha1_path(self.cache, held_sha1)), "an open file was evicted")

@@ -13,8 +13,9 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import (MountTestCase, PeakRss, is_mounted, put_manifest, put_random_file,  # noqa: E402
-                              put_sparse_file, sha1_path, tool_sha1)
+from kacheryfs_testlib import (PAGE, MountTestCase, PeakRss, discovery_bytes, fetched_ranges,  # noqa: E402
+                              is_mounted, overlaps, put_manifest, put_random_file, put_sparse_file,
+                              sha1_path, tool_sha1)
 
 MiB = 1 << 20
 BLOCK = 4 * MiB
@@ -23,30 +24,6 @@ HANG_GUARD = 120
 
 def xattr(path, name):
     return os.getxattr(path, name).decode()
-
-
-PAGE = 64 << 10
-
-
-def fetched_ranges(lines):
-    """[start, start + bytes sent) of each download in the emulator's log lines."""
-    ranges = []
-    for line in lines:
-        fields = dict(f.split("=", 1) for f in line.split()[2:] if "=" in f)
-        ranges.append((int(fields["start"]), int(fields["start"]) + int(fields["bytes"])))
-    return ranges
-
-
-def discovery_bytes(lines):
-    """The bytes that size discovery brought and kept (its head and last window; not its
-    1-byte probes): the mount stores them instead of fetching them again."""
-    return [r for r in fetched_ranges(lines) if r[1] - r[0] > 1]
-
-
-def overlaps(ranges):
-    """Pairs of ranges that share bytes (a byte fetched twice)."""
-    ranges = sorted(ranges)
-    return [(a, b) for a, b in zip(ranges, ranges[1:]) if b[0] < a[1]]
 
 
 class LargeFiles(MountTestCase):

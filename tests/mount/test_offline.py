@@ -53,18 +53,25 @@ class Offline(MountTestCase):
         large, large_original = put_random_file(self.storage, 120_000_000, 4, self.originals)
         # slow transfers, so that kill -9 lands in the middle of both downloads
         earlier = [put_random_file(self.storage, 20_000_000, 10 + i, self.originals) for i in range(3)]
-        # a cache that must evict the earlier files while the downloads below run
+        # a cache that must evict the earlier files for the downloads below
         m = self.mount("max_readahead=8M", "cache_max=100M")
         for sha1, original in earlier:
             self.assertSameBytes(self.content(sha1), original)
+        for sha1 in (small, large):
+            os.stat(self.content(sha1))  # sizes first, so that both downloads start at once below
         self.emulator.stop()
-        self.emulator.start("--first-byte-delay-ms", "300")
+        self.emulator.start("--first-byte-delay-ms", "300", "--total-rate", "10")
         readers = []
-        for sha1, started in ((large, lambda: os.path.exists(os.path.join(self.cache, "partial", large + ".blocks"))),
-                              (small, lambda: os.listdir(os.path.join(self.cache, "tmp")))):
+        def pages_present(sha1):
+            path = os.path.join(self.cache, "partial", sha1 + ".blocks")
+            if not os.path.exists(path):
+                return False
+            with open(path, "rb") as f:
+                return 1 in f.read()
+        for sha1 in (small, large):  # both stream through the block cache
             readers.append(subprocess.Popen(["cat", self.content(sha1)], stdout=subprocess.DEVNULL,
                                             stderr=subprocess.DEVNULL))
-            self.wait_for(started, "the download of %s to start" % sha1)
+            self.wait_for(lambda: pages_present(sha1), "the download of %s to start" % sha1)
         m.proc.send_signal(signal.SIGKILL)
         m.proc.wait()
         subprocess.run(["fusermount3", "-uz", self.mnt])
@@ -73,12 +80,13 @@ class Offline(MountTestCase):
             r.wait()
         self.mounts.remove(m)
         m.log.close()
-        self.assertTrue(os.listdir(os.path.join(self.cache, "tmp")), "a temp file was left by the kill")
-        self.assertFalse(os.path.exists(sha1_path(self.cache, small)))
+        self.assertFalse(os.path.exists(sha1_path(self.cache, small)), "complete before the kill")
+        self.assertTrue(pages_present(small), "the small file's pages were lost")
+        self.assertTrue(pages_present(large), "the large file's pages were lost")
 
+        self.emulator.flags = []
         self.emulator.restart()
-        self.mount()
-        self.assertEqual(os.listdir(os.path.join(self.cache, "tmp")), [], "leftover temp files were not cleaned")
+        self.mount("cache_max=100M")  # the rest of both downloads must evict the earlier files
         self.assertSameBytes(self.content(small), small_original)
         self.assertSameBytes(self.content(large), large_original)
         self.wait_for(lambda: os.path.exists(sha1_path(self.cache, large)), "the large file to complete")

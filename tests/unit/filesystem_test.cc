@@ -129,12 +129,27 @@ TEST_F(FilesystemTest, WrongBytesAreEioCountedAtTheirSite) {
   std::string sha1 = source_.add(pattern(3000, 3));
   source_.corrupt = true;
   Attributes attributes;
-  ASSERT_EQ(lookup(sha1, attributes), 0);
-  OpenedFile file;
-  EXPECT_EQ(filesystem_->open(attributes.ino, file, never_), -EIO);
+  // The file fits in size discovery's head, which fails verification: the lookup says so.
+  EXPECT_EQ(lookup(sha1, attributes), -EIO);
   EXPECT_EQ(root_xattr("user.kachery.nioerr"), "1");
   EXPECT_EQ(root_xattr("user.kachery.eio"), "5 download_checksum=1\n");
   EXPECT_FALSE(cache_->complete_size(sha1));
+}
+
+TEST_F(FilesystemTest, AStreamedFileWithWrongBytesOpensAndFailsAtItsEnd) {
+  std::string sha1 = source_.add(pattern(100000, 4));
+  source_.corrupt_at = 70000;  // past size discovery's head
+  Attributes attributes;
+  ASSERT_EQ(lookup(sha1, attributes), 0);
+  OpenedFile file;
+  ASSERT_EQ(filesystem_->open(attributes.ino, file, never_), 0) << "an open waits for no bytes";
+  int fd = -1;
+  EXPECT_EQ(filesystem_->prepare_read(file, 0, 4096, &fd, never_), 0)
+      << "bytes before the end are served as they arrive (verify=normal)";
+  EXPECT_EQ(filesystem_->prepare_read(file, 96000, 4000, &fd, never_), -EIO)
+      << "the read that reaches EOF waits for verification";
+  EXPECT_EQ(root_xattr("user.kachery.eio"), "8 block_checksum=1\n");
+  EXPECT_FALSE(cache_->complete_size(sha1)) << "nothing is cached";
 }
 
 TEST_F(FilesystemTest, NodeIdFileAndRootAttributes) {

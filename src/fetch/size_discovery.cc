@@ -1,0 +1,190 @@
+#include "fetch/size_discovery.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace kacheryfs {
+
+namespace {
+
+// The daemon accepts byte indexes up to 2^53: no size is larger.
+constexpr std::uint64_t kLargestSize = std::uint64_t{1} << 53;
+constexpr unsigned kMaxProbesPerRound = 63;
+constexpr unsigned kMaxFirstRoundProbes = 24;
+constexpr unsigned kMaxRounds = 64;
+// The far end of the first round's probes (1 TiB); later rounds go on up to 2^53.
+constexpr double kFirstRoundReach = 1099511627776.0;
+
+// What the plan assumes of a link it has not measured yet.
+constexpr double kDefaultPerRequest = 0.001;     // the daemon's time for one request
+constexpr double kDefaultBytesPerSecond = 50e6;  // a link's throughput
+
+double per_request(const LinkEstimate& link) {
+  return link.per_request > 0 ? link.per_request : kDefaultPerRequest;
+}
+
+// The network's share of a small request's round trip.
+double network_round_trip(const LinkEstimate& link) {
+  return std::max(0.0, link.round_trip - per_request(link));
+}
+
+double bytes_per_second(const LinkEstimate& link) {
+  return link.bytes_per_second > 0 ? link.bytes_per_second : kDefaultBytesPerSecond;
+}
+
+}  // namespace
+
+std::uint64_t DiscoveryPlan::head_size(const LinkEstimate& link,
+                                       const SizeDiscoveryConfig& config) {
+  // Across a link with latency the head's transfer is what a first read waits for: one
+  // page. Where the round trip costs less than a millisecond, the node's time per request
+  // dominates, and a larger head answers more files in one request.
+  return network_round_trip(link) >= 0.001 ? config.page_size : config.max_head;
+}
+
+unsigned DiscoveryPlan::first_round_probes(const LinkEstimate& link) {
+  // Probes sent behind the head cost a file that the head answers nothing it waits for:
+  // the node works through them while the answer travels back, and the connection reads
+  // them only before its next request, which the node reaches a round trip later anyway.
+  double r = network_round_trip(link);
+  double c = per_request(link);
+  if (r < 2 * c) return 0;
+  return static_cast<unsigned>(std::min<double>(kMaxFirstRoundProbes, std::floor(r / c)));
+}
+
+unsigned DiscoveryPlan::probes_per_round(const LinkEstimate& link, double bits) {
+  double r = network_round_trip(link);
+  double c = per_request(link);
+  unsigned best = 1;
+  double best_cost = 0;
+  for (unsigned k = 1; k <= kMaxProbesPerRound; ++k) {
+    double cost = (r + k * c) / std::log2(k + 1.0);
+    if (k == 1 || cost < best_cost) {
+      best = k;
+      best_cost = cost;
+    }
+  }
+  if (bits <= 0) return 1;
+  double rounds = std::ceil(bits / std::log2(best + 1.0));
+  auto even = static_cast<unsigned>(std::ceil(std::exp2(bits / rounds))) - 1;
+  return std::clamp(even, 1u, best);
+}
+
+std::uint64_t DiscoveryPlan::final_window(const LinkEstimate& link,
+                                          const SizeDiscoveryConfig& config) {
+  double worth = bytes_per_second(link) * network_round_trip(link) / 2;
+  auto window = static_cast<std::uint64_t>(std::min(worth, 4.0 * (1 << 20)));
+  return std::max(config.page_size, window / config.page_size * config.page_size);
+}
+
+SizeDiscovery::SizeDiscovery(BlobSource& source, SizeDiscoveryConfig config)
+    : source_(source), config_(config) {}
+
+FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out,
+                                    const CancelToken& cancel) {
+  out = {};
+  const LinkEstimate link = source_.link();
+  const std::uint64_t head = DiscoveryPlan::head_size(link, config_);
+  // The size is in [lo, hi]: a byte at index x exists iff size > x.
+  std::uint64_t lo = head;
+  std::uint64_t hi = kLargestSize;
+  std::vector<std::string> answers;
+
+  auto contradiction = [&] {
+    return FetchResult{FetchStatus::kProtocolError,
+                       "the node's answers about the file's size contradict each other"};
+  };
+  // One round of 1-byte probes at `points`; narrows [lo, hi].
+  auto settle = [&](const std::vector<ByteRange>& ranges, std::size_t first_probe) {
+    for (std::size_t i = first_probe; i < ranges.size() && i < answers.size(); ++i) {
+      if (answers[i].size() > 1) return contradiction();
+      if (!answers[i].empty())
+        lo = std::max(lo, ranges[i].start + 1);
+      else
+        hi = std::min(hi, ranges[i].start);
+    }
+    return lo <= hi ? FetchResult{} : contradiction();
+  };
+  auto probe_at = [](std::uint64_t x) { return ByteRange{x, x + 1}; };
+
+  // Round 1: the head, and probes at geometric offsets from twice the head to 1 TiB.
+  std::vector<ByteRange> ranges{{0, head}};
+  unsigned probes = DiscoveryPlan::first_round_probes(link);
+  for (unsigned i = 0; i < probes; ++i) {
+    double from = 2.0 * static_cast<double>(head);
+    double x = probes == 1 ? from : from * std::pow(kFirstRoundReach / from, i / (probes - 1.0));
+    auto at = static_cast<std::uint64_t>(x);
+    if (at > ranges.back().start) ranges.push_back(probe_at(at));
+  }
+  FetchResult result = source_.read_ranges(
+      sha1, ranges, answers, [&](std::size_t i) { return i > 0 || answers[0].size() >= head; },
+      cancel);
+  ++out.rounds;
+  out.requests += static_cast<unsigned>(ranges.size());
+  if (!result.ok()) return result;
+  if (answers.empty() || answers[0].size() > head) return contradiction();
+  if (answers[0].size() < head) {
+    out.size = answers[0].size();
+    out.pieces.push_back({0, std::move(answers[0])});
+    return {};
+  }
+  out.pieces.push_back({0, std::move(answers[0])});
+  if (FetchResult settled = settle(ranges, 1); !settled.ok()) return settled;
+
+  const std::uint64_t window = DiscoveryPlan::final_window(link, config_);
+  for (unsigned round = 0; round < kMaxRounds; ++round) {
+    if (lo == hi) {
+      out.size = lo;
+      return {};
+    }
+    if (hi == kLargestSize && lo >= kLargestSize / 2) {
+      return {FetchStatus::kProtocolError,
+              "size discovery found no end: the node has a byte at every index probed, up to " +
+                  std::to_string(lo)};
+    }
+    if (hi - lo < window) {
+      // The window [start, hi + 1) straddles EOF: what it brings is the file's end. It
+      // starts on a page, so that it covers the file's last pages whole.
+      std::uint64_t start = lo / config_.page_size * config_.page_size;
+      ranges = {{start, hi + 1}};
+      result = source_.read_ranges(sha1, ranges, answers, {}, cancel);
+      ++out.rounds;
+      ++out.requests;
+      if (!result.ok()) return result;
+      if (answers.empty() || answers[0].size() < lo - start || answers[0].size() > hi - start)
+        return contradiction();
+      out.size = start + answers[0].size();
+      if (!answers[0].empty()) out.pieces.push_back({start, std::move(answers[0])});
+      return {};
+    }
+    double bits = hi == kLargestSize
+                      ? 8.0
+                      : std::log2(static_cast<double>(hi - lo) / static_cast<double>(window));
+    unsigned k = DiscoveryPlan::probes_per_round(source_.link(), std::max(1.0, bits));
+    ranges.clear();
+    if (hi == kLargestSize) {
+      // No end seen yet: a ladder of doublings from lo.
+      for (unsigned i = 1; i <= k && (lo << i) < hi; ++i) ranges.push_back(probe_at(lo << i));
+    } else {
+      // Split [lo, hi) into k + 1 parts: by ratio while hi is far above lo, else evenly.
+      bool by_ratio = hi / 2 > lo;
+      for (unsigned i = 1; i <= k; ++i) {
+        double part = static_cast<double>(i) / (k + 1);
+        double x = by_ratio ? static_cast<double>(lo) *
+                                  std::pow(static_cast<double>(hi) / static_cast<double>(lo), part)
+                            : static_cast<double>(lo) + static_cast<double>(hi - lo) * part;
+        auto at = std::clamp(static_cast<std::uint64_t>(x), lo, hi - 1);
+        if (ranges.empty() || at > ranges.back().start) ranges.push_back(probe_at(at));
+      }
+    }
+    if (ranges.empty()) ranges.push_back(probe_at(hi - 1));
+    result = source_.read_ranges(sha1, ranges, answers, {}, cancel);
+    ++out.rounds;
+    out.requests += static_cast<unsigned>(ranges.size());
+    if (!result.ok()) return result;
+    if (FetchResult settled = settle(ranges, 0); !settled.ok()) return settled;
+  }
+  return {FetchStatus::kProtocolError, "size discovery did not converge"};
+}
+
+}  // namespace kacheryfs

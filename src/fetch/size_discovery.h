@@ -1,0 +1,71 @@
+// Size discovery, the first stage of the read path. No daemon route reports a blob's size,
+// so it is found from ranges: one that crosses EOF returns the bytes up to it, one that
+// starts past it returns nothing. Requests go in rounds, each sent at once
+// (BlobSource::read_ranges: pipelined, one round trip), and a round costs a round trip
+// plus its requests' time on the node (the daemon serves them one after another):
+//   1. the head [0, head) (one page on a link with latency; 1 MiB where requests cost more
+//      than bytes) and, where the round trip is worth several requests, 1-byte probes at
+//      geometric offsets, which find the size's order of magnitude in the same round;
+//   2. rounds of 1-byte probes that split what is left, as many as the link makes worth it;
+//   3. one window that straddles EOF: the exact size, with the file's last bytes.
+// A small file is answered by its head alone, with its bytes. Every whole range a round
+// brought is handed back, so that those pages are never fetched again.
+// Stateless apart from the source; thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fetch/blob_source.h"
+
+namespace kacheryfs {
+
+struct SizeDiscoveryConfig {
+  std::uint64_t page_size = 64 << 10;  // the head on a link with latency
+  std::uint64_t max_head = 1 << 20;    // the head on a fast link
+};
+
+// Bytes of a blob already in hand: [offset, offset + bytes.size()).
+struct KnownPiece {
+  std::uint64_t offset = 0;
+  std::string bytes;
+};
+
+struct DiscoveredSize {
+  std::uint64_t size = 0;
+  std::vector<KnownPiece> pieces;  // the head first, then the last window (if one was read)
+  unsigned rounds = 0;
+  unsigned requests = 0;
+};
+
+// The plan, from what is known of the link. Pure functions (unit-tested).
+struct DiscoveryPlan {
+  // The head's length.
+  static std::uint64_t head_size(const LinkEstimate& link, const SizeDiscoveryConfig& config);
+  // 1-byte probes to send beside the head (0 on a link where a round trip costs little).
+  static unsigned first_round_probes(const LinkEstimate& link);
+  // Probes for a round that must settle `bits` more bits: the count whose cost per bit
+  // (a round trip plus one request time each, over log2(count + 1)) is least, spread evenly
+  // over the rounds that then remain.
+  static unsigned probes_per_round(const LinkEstimate& link, double bits);
+  // The widest window worth reading to end the search (its transfer costs about half a
+  // round trip).
+  static std::uint64_t final_window(const LinkEstimate& link, const SizeDiscoveryConfig& config);
+};
+
+class SizeDiscovery {
+ public:
+  SizeDiscovery(BlobSource& source, SizeDiscoveryConfig config);
+
+  // The blob's size. A failure of the source comes back as it is (kNotFound included); a
+  // node whose answers contradict each other, or that claims a byte at every index up to
+  // 2^53, gives kProtocolError.
+  FetchResult discover(const std::string& sha1, DiscoveredSize& out, const CancelToken& cancel);
+
+ private:
+  BlobSource& source_;
+  SizeDiscoveryConfig config_;
+};
+
+}  // namespace kacheryfs
