@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace kacheryfs {
@@ -24,6 +25,15 @@ class CacheAccounting {
   virtual std::uint64_t cached_bytes() const = 0;
   // The most the cache may hold (0: no limit known).
   virtual std::uint64_t capacity() const = 0;
+  // Sizes that took size discovery to find, kept for later mounts (none by default).
+  virtual void size_found(const std::string& sha1, std::uint64_t size) {
+    (void)sha1;
+    (void)size;
+  }
+  virtual std::optional<std::uint64_t> found_size(const std::string& sha1) {
+    (void)sha1;
+    return std::nullopt;
+  }
 };
 
 class NoQuota final : public CacheAccounting {

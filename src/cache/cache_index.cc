@@ -82,7 +82,9 @@ Result<std::unique_ptr<CacheIndex>> CacheIndex::open(const CacheLayout& layout) 
           "CREATE INDEX IF NOT EXISTS objects_by_access ON objects (pinned, last_access)") &&
       index->exec(
           "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)") &&
-      index->exec("CREATE TABLE IF NOT EXISTS open_objects (sha1 TEXT PRIMARY KEY)");
+      index->exec("CREATE TABLE IF NOT EXISTS open_objects (sha1 TEXT PRIMARY KEY)") &&
+      index->exec(
+          "CREATE TABLE IF NOT EXISTS sizes (sha1 TEXT PRIMARY KEY, size INTEGER NOT NULL)");
   if (!ok) return fail(-EIO, path + ": " + sqlite3_errmsg(db));
   return index;
 }
@@ -131,7 +133,8 @@ void CacheIndex::flush_locked() {
   for (const auto& [sha1, open] : pending_open_) {
     if (open != open_written_.contains(sha1)) opens_changed = true;
   }
-  if (pending_objects_.empty() && pending_touches_.empty() && !opens_changed) {
+  if (pending_objects_.empty() && pending_touches_.empty() && pending_sizes_.empty() &&
+      !opens_changed) {
     pending_open_.clear();
     return;
   }
@@ -150,6 +153,12 @@ void CacheIndex::flush_locked() {
         .bind(3, static_cast<std::int64_t>(object.bytes))
         .bind(4, std::int64_t{object.complete})
         .bind(5, object.last_access)
+        .run();
+  }
+  for (const auto& [sha1, size] : pending_sizes_) {
+    Statement(db_, "INSERT OR REPLACE INTO sizes (sha1, size) VALUES (?1, ?2)")
+        .bind(1, sha1)
+        .bind(2, static_cast<std::int64_t>(size))
         .run();
   }
   for (const auto& [sha1, when] : pending_touches_) {
@@ -179,7 +188,22 @@ void CacheIndex::flush_locked() {
   }
   pending_objects_.clear();
   pending_touches_.clear();
+  pending_sizes_.clear();
   pending_open_.clear();
+}
+
+void CacheIndex::remember_size(const std::string& sha1, std::uint64_t size) {
+  std::lock_guard lock(mutex_);
+  pending_sizes_[sha1] = size;
+}
+
+std::optional<std::uint64_t> CacheIndex::remembered_size(const std::string& sha1) {
+  std::lock_guard lock(mutex_);
+  if (auto it = pending_sizes_.find(sha1); it != pending_sizes_.end()) return it->second;
+  Statement row(db_, "SELECT size FROM sizes WHERE sha1 = ?1");
+  row.bind(1, sha1);
+  if (!row.step()) return std::nullopt;
+  return static_cast<std::uint64_t>(row.integer(0));
 }
 
 bool CacheIndex::set_pinned(const std::string& sha1, bool pinned) {

@@ -73,6 +73,11 @@ class CacheIndex {
   void set_open(const std::string& sha1, bool open);
   void clear_open();
 
+  // Sizes found by size discovery (which costs round trips), whether or not any bytes of
+  // the object are held: a later lookup, in this mount or the next, needs no discovery.
+  void remember_size(const std::string& sha1, std::uint64_t size);
+  std::optional<std::uint64_t> remembered_size(const std::string& sha1);
+
   bool empty();
   // Writes what is queued, in one transaction.
   void flush();
@@ -94,6 +99,7 @@ class CacheIndex {
   sqlite3* db_;
   std::unordered_map<std::string, PendingObject> pending_objects_;
   std::unordered_map<std::string, std::int64_t> pending_touches_;
+  std::unordered_map<std::string, std::uint64_t> pending_sizes_;
   std::unordered_map<std::string, bool> pending_open_;  // the latest state of each
   std::unordered_set<std::string> open_written_;        // rows of open_objects we wrote
 };

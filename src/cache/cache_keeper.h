@@ -39,6 +39,12 @@ class CacheKeeper final : public CacheAccounting {
   void complete(const std::string& sha1, std::uint64_t size) override;
   void partial(const std::string& sha1, std::uint64_t size, std::uint64_t bytes) override;
   void accessed(const std::string& sha1) override { index_.touch(sha1); }
+  void size_found(const std::string& sha1, std::uint64_t size) override {
+    index_.remember_size(sha1, size);
+  }
+  std::optional<std::uint64_t> found_size(const std::string& sha1) override {
+    return index_.remembered_size(sha1);
+  }
   std::uint64_t make_room(std::uint64_t incoming) override;
   std::uint64_t make_room_after_enospc(std::uint64_t needed) override;
   // Deletes one object's files and forgets it (the tool's verify and gc use it too).

@@ -19,6 +19,7 @@ ContentFetcher::ContentFetcher(BlobSource& source, ContentCache& cache, CacheAcc
       counters_(counters),
       config_(config),
       discovery_(source, SizeDiscoveryConfig{std::min(config.page_size, config.probe_size),
+                                             std::min(2 * config.page_size, config.probe_size),
                                              config.probe_size}) {}
 
 namespace {
@@ -70,7 +71,8 @@ std::optional<std::uint64_t> ContentFetcher::known_size(const std::string& sha1)
     std::lock_guard lock(mutex_);
     if (auto it = sizes_.find(sha1); it != sizes_.end()) return it->second;
   }
-  if (auto size = cache_.partial_size(sha1)) {  // no rediscovery after a remount
+  // No rediscovery after a remount: a partial file's page map, or the index, has it.
+  if (auto size = cache_.partial_size(sha1); size || (size = accounting_.found_size(sha1))) {
     remember_size(sha1, *size);
     return *size;
   }
@@ -176,6 +178,7 @@ Result<std::uint64_t> ContentFetcher::discover_size(const std::string& sha1,
     remember_size(sha1, found.size);
     return found.size;
   }
+  accounting_.size_found(sha1, found.size);
   std::lock_guard lock(mutex_);
   sizes_[sha1] = found.size;
   keep_discovered_locked(sha1, std::move(found.pieces));

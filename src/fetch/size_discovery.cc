@@ -1,6 +1,7 @@
 #include "fetch/size_discovery.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 namespace kacheryfs {
@@ -36,10 +37,11 @@ double bytes_per_second(const LinkEstimate& link) {
 
 std::uint64_t DiscoveryPlan::head_size(const LinkEstimate& link,
                                        const SizeDiscoveryConfig& config) {
-  // Across a link with latency the head's transfer is what a first read waits for: one
-  // page. Where the round trip costs less than a millisecond, the node's time per request
-  // dominates, and a larger head answers more files in one request.
-  return network_round_trip(link) >= 0.001 ? config.page_size : config.max_head;
+  // Across a link with latency the head's transfer is what a first read waits for: what
+  // the kernel asks for first (its readahead from offset 0). Where the round trip costs less than a
+  // millisecond, the node's time per request dominates, and a larger head answers more files in one
+  // request.
+  return network_round_trip(link) >= 0.001 ? config.first_read : config.max_head;
 }
 
 unsigned DiscoveryPlan::first_round_probes(const LinkEstimate& link) {
@@ -53,21 +55,24 @@ unsigned DiscoveryPlan::first_round_probes(const LinkEstimate& link) {
 }
 
 unsigned DiscoveryPlan::probes_per_round(const LinkEstimate& link, double bits) {
+  // Settling `bits` in n rounds of k probes each costs n round trips and n * k requests,
+  // with k + 1 = 2^(bits / n): the n that costs least gives this round's k.
   double r = network_round_trip(link);
   double c = per_request(link);
+  if (bits <= 0) return 1;
   unsigned best = 1;
   double best_cost = 0;
-  for (unsigned k = 1; k <= kMaxProbesPerRound; ++k) {
-    double cost = (r + k * c) / std::log2(k + 1.0);
-    if (k == 1 || cost < best_cost) {
-      best = k;
+  for (unsigned n = 1; n <= 64; ++n) {
+    double k = std::ceil(std::exp2(bits / n)) - 1;
+    if (k > kMaxProbesPerRound) continue;
+    double cost = n * (r + k * c);
+    if (best_cost == 0 || cost < best_cost) {
       best_cost = cost;
+      best = static_cast<unsigned>(std::max(1.0, k));
     }
+    if (k <= 1) break;
   }
-  if (bits <= 0) return 1;
-  double rounds = std::ceil(bits / std::log2(best + 1.0));
-  auto even = static_cast<unsigned>(std::ceil(std::exp2(bits / rounds))) - 1;
-  return std::clamp(even, 1u, best);
+  return best;
 }
 
 std::uint64_t DiscoveryPlan::final_window(const LinkEstimate& link,
@@ -85,6 +90,14 @@ FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out
   out = {};
   const LinkEstimate link = source_.link();
   const std::uint64_t head = DiscoveryPlan::head_size(link, config_);
+  // Probes beside the head are free only for a discovery that has the node to itself: the
+  // node serves requests one after another, and those of other discoveries would wait.
+  struct InFlight {
+    std::atomic<unsigned>& count;
+    unsigned others;
+    explicit InFlight(std::atomic<unsigned>& c) : count(c), others(c.fetch_add(1)) {}
+    ~InFlight() { count.fetch_sub(1); }
+  } in_flight(in_flight_);
   // The size is in [lo, hi]: a byte at index x exists iff size > x.
   std::uint64_t lo = head;
   std::uint64_t hi = kLargestSize;
@@ -109,7 +122,7 @@ FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out
 
   // Round 1: the head, and probes at geometric offsets from twice the head to 1 TiB.
   std::vector<ByteRange> ranges{{0, head}};
-  unsigned probes = DiscoveryPlan::first_round_probes(link);
+  unsigned probes = in_flight.others == 0 ? DiscoveryPlan::first_round_probes(link) : 0;
   for (unsigned i = 0; i < probes; ++i) {
     double from = 2.0 * static_cast<double>(head);
     double x = probes == 1 ? from : from * std::pow(kFirstRoundReach / from, i / (probes - 1.0));

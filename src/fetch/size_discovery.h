@@ -3,16 +3,18 @@
 // starts past it returns nothing. Requests go in rounds, each sent at once
 // (BlobSource::read_ranges: pipelined, one round trip), and a round costs a round trip
 // plus its requests' time on the node (the daemon serves them one after another):
-//   1. the head [0, head) (one page on a link with latency; 1 MiB where requests cost more
-//      than bytes) and, where the round trip is worth several requests, 1-byte probes at
-//      geometric offsets, which find the size's order of magnitude in the same round;
+//   1. the head [0, head) (the kernel's first read on a link with latency; 1 MiB where
+//      requests cost more than bytes) and, where the round trip is worth several requests
+//      and no other discovery is under way, 1-byte probes at geometric offsets, which find
+//      the size's order of magnitude in the same round;
 //   2. rounds of 1-byte probes that split what is left, as many as the link makes worth it;
 //   3. one window that straddles EOF: the exact size, with the file's last bytes.
 // A small file is answered by its head alone, with its bytes. Every whole range a round
 // brought is handed back, so that those pages are never fetched again.
-// Stateless apart from the source; thread-safe.
+// Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -22,8 +24,10 @@
 namespace kacheryfs {
 
 struct SizeDiscoveryConfig {
-  std::uint64_t page_size = 64 << 10;  // the head on a link with latency
-  std::uint64_t max_head = 1 << 20;    // the head on a fast link
+  std::uint64_t page_size = 64 << 10;    // the block cache's page: windows start on one
+  std::uint64_t first_read = 128 << 10;  // the head on a link with latency: the kernel's
+                                         // first read of a file (its readahead)
+  std::uint64_t max_head = 1 << 20;      // the head on a fast link
 };
 
 // Bytes of a blob already in hand: [offset, offset + bytes.size()).
@@ -45,9 +49,8 @@ struct DiscoveryPlan {
   static std::uint64_t head_size(const LinkEstimate& link, const SizeDiscoveryConfig& config);
   // 1-byte probes to send beside the head (0 on a link where a round trip costs little).
   static unsigned first_round_probes(const LinkEstimate& link);
-  // Probes for a round that must settle `bits` more bits: the count whose cost per bit
-  // (a round trip plus one request time each, over log2(count + 1)) is least, spread evenly
-  // over the rounds that then remain.
+  // Probes for a round that must settle `bits` more bits: of the plans of n equal rounds
+  // (n round trips, n * k requests, 2^(bits / n) = k + 1), the cheapest one's k.
   static unsigned probes_per_round(const LinkEstimate& link, double bits);
   // The widest window worth reading to end the search (its transfer costs about half a
   // round trip).
@@ -66,6 +69,7 @@ class SizeDiscovery {
  private:
   BlobSource& source_;
   SizeDiscoveryConfig config_;
+  std::atomic<unsigned> in_flight_{0};  // discoveries under way
 };
 
 }  // namespace kacheryfs

@@ -248,7 +248,7 @@ std::vector<OptionRow> make_option_table() {
   rows.push_back(size_row("max_read", &MO::max_read, 4 * K, M, "256K", "4K..1M",
                           "largest read request from the kernel (replies fit a pipe: splice)"));
   rows.push_back(size_row("whole_max", &MO::whole_max, 0, T, "64M", "0..1T",
-                          "files up to SIZE are fetched whole at open; larger ones stream"));
+                          "once read, files up to SIZE are fetched whole in the background"));
   rows.push_back(size_row("block_size", &MO::block_size, 64 * K, 256 * M, "4M", "64K..256M",
                           "largest range request of a stream, and its prefetch unit"));
   rows.push_back(count_row("max_conns", &MO::max_conns, 1, 64, "4",

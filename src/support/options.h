@@ -56,7 +56,7 @@ struct MountOptions {
   std::uint32_t max_read = 0;        // largest kernel read request
   std::uint64_t block_size = 0;      // fetch unit of the block cache for large files
   unsigned max_conns = 0;            // range requests in flight for prefetching
-  std::uint64_t whole_max = 0;       // files up to this size are fetched whole at open
+  std::uint64_t whole_max = 0;       // once read, files up to this size are fetched whole
   std::uint64_t max_readahead = 0;   // largest readahead window
   bool verify_strict = false;        // -o verify=strict: serve only verified bytes
   std::uint64_t cache_max = 0;       // 0: a quarter of the cache's file system

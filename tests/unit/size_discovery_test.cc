@@ -51,7 +51,7 @@ class SizeDiscoveryTest : public ::testing::Test {
     source_.size = size;
     source_.estimate = link;
     source_.rounds = source_.requests = 0;
-    SizeDiscovery discovery(source_, SizeDiscoveryConfig{kPage, 1 << 20});
+    SizeDiscovery discovery(source_, SizeDiscoveryConfig{kPage, 2 * kPage, 1 << 20});
     DiscoveredSize found;
     FetchResult result = discovery.discover("x", found, never_);
     EXPECT_TRUE(result.ok()) << result.detail;
@@ -95,7 +95,8 @@ TEST_F(SizeDiscoveryTest, ASmallFileIsOneRequest) {
 
 TEST_F(SizeDiscoveryTest, AcrossALinkWithLatencyRoundsCarrySeveralProbes) {
   DiscoveredSize found = discover(std::uint64_t{1} << 30, kVpn);
-  EXPECT_EQ(DiscoveryPlan::head_size(kVpn, {kPage, 1 << 20}), kPage) << "the head is one page";
+  EXPECT_EQ(DiscoveryPlan::head_size(kVpn, {kPage, 2 * kPage, 1 << 20}), 2 * kPage)
+      << "the head is the kernel's first read";
   EXPECT_GT(DiscoveryPlan::first_round_probes(kVpn), 4u);
   // One after another, 1 GiB takes about 2*log2(2^30 / 64 KiB) = 28 requests in as many
   // round trips; in rounds of probes sent at once, a handful.
@@ -107,7 +108,7 @@ TEST_F(SizeDiscoveryTest, AcrossALinkWithLatencyRoundsCarrySeveralProbes) {
 TEST_F(SizeDiscoveryTest, OnLoopbackProbesGoOneByOne) {
   EXPECT_EQ(DiscoveryPlan::first_round_probes(kLoopback), 0u);
   EXPECT_EQ(DiscoveryPlan::probes_per_round(kLoopback, 10), 1u);
-  EXPECT_EQ(DiscoveryPlan::head_size(kLoopback, {kPage, 1 << 20}), 1u << 20);
+  EXPECT_EQ(DiscoveryPlan::head_size(kLoopback, {kPage, 2 * kPage, 1 << 20}), 1u << 20);
   DiscoveredSize found = discover(std::uint64_t{1} << 30, kLoopback);
   EXPECT_EQ(found.rounds, found.requests) << "one request a round";
 }
@@ -126,7 +127,7 @@ TEST_F(SizeDiscoveryTest, TheRoundSizeFollowsTheRoundTrip) {
 TEST_F(SizeDiscoveryTest, ANodeThatClaimsEveryByteIsAProtocolError) {
   source_.claims_every_byte = true;
   source_.estimate = kVpn;
-  SizeDiscovery discovery(source_, SizeDiscoveryConfig{kPage, 1 << 20});
+  SizeDiscovery discovery(source_, SizeDiscoveryConfig{kPage, 2 * kPage, 1 << 20});
   DiscoveredSize found;
   // Every probe finds a byte, and the last window comes back full: no end.
   source_.size = ~std::uint64_t{0};
