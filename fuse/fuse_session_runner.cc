@@ -92,9 +92,11 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
     return 1;
   }
   after_daemonize(!config.foreground);
-  if (config.readahead_kib > 0) {
-    std::thread(raise_readahead, config.mountpoint, config.readahead_kib).detach();
-  }
+  // The stat of the mount point inside it is answered by the session loop below; the
+  // thread is joined once the session has ended.
+  std::thread readahead;
+  if (config.readahead_kib > 0)
+    readahead = std::thread(raise_readahead, config.mountpoint, config.readahead_kib);
   spdlog::info("mounted on {}", config.mountpoint);
 
   int result = 0;
@@ -111,6 +113,7 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
   detach_invalidation();
   fuse_session_unmount(session);
   fuse_remove_signal_handlers(session);
+  if (readahead.joinable()) readahead.join();
   spdlog::info("unmounted {}", config.mountpoint);
   return result == 0 ? 0 : 1;
 }

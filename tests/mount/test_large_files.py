@@ -69,7 +69,8 @@ class LargeFiles(MountTestCase):
         # The manifest states the size: the file itself is not probed. Beside the manifest
         # only the file's first page is asked for, which the first read then uses.
         self.assertEqual(fetched_ranges(self.emulator.downloads(sha1)), [(0, 65536)])
-        self.assertEqual(len(self.emulator.downloads(manifest)), 1)
+        # The manifest, one round trip (on a link that looks slow, probes ride behind it).
+        self.assertEqual(len([l for l in self.emulator.downloads(manifest) if not l.endswith(" pipelined")]), 1)
         # the first 30 MB: manifest chunk 0 is complete and gets verified before the file is
         head = os.path.join(self.tmp, "head")
         subprocess.run("head -c 30000000 '%s' > %s" % (path, head), shell=True, check=True)
