@@ -20,7 +20,7 @@ ContentFetcher::ContentFetcher(BlobSource& source, ContentCache& cache, CacheAcc
       config_(config),
       discovery_(source, SizeDiscoveryConfig{std::min(config.page_size, config.probe_size),
                                              std::min(2 * config.page_size, config.probe_size),
-                                             config.probe_size}) {}
+                                             config.probe_size, config.range_size}) {}
 
 namespace {
 
@@ -151,8 +151,11 @@ Result<std::uint64_t> ContentFetcher::discover_size(const std::string& sha1,
   std::uint64_t brought = 0;
   for (const KnownPiece& piece : found.pieces) brought += piece.bytes.size();
   counters_.add(Counter::kBytesFetched, brought);
-  spdlog::debug("{}: {} bytes, found in {} rounds of {} requests", sha1, found.size, found.rounds,
-                found.requests);
+  LinkEstimate link = source_.link();
+  spdlog::debug(
+      "{}: {} bytes, found in {} rounds of {} requests (round trip {:.2f} ms, {:.2f} ms a request)",
+      sha1, found.size, found.rounds, found.requests, link.round_trip * 1e3,
+      link.per_request * 1e3);
 
   const std::string& head = found.pieces.front().bytes;
   if (head.size() == found.size) {

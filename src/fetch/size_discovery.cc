@@ -77,8 +77,17 @@ unsigned DiscoveryPlan::probes_per_round(const LinkEstimate& link, double bits) 
 
 std::uint64_t DiscoveryPlan::final_window(const LinkEstimate& link,
                                           const SizeDiscoveryConfig& config) {
-  double worth = bytes_per_second(link) * network_round_trip(link) / 2;
-  auto window = static_cast<std::uint64_t>(std::min(worth, 4.0 * (1 << 20)));
+  // Doubling the window saves one bit of probing and costs, on average, half the window's
+  // transfer more: worth it while that is less than what a bit costs in probe rounds.
+  double r = network_round_trip(link);
+  double c = per_request(link);
+  double per_bit = 0;
+  for (unsigned k = 1; k <= kMaxProbesPerRound; ++k) {
+    double cost = (r + k * c) / std::log2(k + 1.0);
+    if (k == 1 || cost < per_bit) per_bit = cost;
+  }
+  double worth = 2 * bytes_per_second(link) * per_bit;
+  auto window = static_cast<std::uint64_t>(std::min(worth, static_cast<double>(config.max_window)));
   return std::max(config.page_size, window / config.page_size * config.page_size);
 }
 

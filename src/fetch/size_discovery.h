@@ -28,6 +28,7 @@ struct SizeDiscoveryConfig {
   std::uint64_t first_read = 128 << 10;  // the head on a link with latency: the kernel's
                                          // first read of a file (its readahead)
   std::uint64_t max_head = 1 << 20;      // the head on a fast link
+  std::uint64_t max_window = 4 << 20;    // the widest last window (a bounded range)
 };
 
 // Bytes of a blob already in hand: [offset, offset + bytes.size()).
@@ -52,8 +53,8 @@ struct DiscoveryPlan {
   // Probes for a round that must settle `bits` more bits: of the plans of n equal rounds
   // (n round trips, n * k requests, 2^(bits / n) = k + 1), the cheapest one's k.
   static unsigned probes_per_round(const LinkEstimate& link, double bits);
-  // The widest window worth reading to end the search (its transfer costs about half a
-  // round trip).
+  // The widest window worth reading to end the search: one twice as wide saves a bit of
+  // probing and costs half its transfer more, on average.
   static std::uint64_t final_window(const LinkEstimate& link, const SizeDiscoveryConfig& config);
 };
 
