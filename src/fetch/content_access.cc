@@ -183,7 +183,9 @@ Result<int> ContentAccess::prepare_read(OpenContent& file, std::uint64_t offset,
   int demand = blocks_.ensure(partial, offset, length, streaming_.strict, cancel);
   if (queue_whole) {
     // A file up to whole_max is fetched whole once read: in the background, behind the
-    // reader's own pages.
+    // reader's own pages. Room for all of it is made now, as the blocks' own checks,
+    // racing each other while the index catches up, would each see too little.
+    accounting_.make_room(partial->size() - std::min(partial->size(), partial->cached_bytes()));
     blocks_.prefetch(partial, offset + length, partial->size());
     blocks_.prefetch(partial, 0, offset);
   } else if (window > 0 && partial->size() > streaming_.whole_max) {
