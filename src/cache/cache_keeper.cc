@@ -48,7 +48,10 @@ void CacheKeeper::complete(const std::string& sha1, std::uint64_t size) {
 
 void CacheKeeper::partial(const std::string& sha1, std::uint64_t size, std::uint64_t bytes) {
   auto before = index_.get(sha1);
-  if (before && before->pinned && before->complete) return;
+  // A block fetch that finishes after its file was verified (a prefetch worker behind the
+  // verifier) never turns a complete object back into a partial one: eviction or a failed
+  // verification removes the row first.
+  if (before && before->complete) return;
   index_.record(sha1, size, bytes, false);
   std::uint64_t old = before ? before->bytes : 0;
   if (bytes >= old)
