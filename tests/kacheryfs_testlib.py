@@ -365,6 +365,12 @@ def discovery_bytes(lines):
     return [r for r in fetched_ranges(lines) if r[1] - r[0] > 1]
 
 
+def round_trips(lines):
+    """The requests of the emulator's log lines that began a round trip: a request sent
+    pipelined behind another (size discovery's probes) came in the same one."""
+    return [line for line in lines if not line.endswith(" pipelined")]
+
+
 def overlaps(ranges):
     """Pairs of ranges that share bytes (a byte fetched twice)."""
     ranges = sorted(ranges)
