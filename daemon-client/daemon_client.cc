@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "jsonsocket_parser.h"
@@ -19,6 +20,14 @@ constexpr std::string_view kNotFoundBody = "Unable get data read stream for loca
 constexpr unsigned kMaxResumes = 64;  // resumptions after mid-body drops, per range
 // A range this small measures the round trip (its transfer takes next to nothing).
 constexpr std::uint64_t kSmallRange = 64 << 10;
+
+// The daemon streams every non-empty range chunked; a Content-Length framing of bytes
+// could end the body early and pass for end of file.
+std::optional<FetchResult> misframed_download(const HttpOutcome& outcome) {
+  if (!outcome.had_content_length || outcome.body_bytes == 0) return std::nullopt;
+  return FetchResult{FetchStatus::kProtocolError,
+                     "a download reply framed by Content-Length (the daemon sends chunked bodies)"};
+}
 
 // What the node said, fit for one log line: control bytes escaped, long text cut.
 std::string one_line(const std::string& text) { return printable(text, 200); }
@@ -189,10 +198,8 @@ FetchResult DaemonClient::read_ranges(std::string_view sha1, const std::vector<B
           return false;
         }
         if (outcome.error == TransportError::kNone && outcome.status == 200) {
-          if (outcome.had_content_length && outcome.body_bytes > 0) {
-            result = {FetchStatus::kProtocolError,
-                      "a download reply framed by Content-Length (the daemon sends chunked "
-                      "bodies)"};
+          if (auto wrong = misframed_download(outcome)) {
+            result = *wrong;
             return false;
           }
           answered = i + 1;
@@ -363,12 +370,7 @@ FetchResult DaemonClient::read_range(std::string_view sha1, std::uint64_t start,
                   std::to_string(before) + ", " + std::to_string(end) + ")"};
     }
     if (outcome.error == TransportError::kNone && outcome.status == 200) {
-      // The daemon streams every non-empty range chunked; a Content-Length framing of bytes
-      // could end the body early and pass for end of file.
-      if (outcome.had_content_length && outcome.body_bytes > 0) {
-        return {FetchStatus::kProtocolError,
-                "a download reply framed by Content-Length (the daemon sends chunked bodies)"};
-      }
+      if (auto wrong = misframed_download(outcome)) return *wrong;
       if (end - start <= kSmallRange && failures == 0 && resumes == 0)
         measured(std::chrono::steady_clock::now() - began, 1);
       return {};

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <sstream>
+#include <type_traits>
 
 namespace kacheryfs {
 
@@ -147,16 +148,21 @@ struct HttpConnection::Impl {
     return {};
   }
 
-  // Writes bytes already serialized (one or more requests).
-  HttpOutcome write_all(const std::string& wire, const HttpTimeouts& timeouts,
-                        const CancelToken& cancel) {
+  // Writes a request message, or bytes already serialized (several pipelined requests).
+  template <class Writable>
+  HttpOutcome write_request(const Writable& what, const HttpTimeouts& timeouts,
+                            const CancelToken& cancel) {
     bool done = false;
     beast::error_code ec;
+    auto finished = [&](beast::error_code e, std::size_t) {
+      ec = e;
+      done = true;
+    };
     with_stream([&](auto& stream) {
-      net::async_write(stream, net::buffer(wire), [&](beast::error_code e, std::size_t) {
-        ec = e;
-        done = true;
-      });
+      if constexpr (std::is_same_v<Writable, std::string>)
+        net::async_write(stream, net::buffer(what), finished);
+      else
+        http::async_write(stream, what, finished);
     });
     if (auto why = run(done, Clock::now() + timeouts.first_byte, cancel);
         why != TransportError::kNone) {
@@ -273,23 +279,9 @@ struct HttpConnection::Impl {
                       const HttpTimeouts& timeouts, const CancelToken& cancel,
                       bool* nothing_received) {
     *nothing_received = true;
-    bool done = false;
-    beast::error_code ec;
-    with_stream([&](auto& stream) {
-      http::async_write(stream, request, [&](beast::error_code e, std::size_t) {
-        ec = e;
-        done = true;
-      });
-    });
-    if (auto why = run(done, Clock::now() + timeouts.first_byte, cancel);
-        why != TransportError::kNone) {
-      return failure(
-          why, why == TransportError::kTimeout ? "sending the request timed out" : "cancelled");
-    }
-    if (ec) {
-      close();
-      return failure(TransportError::kBroken, "sending the request: " + ec.message());
-    }
+    if (HttpOutcome written = write_request(request, timeouts, cancel);
+        written.error != TransportError::kNone)
+      return written;
     if (HttpOutcome drained = drain_owed(timeouts, cancel); drained.error != TransportError::kNone)
       return drained;  // nothing of this request's response was read: safe to retry
     return receive(sink, timeouts, cancel, nothing_received);
@@ -535,7 +527,7 @@ void HttpConnection::exchange_pipelined(
         return;
       }
     }
-    HttpOutcome written = impl_->write_all(wire, timeouts, cancel);
+    HttpOutcome written = impl_->write_request(wire, timeouts, cancel);
     if (written.error == TransportError::kNone) written = impl_->drain_owed(timeouts, cancel);
     if (written.error != TransportError::kNone) {
       if (written.error == TransportError::kBroken && reused && round == 0) continue;

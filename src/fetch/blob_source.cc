@@ -31,14 +31,8 @@ FetchResult BlobSource::read_ranges(std::string_view sha1, const std::vector<Byt
                                     const CancelToken& cancel) {
   answers.assign(ranges.size(), {});
   for (std::size_t i = 0; i < ranges.size(); ++i) {
-    std::string& out = answers[i];
-    FetchResult result = read_range(
-        sha1, ranges[i].start, ranges[i].end,
-        [&out](const char* data, std::size_t size) {
-          out.append(data, size);
-          return true;
-        },
-        cancel);
+    FetchResult result =
+        read_range(sha1, ranges[i].start, ranges[i].end, append_to(answers[i]), cancel);
     if (!result.ok()) return result;
     if (wanted && !wanted(i)) break;
   }

@@ -36,6 +36,14 @@ struct FetchResult {
 // Receives consecutive bytes of a range. Returns false to abort the transfer.
 using ByteSink = std::function<bool(const char* data, std::size_t size)>;
 
+// A sink that keeps the bytes of a range in `out`.
+inline ByteSink append_to(std::string& out) {
+  return [&out](const char* data, std::size_t size) {
+    out.append(data, size);
+    return true;
+  };
+}
+
 struct ByteRange {
   std::uint64_t start = 0;
   std::uint64_t end = 0;  // > start

@@ -178,7 +178,7 @@ int BlockFetcher::fetch_block(PartialFile& file, std::uint64_t first, std::uint6
   }
   // Tell the index about every block's worth of new bytes, not every page.
   std::uint64_t held = file.cached_bytes();
-  if (!file.complete() && file.report_held_bytes(held, config_.block_size))
+  if (file.report_held_bytes(held, config_.block_size))
     accounting_.partial(file.sha1(), file.size(), held);
   return 0;
 }

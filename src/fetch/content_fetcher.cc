@@ -27,14 +27,6 @@ namespace {
 constexpr std::size_t kKeptDiscoveries = 4;
 constexpr int kMaxDiscoveries = 4;  // a head that fails verification: one per distrusted node
 
-// A sink that keeps the bytes of a range in `out`.
-ByteSink append_to(std::string& out) {
-  return [&out](const char* data, std::size_t size) {
-    out.append(data, size);
-    return true;
-  };
-}
-
 }  // namespace
 
 void ContentFetcher::keep_discovered_locked(const std::string& sha1, DiscoveredBytes bytes) {

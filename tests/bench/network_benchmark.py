@@ -45,7 +45,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from kacheryfs_testlib import (CACHE_TOOL, KACHERYFS, Emulator, Mount, put_bytes,  # noqa: E402
-                              put_random_file, require_fuse, sha1_path)
+                              put_random_file, require_fuse, round_trips, sha1_path)
 
 PROFILES = {  # one-way delay (us), rate (Mbit/s)
     "loopback": None,
@@ -193,22 +193,32 @@ class Bench:
         conn.close()
         assert got == size
 
-    # ---- rows: each returns {client: seconds} for one run on fresh links
-    def first_bytes(self, profile, sha1):
+    def on_both_mounts(self, profile, sha1, read):
+        """Times read(path of sha1) on a fresh kacheryfs mount and cache, then on a fresh
+        sshfs mount, each over a fresh link; both are unmounted whatever happens."""
         out = {}
         with Link(profile, self.emulator.port) as link:
             m, cache = self.kacheryfs(link)
-            before = len(self.emulator.downloads(sha1))
-            out["kacheryfs"] = timed(lambda: first_4k(os.path.join(m.mountpoint, "sha1", sha1)))
-            lines = self.emulator.downloads(sha1)[before:]
-            out["requests"] = len(lines)
-            out["rounds"] = len([l for l in lines if not l.endswith(" pipelined")])
-            m.unmount()
-            shutil.rmtree(cache, ignore_errors=True)
+            try:
+                out["kacheryfs"] = timed(lambda: read(os.path.join(m.mountpoint, "sha1", sha1)))
+            finally:
+                m.unmount()
+                shutil.rmtree(cache, ignore_errors=True)
         with Link(profile, self.sshd.port) as link:
             mnt = self.sshfs(link)
-            out["sshfs"] = timed(lambda: first_4k(sha1_path(mnt, sha1)))
-            unmount(mnt)
+            try:
+                out["sshfs"] = timed(lambda: read(sha1_path(mnt, sha1)))
+            finally:
+                unmount(mnt)
+        return out
+
+    # ---- rows: each returns {client: seconds} for one run on fresh links
+    def first_bytes(self, profile, sha1):
+        before = len(self.emulator.downloads(sha1))
+        out = self.on_both_mounts(profile, sha1, first_4k)
+        lines = self.emulator.downloads(sha1)[before:]  # kacheryfs's (sshfs reads the files)
+        out["requests"] = len(lines)
+        out["rounds"] = len(round_trips(lines))
         with Link(profile, self.emulator.port) as link:
             def new_connection_range():
                 conn = http.client.HTTPConnection("127.0.0.1", link.port)
@@ -218,17 +228,7 @@ class Bench:
         return out
 
     def cold_cat(self, profile, sha1, size):
-        out = {}
-        with Link(profile, self.emulator.port) as link:
-            m, cache = self.kacheryfs(link)
-            path = os.path.join(m.mountpoint, "sha1", sha1)
-            out["kacheryfs"] = timed(lambda: read_all(path))
-            m.unmount()
-            shutil.rmtree(cache, ignore_errors=True)
-        with Link(profile, self.sshd.port) as link:
-            mnt = self.sshfs(link)
-            out["sshfs"] = timed(lambda: read_all(sha1_path(mnt, sha1)))
-            unmount(mnt)
+        out = self.on_both_mounts(profile, sha1, read_all)
         with Link(profile, self.emulator.port) as link:
             out["http"] = timed(lambda: self.http_whole(link.port, sha1, size))
         return out
@@ -291,17 +291,7 @@ class Bench:
 
         def run(path):
             subprocess.run([python, "-c", script, path], check=True)
-        out = {}
-        with Link(profile, self.emulator.port) as link:
-            m, cache = self.kacheryfs(link)
-            out["kacheryfs"] = timed(lambda: run(os.path.join(m.mountpoint, "sha1", sha1)))
-            m.unmount()
-            shutil.rmtree(cache, ignore_errors=True)
-        with Link(profile, self.sshd.port) as link:
-            mnt = self.sshfs(link)
-            out["sshfs"] = timed(lambda: run(sha1_path(mnt, sha1)))
-            unmount(mnt)
-        return out
+        return self.on_both_mounts(profile, sha1, run)
 
     def make_hdf5(self, size):
         original = os.path.join(self.tmp, "data.h5")
