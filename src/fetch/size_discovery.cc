@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cmath>
+#include <limits>
 
 namespace kacheryfs {
 
@@ -41,7 +43,7 @@ std::uint64_t DiscoveryPlan::head_size(const LinkEstimate& link,
   // the kernel asks for first (its readahead from offset 0). Where the round trip costs less than a
   // millisecond, the node's time per request dominates, and a larger head answers more files in one
   // request.
-  return network_round_trip(link) >= 0.001 ? config.first_read : config.max_head;
+  return DiscoveryPlan::rounds_are_costly(link) ? config.first_read : config.max_head;
 }
 
 unsigned DiscoveryPlan::first_round_probes(const LinkEstimate& link) {
@@ -54,9 +56,11 @@ unsigned DiscoveryPlan::first_round_probes(const LinkEstimate& link) {
   return static_cast<unsigned>(std::min<double>(kMaxFirstRoundProbes, std::floor(r / c)));
 }
 
+bool DiscoveryPlan::rounds_are_costly(const LinkEstimate& link) {
+  return network_round_trip(link) >= 0.001;
+}
+
 unsigned DiscoveryPlan::probes_per_round(const LinkEstimate& link, double bits) {
-  // Settling `bits` in n rounds of k probes each costs n round trips and n * k requests,
-  // with k + 1 = 2^(bits / n): the n that costs least gives this round's k.
   double r = network_round_trip(link);
   double c = per_request(link);
   if (bits <= 0) return 1;
@@ -75,24 +79,44 @@ unsigned DiscoveryPlan::probes_per_round(const LinkEstimate& link, double bits) 
   return best;
 }
 
-std::uint64_t DiscoveryPlan::final_window(const LinkEstimate& link,
-                                          const SizeDiscoveryConfig& config) {
-  // Doubling the window saves one bit of probing and costs, on average, half the window's
-  // transfer more: worth it while that is less than what a bit costs in probe rounds.
-  double r = network_round_trip(link);
-  double c = per_request(link);
-  double per_bit = 0;
-  for (unsigned k = 1; k <= kMaxProbesPerRound; ++k) {
-    double cost = (r + k * c) / std::log2(k + 1.0);
-    if (k == 1 || cost < per_bit) per_bit = cost;
-  }
-  double worth = 2 * bytes_per_second(link) * per_bit;
-  auto window = static_cast<std::uint64_t>(std::min(worth, static_cast<double>(config.max_window)));
-  return std::max(config.page_size, window / config.page_size * config.page_size);
+DiscoveryPlan::Round DiscoveryPlan::next_round(const LinkEstimate& link, std::uint64_t interval,
+                                               unsigned rounds_left,
+                                               const SizeDiscoveryConfig& config) {
+  const double r = network_round_trip(link);
+  const double c = per_request(link);
+  const double bandwidth = bytes_per_second(link);
+  const auto page = static_cast<double>(config.page_size);
+  Round best{kMaxProbesPerRound, config.max_window};  // when no plan fits the budget
+  double best_cost = std::numeric_limits<double>::infinity();
+  auto consider = [&](unsigned rounds, unsigned probes, double window) {
+    window = std::ceil(std::max(page, window) / page) * page;
+    if (window > static_cast<double>(config.max_window)) return;
+    double cost = rounds * (r + probes * c) + window / (2 * bandwidth);
+    if (cost < best_cost) {
+      best_cost = cost;
+      best = {probes, static_cast<std::uint64_t>(window)};
+    }
+  };
+  const auto width = static_cast<double>(interval);
+  consider(0, 0, width);
+  for (unsigned n = 1; n <= rounds_left; ++n)
+    for (unsigned k = 1; k <= kMaxProbesPerRound; ++k) consider(n, k, width / std::pow(k + 1.0, n));
+  return best;
 }
 
 SizeDiscovery::SizeDiscovery(BlobSource& source, SizeDiscoveryConfig config)
     : source_(source), config_(config) {}
+
+bool SizeDiscovery::probes_likely_to_pay() const {
+  return std::popcount(recent_large_.load(std::memory_order_relaxed) & 0xffffu) >= 8;
+}
+
+void SizeDiscovery::remember_outcome(bool large) {
+  std::uint32_t seen = recent_large_.load(std::memory_order_relaxed);
+  while (!recent_large_.compare_exchange_weak(seen, ((seen << 1) | (large ? 1u : 0u)) & 0xffffu,
+                                              std::memory_order_relaxed)) {
+  }
+}
 
 FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out,
                                     const CancelToken& cancel) {
@@ -131,7 +155,8 @@ FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out
 
   // Round 1: the head, and probes at geometric offsets from twice the head to 1 TiB.
   std::vector<ByteRange> ranges{{0, head}};
-  unsigned probes = in_flight.others == 0 ? DiscoveryPlan::first_round_probes(link) : 0;
+  unsigned probes =
+      in_flight.others == 0 && probes_likely_to_pay() ? DiscoveryPlan::first_round_probes(link) : 0;
   for (unsigned i = 0; i < probes; ++i) {
     double from = 2.0 * static_cast<double>(head);
     double x = probes == 1 ? from : from * std::pow(kFirstRoundReach / from, i / (probes - 1.0));
@@ -145,6 +170,7 @@ FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out
   out.requests += static_cast<unsigned>(ranges.size());
   if (!result.ok()) return result;
   if (answers.empty() || answers[0].size() > head) return contradiction();
+  remember_outcome(answers[0].size() >= head);
   if (answers[0].size() < head) {
     out.size = answers[0].size();
     out.pieces.push_back({0, std::move(answers[0])});
@@ -153,7 +179,6 @@ FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out
   out.pieces.push_back({0, std::move(answers[0])});
   if (FetchResult settled = settle(ranges, 1); !settled.ok()) return settled;
 
-  const std::uint64_t window = DiscoveryPlan::final_window(link, config_);
   for (unsigned round = 0; round < kMaxRounds; ++round) {
     if (lo == hi) {
       out.size = lo;
@@ -164,7 +189,15 @@ FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out
               "size discovery found no end: the node has a byte at every index probed, up to " +
                   std::to_string(lo)};
     }
-    if (hi - lo < window) {
+    // Rounds left within the budget, the window's included.
+    const LinkEstimate now = source_.link();
+    unsigned rounds_left = 64;
+    if (DiscoveryPlan::rounds_are_costly(now))
+      rounds_left =
+          out.rounds + 1 < config_.round_budget ? config_.round_budget - out.rounds - 1 : 0;
+    DiscoveryPlan::Round plan{8, 0};
+    if (hi != kLargestSize) plan = DiscoveryPlan::next_round(now, hi - lo, rounds_left, config_);
+    if (plan.probes == 0) {
       // The window [start, hi + 1) straddles EOF: what it brings is the file's end. It
       // starts on a page, so that it covers the file's last pages whole.
       std::uint64_t start = lo / config_.page_size * config_.page_size;
@@ -179,17 +212,14 @@ FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out
       if (!answers[0].empty()) out.pieces.push_back({start, std::move(answers[0])});
       return {};
     }
-    double bits = hi == kLargestSize
-                      ? 8.0
-                      : std::log2(static_cast<double>(hi - lo) / static_cast<double>(window));
-    unsigned k = DiscoveryPlan::probes_per_round(source_.link(), std::max(1.0, bits));
+    unsigned k = hi == kLargestSize ? DiscoveryPlan::probes_per_round(now, 8.0) : plan.probes;
     ranges.clear();
     if (hi == kLargestSize) {
       // No end seen yet: a ladder of doublings from lo.
       for (unsigned i = 1; i <= k && (lo << i) < hi; ++i) ranges.push_back(probe_at(lo << i));
     } else {
       // Split [lo, hi) into k + 1 parts: by ratio while hi is far above lo, else evenly.
-      bool by_ratio = hi / 2 > lo;
+      bool by_ratio = hi / 4 > lo;
       for (unsigned i = 1; i <= k; ++i) {
         double part = static_cast<double>(i) / (k + 1);
         double x = by_ratio ? static_cast<double>(lo) *

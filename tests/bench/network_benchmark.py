@@ -2,6 +2,7 @@
 """kacheryfs across a network: first access over an emulated link, beside sshfs and plain HTTP.
 
   python3 tests/bench/network_benchmark.py [--runs 3] [--quick] [--profiles loopback,lan,vpn,wan]
+      [--rows first4k_mid,first4k_big,cold_mid,cold_big,small,hdf5] [--daemon emulator|real]
 
 A workstation reaches the lab's node across a LAN or a VPN, not loopback. This kernel has no
 netem, so each measurement gets its own link: tests/bench/link_proxy.cc, a one-way delay plus
@@ -27,6 +28,10 @@ round trips before it, from the emulator's request log), cold `cat` of the 45 MB
 `kacheryfs-cache pin -j 16` of those 300, and h5py reading one 1 MiB slice from the middle of
 an uncached 1 GiB HDF5 file. Ratios are kacheryfs / baseline in time (lower is better), medians.
 
+--daemon real serves the same files from a real kachery-daemon 1.2.1 (KACHERY_DAEMON_DIR, built
+as tests/bench/real_daemon.py says; not in CI) in place of the emulator. It keeps no request log,
+so the requests and round trips columns are left out.
+
 --quick shrinks the files and runs one profile pass for a smoke test (CTest: bench.network_smoke).
 """
 import argparse
@@ -44,6 +49,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kacheryfs_testlib import (CACHE_TOOL, KACHERYFS, Emulator, Mount, put_bytes,  # noqa: E402
                               put_random_file, require_fuse, round_trips, sha1_path)
 
@@ -53,6 +59,7 @@ PROFILES = {  # one-way delay (us), rate (Mbit/s)
     "vpn": (10000, 200),
     "wan": (30000, 50),
 }
+ROWS = ("first4k_mid", "first4k_big", "cold_mid", "cold_big", "small", "hdf5")
 LINK_PROXY = os.environ.get("KACHERYFS_LINK_PROXY_BIN",
                             os.path.join(os.path.dirname(KACHERYFS), "tests", "link-proxy"))
 
@@ -162,6 +169,10 @@ class Bench:
         os.makedirs(self.storage)
         self.count = 0
 
+    def downloads(self, sha1=None):
+        """The node's request log of downloads, or None for a real daemon (it keeps none)."""
+        return None if self.a.daemon == "real" else self.emulator.downloads(sha1)
+
     def fresh_dir(self, name):
         self.count += 1
         path = os.path.join(self.tmp, "%s%d" % (name, self.count))
@@ -214,11 +225,12 @@ class Bench:
 
     # ---- rows: each returns {client: seconds} for one run on fresh links
     def first_bytes(self, profile, sha1):
-        before = len(self.emulator.downloads(sha1))
+        before = self.downloads(sha1)
         out = self.on_both_mounts(profile, sha1, first_4k)
-        lines = self.emulator.downloads(sha1)[before:]  # kacheryfs's (sshfs reads the files)
-        out["requests"] = len(lines)
-        out["rounds"] = len(round_trips(lines))
+        if before is not None:
+            lines = self.downloads(sha1)[len(before):]  # kacheryfs's (sshfs reads the files)
+            out["requests"] = len(lines)
+            out["rounds"] = len(round_trips(lines))
         with Link(profile, self.emulator.port) as link:
             def new_connection_range():
                 conn = http.client.HTTPConnection("127.0.0.1", link.port)
@@ -241,11 +253,12 @@ class Bench:
             out["kacheryfs"] = timed(lambda: [read_all(p) for p in paths])
             out["kacheryfs_warm"] = timed(lambda: [read_all(p) for p in paths])
             m.unmount()
-            before = len(self.emulator.downloads())
+            before = self.downloads()
             m, cache = self.kacheryfs(link, cache)
             paths = [os.path.join(m.mountpoint, "sha1", s) for s in smalls]
             out["kacheryfs_remount"] = timed(lambda: [read_all(p) for p in paths])
-            out["remount_requests"] = len(self.emulator.downloads()) - before
+            if before is not None:
+                out["remount_requests"] = len(self.downloads()) - len(before)
             m.unmount()
             shutil.rmtree(cache, ignore_errors=True)
         with Link(profile, self.emulator.port) as link:
@@ -322,8 +335,12 @@ class Bench:
         shutil.rmtree(originals)
         smalls_per_run = [[put_bytes(self.storage, os.urandom(rnd.randrange(1000, 16000))) for _ in range(a.small)]
                           for _ in range(a.runs)]
-        h5 = self.make_hdf5(big_size) if os.path.exists("/usr/bin/python3") else None
-        self.emulator = Emulator(self.storage, "--node-like", workdir=self.tmp)
+        h5 = self.make_hdf5(big_size) if "hdf5" in a.rows and os.path.exists("/usr/bin/python3") else None
+        if a.daemon == "real":
+            from real_daemon import RealDaemon
+            self.emulator = RealDaemon(self.storage, os.path.join(self.tmp, "daemon.log"))
+        else:
+            self.emulator = Emulator(self.storage, "--node-like", workdir=self.tmp)
         self.sshd = Sshd(self.tmp)
         results = {}
         try:
@@ -334,13 +351,17 @@ class Bench:
                     for k, v in measured.items():
                         rows.setdefault(row, {}).setdefault(k, []).append(v)
                 for run in range(a.runs):
-                    add("first4k_mid", self.first_bytes(profile, mid))
-                    add("first4k_big", self.first_bytes(profile, big))
-                    add("cold_mid", self.cold_cat(profile, mid, mid_size))
-                    if profile == "lan":
+                    if "first4k_mid" in a.rows:
+                        add("first4k_mid", self.first_bytes(profile, mid))
+                    if "first4k_big" in a.rows:
+                        add("first4k_big", self.first_bytes(profile, big))
+                    if "cold_mid" in a.rows:
+                        add("cold_mid", self.cold_cat(profile, mid, mid_size))
+                    if profile == "lan" and "cold_big" in a.rows:
                         add("cold_big", self.cold_cat(profile, big, big_size))
-                    add("small", self.small_files(profile, smalls_per_run[run]))
-                    if h5:
+                    if "small" in a.rows:
+                        add("small", self.small_files(profile, smalls_per_run[run]))
+                    if h5 and "hdf5" in a.rows:
                         add("hdf5", self.hdf5_slice(profile, h5))
                 results[profile] = {row: {k: statistics.median(v) for k, v in m.items()} for row, m in rows.items()}
                 self.report(profile, results[profile])
@@ -363,21 +384,24 @@ class Bench:
             print("%-40s %s %s %s %s %s  %s" % (name, *cells, note))
         for row, label in (("first4k_mid", "first 4 KiB, uncached %d MB" % a.mid_mb),
                            ("first4k_big", "first 4 KiB, uncached %d MiB" % a.big_mb)):
+            if row not in r:
+                continue
             m = r[row]
-            line(label, m["kacheryfs"], m["sshfs"], m["http"],
-                 "%d requests in %d round trips; HTTP: one range on a new connection" % (m["requests"], m["rounds"]))
+            counted = "%d requests in %d round trips; " % (m["requests"], m["rounds"]) if "rounds" in m else ""
+            line(label, m["kacheryfs"], m["sshfs"], m["http"], counted + "HTTP: one range on a new connection")
         for row, label, size in (("cold_mid", "cold cat, %d MB" % a.mid_mb, a.mid_mb * 1e6),
                                  ("cold_big", "cold cat, %d MiB" % a.big_mb, a.big_mb * (1 << 20))):
             if row in r:
                 m = r[row]
                 line(label, m["kacheryfs"], m["sshfs"], m["http"],
                      "%.0f MB/s; speed vs one HTTP stream %.2f" % (size / 1e6 / m["kacheryfs"], m["http"] / m["kacheryfs"]))
-        m = r["small"]
-        line("%d small files, cold, in turn" % a.small, m["kacheryfs"], m["sshfs"], m["http"],
-             "HTTP: one keep-alive connection")
-        line("%d small files, warm" % a.small, m["kacheryfs_warm"], m["sshfs_warm"], None)
-        line("%d small files, after a remount" % a.small, m["kacheryfs_remount"], m["sshfs_remount"], None,
-             "%d requests" % m["remount_requests"])
+        m = r.get("small", {})
+        if m:
+            line("%d small files, cold, in turn" % a.small, m["kacheryfs"], m["sshfs"], m["http"],
+                 "HTTP: one keep-alive connection")
+            line("%d small files, warm" % a.small, m["kacheryfs_warm"], m["sshfs_warm"], None)
+            line("%d small files, after a remount" % a.small, m["kacheryfs_remount"], m["sshfs_remount"], None,
+                 "%d requests" % m["remount_requests"] if "remount_requests" in m else "")
         if "pin16" in m:
             line("pin -j 16 of the %d" % a.small, m["pin16"], None, None,
                  "%.2f of pin -j 1 (%.1f ms)" % (m["pin16"] / m["pin1"], m["pin1"] * 1e3))
@@ -393,8 +417,14 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--profiles", default="loopback,lan,vpn,wan")
     ap.add_argument("-o", default="", help="extra kacheryfs -o options")
+    ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--daemon", choices=("emulator", "real"), default="emulator")
     a = ap.parse_args()
     a.profiles = a.profiles.split(",")
+    a.rows = a.rows.split(",")
+    for row in a.rows:
+        if row not in ROWS:
+            ap.error("unknown row " + row)
     for p in a.profiles:
         if p not in PROFILES:
             ap.error("unknown profile " + p)

@@ -106,8 +106,9 @@ class FirstAccess(MountTestCase):
         rounds = round_trips(lines)
         print("\n1 GiB across a 20 ms link: %d requests in %d round trips" % (len(lines), len(rounds)),
               file=sys.stderr)
-        # One after another this takes about 2*log2(1 GiB / 128 KiB) = 26 round trips.
-        self.assertLessEqual(len(rounds), 6)
+        # One after another this takes about 2*log2(1 GiB / 128 KiB) = 26 round trips; the
+        # round budget across a link with latency is 4.
+        self.assertLessEqual(len(rounds), 4)
         self.assertGreater(len(lines), 3 * len(rounds), "rounds carry several probes each")
         # Nothing is probed again: the size is remembered, also across a remount.
         self.unmount(self.mounts[0])

@@ -102,8 +102,8 @@ TEST_F(SizeDiscoveryTest, AcrossALinkWithLatencyRoundsCarrySeveralProbes) {
       << "the head is the kernel's first read";
   EXPECT_GT(DiscoveryPlan::first_round_probes(kVpn), 4u);
   // One after another, 1 GiB takes about 2*log2(2^30 / 64 KiB) = 28 requests in as many
-  // round trips; in rounds of probes sent at once, a handful.
-  EXPECT_LE(found.rounds, 6u);
+  // round trips; in rounds of probes sent at once, the budget's 4.
+  EXPECT_LE(found.rounds, 4u);
   EXPECT_LT(found.rounds * 3, found.requests);
   std::printf("1 GiB across a 20 ms link: %u rounds, %u requests\n", found.rounds, found.requests);
 }
@@ -129,6 +129,50 @@ TEST_F(SizeDiscoveryTest, TheRoundSizeFollowsTheRoundTrip) {
   EXPECT_LE(on_lan, on_vpn);
   EXPECT_LT(on_vpn, on_wan);
   EXPECT_EQ(DiscoveryPlan::probes_per_round(wan, 2), 3u) << "no more than the bits left need";
+}
+
+TEST_F(SizeDiscoveryTest, AcrossALinkWithLatencyEverySizeFitsTheRoundBudget) {
+  for (std::uint64_t size : {std::uint64_t{3} << 20, std::uint64_t{45000000},
+                             (std::uint64_t{1} << 30) + 12345, std::uint64_t{2} << 30}) {
+    DiscoveredSize found = discover(size, kVpn);
+    EXPECT_LE(found.rounds, 4u) << size;
+  }
+  // Beyond, a round of 63 probes settles 6 bits: about a round more per 64 times the size.
+  EXPECT_LE(discover(std::uint64_t{1} << 38, kVpn).rounds, 6u);
+  // A tighter budget asks for wider rounds and a wider last window.
+  const SizeDiscoveryConfig config{kPage, 2 * kPage, 1 << 20, 4 << 20};
+  auto free_plan = DiscoveryPlan::next_round(kVpn, std::uint64_t{1} << 30, 64, config);
+  auto two_rounds = DiscoveryPlan::next_round(kVpn, std::uint64_t{1} << 30, 2, config);
+  EXPECT_LT(free_plan.probes, two_rounds.probes);
+  EXPECT_LE(free_plan.window, two_rounds.window);
+  EXPECT_LE(two_rounds.window, config.max_window);
+  EXPECT_GE(std::pow(two_rounds.probes + 1.0, 2) * static_cast<double>(two_rounds.window),
+            std::exp2(30))
+      << "two rounds and the window settle it";
+  // An interval narrower than a window worth reading is read now.
+  EXPECT_EQ(DiscoveryPlan::next_round(kVpn, 100000, 2, config).probes, 0u);
+  EXPECT_GT(DiscoveryPlan::next_round(kLoopback, 4 << 20, 64, config).probes, 0u)
+      << "on loopback a probe costs less than the bytes of a wider window";
+}
+
+TEST_F(SizeDiscoveryTest, AfterARunOfSmallFilesTheHeadGoesAlone) {
+  source_.estimate = kVpn;
+  SizeDiscovery discovery(source_, SizeDiscoveryConfig{kPage, 2 * kPage, 1 << 20, 4 << 20});
+  auto first_round = [&](std::uint64_t size) {
+    source_.size = size;
+    source_.round_sizes.clear();
+    DiscoveredSize found;
+    EXPECT_TRUE(discovery.discover("x", found, never_).ok());
+    EXPECT_EQ(found.size, size);
+    return source_.round_sizes.front();
+  };
+  EXPECT_GT(first_round(1000), 1u) << "a new mount probes beside the head";
+  for (int i = 0; i < 16; ++i) first_round(1000 + i);
+  // Small files lately: the head alone, until large ones are half of the last 16.
+  int head_alone = 0;
+  for (int i = 0; i < 16; ++i) head_alone += first_round(std::uint64_t{1} << 30) == 1 ? 1 : 0;
+  EXPECT_EQ(head_alone, 8);
+  EXPECT_GT(first_round(std::uint64_t{1} << 30), 1u);
 }
 
 TEST_F(SizeDiscoveryTest, ANodeThatClaimsEveryByteIsAProtocolError) {
