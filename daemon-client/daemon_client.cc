@@ -32,15 +32,6 @@ std::optional<FetchResult> misframed_download(const HttpOutcome& outcome) {
 // What the node said, fit for one log line: control bytes escaped, long text cut.
 std::string one_line(const std::string& text) { return printable(text, 200); }
 
-bool sleep_unless_cancelled(std::chrono::milliseconds duration, const CancelToken& cancel) {
-  auto until = std::chrono::steady_clock::now() + duration;
-  while (std::chrono::steady_clock::now() < until) {
-    if (cancel.cancelled()) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return !cancel.cancelled();
-}
-
 }  // namespace
 
 FetchResult classify_failure(const HttpOutcome& outcome) {

@@ -4,7 +4,9 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -27,7 +29,6 @@ namespace {
 
 constexpr std::size_t kReceiveBuffer = 256 * 1024;
 constexpr std::size_t kErrorBodyLimit = 64 * 1024;
-constexpr auto kPollSlice = std::chrono::milliseconds(50);
 
 net::ssl::context& shared_tls_context() {
   static net::ssl::context context = [] {
@@ -176,30 +177,40 @@ struct HttpConnection::Impl {
     return {};
   }
 
-  // Runs the io_context until *done, the deadline or cancellation. On the latter two the
-  // socket is closed, the pending operation completes with an error, and that is returned.
+  // Runs the io_context until *done, the deadline or cancellation, none of them polled: a
+  // timer stands for the deadline (or the token's, if earlier) and the token posts its
+  // cancellation. On the latter two the socket is closed, the pending operation completes
+  // with an error, and the reason is returned.
   TransportError run(const bool& done, Clock::time_point deadline, const CancelToken& cancel) {
     ioc.restart();
-    while (!done) {
-      ioc.run_one_for(kPollSlice);
-      if (done) break;
-      TransportError why = TransportError::kNone;
-      if (cancel.cancelled())
-        why = TransportError::kCancelled;
-      else if (Clock::now() >= deadline)
-        why = TransportError::kTimeout;
-      if (why != TransportError::kNone) {
-        beast::error_code ignored;
-        resolver.cancel();
-        if (plain || tls) lowest().socket().close(ignored);
-        ioc.restart();
-        while (!done && ioc.run_one_for(kPollSlice) > 0) {
-        }
-        close();
-        return why;
+    TransportError why = TransportError::kNone;
+    auto abandon = [&](TransportError reason) {
+      if (done || why != TransportError::kNone) return;
+      why = reason;
+      beast::error_code ignored;
+      resolver.cancel();
+      if (plain || tls) lowest().socket().close(ignored);
+    };
+    if (auto token_deadline = cancel.deadline(); token_deadline && *token_deadline < deadline)
+      deadline = *token_deadline;
+    net::steady_timer timer(ioc, deadline);
+    timer.async_wait([&](beast::error_code ec) {
+      if (!ec) abandon(cancel.cancelled() ? TransportError::kCancelled : TransportError::kTimeout);
+    });
+    {
+      CancelSubscription woken =
+          cancel.on_cancel([&] { net::post(ioc, [&] { abandon(TransportError::kCancelled); }); });
+      if (cancel.cancelled()) abandon(TransportError::kCancelled);
+      while (!done && ioc.run_one() > 0) {
       }
     }
-    return TransportError::kNone;
+    // What is still queued (the timer's cancellation, a posted cancel) runs now, while what
+    // it refers to lives; it finds the operation done and does nothing.
+    timer.cancel();
+    ioc.restart();
+    ioc.poll();
+    if (why != TransportError::kNone) close();
+    return why;
   }
 
   HttpOutcome connect(const HttpTimeouts& timeouts, const CancelToken& cancel) {

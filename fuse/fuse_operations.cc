@@ -21,6 +21,14 @@ namespace {
 
 FuseContext& context(fuse_req_t req) { return *static_cast<FuseContext*>(fuse_req_userdata(req)); }
 
+// Runs call with a token that the request's interrupt fires. The token is gone when this
+// returns, before the caller answers the request (which frees it).
+template <class Call>
+int interruptible(fuse_req_t req, Call call) {
+  FuseRequestCancelToken cancel(req);
+  return call(static_cast<const CancelToken&>(cancel));
+}
+
 const std::time_t kMountTime = std::time(nullptr);
 
 struct stat to_stat(const FuseContext& ctx, const Attributes& attributes) {
@@ -92,16 +100,18 @@ void reply_entry_or_error(fuse_req_t req, int error, const Attributes& attribute
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  FuseRequestCancelToken cancel(req);
   Attributes attributes;
-  int error = context(req).filesystem->lookup(parent, name, attributes, cancel);
+  int error = interruptible(req, [&](const CancelToken& cancel) {
+    return context(req).filesystem->lookup(parent, name, attributes, cancel);
+  });
   reply_entry_or_error(req, error, attributes);
 }
 
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
-  FuseRequestCancelToken cancel(req);
   Attributes attributes;
-  int error = context(req).filesystem->getattr(ino, attributes, cancel);
+  int error = interruptible(req, [&](const CancelToken& cancel) {
+    return context(req).filesystem->getattr(ino, attributes, cancel);
+  });
   if (error != 0) {
     fuse_reply_err(req, -error);
     return;
@@ -172,11 +182,12 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fuse_reply_err(req, EROFS);
     return;
   }
-  FuseRequestCancelToken cancel(req);
   auto handle = std::make_unique<FileHandle>();
   OpenedFile* file = &handle->file;
-  int error = context(req).filesystem->open(
-      ino, *file, cancel, ino == Tree::kClientAuthIno ? caller_of(req) : Caller{});
+  int error = interruptible(req, [&](const CancelToken& cancel) {
+    return context(req).filesystem->open(ino, *file, cancel,
+                                         ino == Tree::kClientAuthIno ? caller_of(req) : Caller{});
+  });
   if (error != 0) {
     fuse_reply_err(req, -error);
     return;
@@ -198,10 +209,11 @@ void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_in
 
 void read_from(fuse_req_t req, OpenedFile& opened, size_t size, off_t offset) {
   OpenedFile* file = &opened;
-  FuseRequestCancelToken cancel(req);
   int fd = -1;
-  int error = context(req).filesystem->prepare_read(*file, static_cast<std::uint64_t>(offset), size,
-                                                    &fd, cancel);
+  int error = interruptible(req, [&](const CancelToken& cancel) {
+    return context(req).filesystem->prepare_read(*file, static_cast<std::uint64_t>(offset), size,
+                                                 &fd, cancel);
+  });
   if (error != 0) {
     fuse_reply_err(req, -error);
     return;
@@ -231,9 +243,10 @@ void reply_xattr_value(fuse_req_t req, const std::string& value, size_t size) {
 }
 
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-  FuseRequestCancelToken cancel(req);
   std::string value;
-  int error = context(req).filesystem->get_xattr(ino, name, value, cancel);
+  int error = interruptible(req, [&](const CancelToken& cancel) {
+    return context(req).filesystem->get_xattr(ino, name, value, cancel);
+  });
   if (error != 0) {
     fuse_reply_err(req, -error);
     return;

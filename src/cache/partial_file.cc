@@ -114,14 +114,19 @@ void PartialFile::finish(std::uint64_t first, std::uint64_t last, bool fetched) 
 }
 
 PartialFile::WaitResult PartialFile::wait(std::uint64_t page, const CancelToken& cancel) {
-  std::unique_lock lock(mutex_);
-  for (;;) {
-    if (failed_) return WaitResult::kFailed;
-    if (present_[page]) return WaitResult::kPresent;
-    if (!in_flight_[page]) return WaitResult::kAbsent;
-    if (cancel.cancelled()) return WaitResult::kCancelled;
-    page_changed(page).wait_for(lock, std::chrono::milliseconds(50));
-  }
+  WaitResult result = WaitResult::kCancelled;
+  wait_unless_cancelled(mutex_, page_changed(page), cancel, [&] {
+    if (failed_)
+      result = WaitResult::kFailed;
+    else if (present_[page])
+      result = WaitResult::kPresent;
+    else if (!in_flight_[page])
+      result = WaitResult::kAbsent;
+    else
+      return false;
+    return true;
+  });
+  return result;
 }
 
 void PartialFile::set_manifest(Manifest manifest) {
@@ -170,13 +175,24 @@ std::size_t PartialFile::verified_chunk_count() const {
 }
 
 bool PartialFile::wait_chunk_verified(std::size_t chunk, const CancelToken& cancel) {
-  std::unique_lock lock(mutex_);
-  for (;;) {
-    if (failed_) return false;
-    if (complete_ || (chunk < chunk_verified_.size() && chunk_verified_[chunk])) return true;
-    if (cancel.cancelled()) return false;
-    changed_.wait_for(lock, std::chrono::milliseconds(50));
-  }
+  bool verified = false;
+  wait_unless_cancelled(mutex_, changed_, cancel, [&] {
+    verified = complete_ || (chunk < chunk_verified_.size() && chunk_verified_[chunk]);
+    return failed_ || verified;
+  });
+  return verified && !failed_;
+}
+
+int PartialFile::wait_complete(const CancelToken& cancel) {
+  int error = -EINTR;
+  wait_unless_cancelled(mutex_, changed_, cancel, [&] {
+    if (failed_)
+      error = -EIO;
+    else if (complete_)
+      error = 0;
+    return failed_ || complete_;
+  });
+  return error;
 }
 
 void PartialFile::set_complete() {

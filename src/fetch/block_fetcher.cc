@@ -285,12 +285,7 @@ int BlockFetcher::fetch_all(const std::shared_ptr<PartialFile>& file, const Canc
   prefetch(file, 0, file->size());
   if (int error = ensure(file, 0, file->size(), false, cancel); error != 0) return error;
   schedule_verify(file);
-  while (!file->complete()) {
-    if (file->failed()) return -EIO;
-    if (cancel.cancelled()) return -EINTR;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return 0;
+  return file->wait_complete(cancel);
 }
 
 void BlockFetcher::schedule_verify(const std::shared_ptr<PartialFile>& file) {

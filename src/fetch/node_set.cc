@@ -218,11 +218,8 @@ FetchResult NodeSet::read_range(std::string_view sha1_view, std::uint64_t start,
     }
     // Every node failed: another round only after a 5xx or a broken connection, after a pause.
     if (failure.status != FetchStatus::kServerError || round >= config_.retries) return failure;
-    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(100 << (round + 1));
-    while (std::chrono::steady_clock::now() < until) {
-      if (cancel.cancelled()) return {FetchStatus::kCancelled, "cancelled"};
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    if (!sleep_unless_cancelled(std::chrono::milliseconds(100 << (round + 1)), cancel))
+      return {FetchStatus::kCancelled, "cancelled"};
   }
 }
 

@@ -1,5 +1,5 @@
 // Collapses concurrent calls for the same key into one: the first caller (the leader) runs
-// the work, later callers wait for its result. Waiters poll their own CancelToken, so a
+// the work, later callers wait for its result. Each waiter is woken by its own CancelToken, so a
 // follower that is interrupted leaves without disturbing the leader. Used by the fetcher
 // so that N readers of one uncached file cause one download.
 #pragma once
@@ -46,11 +46,10 @@ class SingleFlight {
       call->done.notify_all();
       return result;
     }
-    std::unique_lock lock(call->mutex);
-    while (!call->result) {
-      if (cancel.cancelled()) return std::nullopt;
-      call->done.wait_for(lock, std::chrono::milliseconds(50));
-    }
+    if (!wait_unless_cancelled(call->mutex, call->done, cancel,
+                               [&] { return call->result.has_value(); }))
+      return std::nullopt;
+    std::lock_guard lock(call->mutex);
     return call->result;
   }
 

@@ -213,10 +213,28 @@ TEST(DaemonClient, CancellationAbandonsAStalledTransfer) {
   EmulatorProcess emulator({"--stall-after-bytes", "100", "--stall-ms", "20000"});
   std::string sha1 = emulator.put(pattern(5000, 8));
   DaemonClient client(config_for(emulator, 30000));
-  struct Token final : CancelToken {
-    bool cancelled() const override { return Clock::now() > at; }
-    Clock::time_point at = Clock::now() + std::chrono::milliseconds(300);
-  } token;
+  // Cancelled by another thread once the first bytes are in and the rest has stalled.
+  CancelSource cancel;
+  std::thread interrupter;
+  auto started = Clock::now();
+  FetchResult result = client.read_range(
+      sha1, 0, 5000,
+      [&](const char*, std::size_t) {
+        if (!interrupter.joinable()) interrupter = std::thread([&] { cancel.cancel(); });
+        return true;
+      },
+      cancel);
+  EXPECT_EQ(result.status, FetchStatus::kCancelled);
+  EXPECT_LT(Clock::now() - started, std::chrono::seconds(5));
+  interrupter.join();
+}
+
+TEST(DaemonClient, ADeadlineTokenAbandonsAStalledTransferAtItsDeadline) {
+  EmulatorProcess emulator({"--stall-after-bytes", "100", "--stall-ms", "20000"});
+  std::string sha1 = emulator.put(pattern(5000, 8));
+  DaemonClient client(config_for(emulator, 30000));
+  NeverCancelled never;
+  DeadlineToken token(never, Clock::now() + std::chrono::milliseconds(300));
   auto started = Clock::now();
   EXPECT_EQ(read(client, sha1, 0, 5000, token).result.status, FetchStatus::kCancelled);
   EXPECT_LT(Clock::now() - started, std::chrono::seconds(5));

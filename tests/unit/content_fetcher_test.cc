@@ -142,7 +142,7 @@ TEST_F(ContentFetcherTest, CancellationIsEintrAndLeavesNoTrace) {
   FlagToken token;
   std::thread canceller([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    token.flag = true;
+    token.cancel();
   });
   auto started = std::chrono::steady_clock::now();
   EXPECT_EQ(fetcher.ensure_cached(sha1, token), -EINTR);

@@ -9,12 +9,6 @@
 namespace kacheryfs {
 namespace {
 
-class FlagToken final : public CancelToken {
- public:
-  bool cancelled() const override { return flag.load(); }
-  std::atomic<bool> flag{false};
-};
-
 TEST(SingleFlight, ConcurrentCallersShareOneRun) {
   SingleFlight<int> flights;
   std::atomic<int> runs{0};
@@ -57,8 +51,8 @@ TEST(SingleFlight, CancelledFollowerLeavesEarly) {
         never);
   });
   while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  FlagToken token;
-  token.flag = true;
+  CancelSource token;
+  token.cancel();
   EXPECT_FALSE(flights
                    .run(
                        "k", [] { return 2; }, token)

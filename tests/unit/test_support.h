@@ -104,11 +104,7 @@ class MemorySource final : public BlobSource {
   std::chrono::milliseconds delay{0};
 };
 
-class FlagToken final : public CancelToken {
- public:
-  bool cancelled() const override { return flag.load(); }
-  std::atomic<bool> flag{false};
-};
+using FlagToken = CancelSource;
 
 // Deterministic bytes that differ with the seed.
 inline std::string pattern(std::size_t size, unsigned seed = 0) {
