@@ -256,6 +256,17 @@ int BlockFetcher::ensure(const std::shared_ptr<PartialFile>& shared, std::uint64
   return file.failed() ? -EIO : 0;
 }
 
+std::uint64_t BlockFetcher::first_window() const {
+  const LinkEstimate link = source_.link();
+  if (link.bytes_per_second <= 0 || link.round_trip <= 0) return config_.block_size;
+  double fills_the_link = 2 * link.bytes_per_second * link.round_trip;
+  double amortizes_a_request = 4 * link.bytes_per_second * link.per_request;
+  auto window = static_cast<std::uint64_t>(std::max(fills_the_link, amortizes_a_request));
+  std::uint64_t smallest = std::min<std::uint64_t>(256 << 10, config_.block_size);
+  window = std::clamp(window, smallest, config_.block_size);
+  return (window + config_.page_size - 1) / config_.page_size * config_.page_size;
+}
+
 void BlockFetcher::prefetch(const std::shared_ptr<PartialFile>& file, std::uint64_t offset,
                             std::uint64_t length) {
   if (file->failed() || offset >= file->size() || length == 0) return;
@@ -266,16 +277,19 @@ void BlockFetcher::prefetch(const std::shared_ptr<PartialFile>& file, std::uint6
   std::uint64_t last = (std::min(file->size(), offset + length) - 1) / file->page_size();
   {
     std::lock_guard lock(queue_mutex_);
-    // Runs are aligned to block_size, so that readers of one file queue the same runs.
+    // Runs are aligned to block_size (so that readers of one file queue the same runs) and
+    // cut to the range asked for; a page claimed by one run is skipped by any other.
     for (std::uint64_t block = first / pages_per_block * pages_per_block; block <= last;
          block += pages_per_block) {
       if (blocks_to_fetch_.size() >= kMaxQueuedBlocks) break;
-      std::uint64_t block_last = std::min(block + pages_per_block - 1, file->page_count() - 1);
+      std::uint64_t run_first = std::max(block, first);
+      std::uint64_t run_last =
+          std::min({block + pages_per_block - 1, last, file->page_count() - 1});
       bool missing = false;
-      for (std::uint64_t page = std::max(block, first); page <= block_last && !missing; ++page) {
+      for (std::uint64_t page = run_first; page <= run_last && !missing; ++page) {
         missing = !file->present(page);
       }
-      if (missing) blocks_to_fetch_.push_back({file, block, block_last});
+      if (missing) blocks_to_fetch_.push_back({file, run_first, run_last});
     }
   }
   queue_changed_.notify_all();
@@ -339,16 +353,19 @@ void BlockFetcher::verify(PartialFile& file) {
   if (file.failed() || file.complete()) return;
   // [bad_start, bad_end): the bytes that failed, so that the source can tell who sent them.
   auto fail = [&](const std::string& what, std::uint64_t bad_start, std::uint64_t bad_end) {
-    // Fail and drop the kernel's pages first, so that once the line is logged no reader
-    // can get the bad bytes any more.
+    // Counted and reported to the source before the readers wake with EIO (so that their
+    // retry asks another node, and the count already shows it); logged once the file has
+    // failed and the kernel's pages are dropped, so that after the line no reader can get
+    // the bad bytes any more.
+    std::string from = source_.report_bad_bytes(file.sha1(), bad_start, bad_end).served_by;
+    std::uint64_t n = counters_.count_eio(EioSite::kBlockChecksum);
     file.fail();
     if (on_failure_) on_failure_(file.sha1());
     accounting_.forget(file.sha1());
-    std::string from = source_.report_bad_bytes(file.sha1(), bad_start, bad_end).served_by;
-    report_eio(counters_, EioSite::kBlockChecksum, file.sha1(),
-               what + (from.empty() ? "" : " (bytes from " + from + ")") +
-                   "; its cached pages are dropped and its readers get EIO until it is fetched "
-                   "again");
+    log_checksum_eio(n, EioSite::kBlockChecksum, file.sha1(),
+                     what + (from.empty() ? "" : " (bytes from " + from + ")") +
+                         "; its cached pages are dropped and its readers get EIO until it is "
+                         "fetched again");
   };
 
   if (const auto manifest = file.manifest()) {

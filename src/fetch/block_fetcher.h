@@ -69,7 +69,13 @@ class BlockFetcher {
   // verified_only, also waits until the manifest chunks covering the range are verified.
   int ensure(const std::shared_ptr<PartialFile>& file, std::uint64_t offset, std::uint64_t length,
              bool verified_only, const CancelToken& cancel);
-  // Queues the missing blocks of [offset, offset + length) for the prefetch workers.
+  // The readahead window a sequential reader opens with: what keeps the link busy, from
+  // the source's measured link (twice its bandwidth-delay product, and ranges long enough
+  // that the node's time per request costs a quarter of their transfer at most), between
+  // 256 KiB and one block. One block while the link is unmeasured.
+  std::uint64_t first_window() const;
+  // Queues the missing pages of [offset, offset + length) for the prefetch workers, in runs
+  // of at most a block.
   void prefetch(const std::shared_ptr<PartialFile>& file, std::uint64_t offset,
                 std::uint64_t length);
   // Fetches every block (in parallel) and waits until the whole file is verified and

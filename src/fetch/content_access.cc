@@ -162,17 +162,19 @@ Result<int> ContentAccess::prepare_read(OpenContent& file, std::uint64_t offset,
   std::uint64_t window = 0;
   bool queue_whole = false;
   {
-    // A read that starts within 1 MiB of where the previous one ended is sequential (the
-    // kernel's own readahead reorders reads a little): the readahead window doubles, from
-    // one block up to max_readahead. Any other jump resets it: random reads fetch only
-    // their pages.
+    // A read that starts within 1 MiB of where the previous one ended continues it (the
+    // kernel's own readahead reorders reads a little): the readahead window opens at what
+    // fills the link (BlockFetcher::first_window) and doubles up to max_readahead. A first
+    // read, or any other jump, has none: it fetches only its pages (and the kernel's
+    // readahead), so that a reader that reads a header and then seeks never waits behind
+    // bytes it did not want.
     std::lock_guard lock(file.readahead_mutex);
     constexpr std::uint64_t kSlack = 1 << 20;
-    bool sequential =
-        offset == 0 || (offset + kSlack >= file.next_offset && offset <= file.next_offset + kSlack);
-    std::uint64_t block = blocks_.config().block_size;
+    bool continues = file.next_offset > 0 && offset + kSlack >= file.next_offset &&
+                     offset <= file.next_offset + kSlack;
+    std::uint64_t opening = blocks_.first_window();
     file.window =
-        sequential ? std::min(streaming_.max_readahead, std::max(block, 2 * file.window)) : 0;
+        continues ? std::min(streaming_.max_readahead, std::max(opening, 2 * file.window)) : 0;
     file.next_offset = offset + length;
     window = file.window;
     queue_whole = partial->size() <= streaming_.whole_max && !file.whole_file_queued;

@@ -25,10 +25,13 @@ int fetch_errno(Counters& counters, const FetchResult& result, EioSite site,
 }
 
 int report_eio(Counters& counters, EioSite site, std::string_view sha1, std::string_view why) {
-  std::uint64_t n = counters.count_eio(site);
+  log_checksum_eio(counters.count_eio(site), site, sha1, why);
+  return -EIO;
+}
+
+void log_checksum_eio(std::uint64_t n, EioSite site, std::string_view sha1, std::string_view why) {
   spdlog::error("EIO #{} [site {} {}] sha1 mismatch for {}: {}", n, static_cast<int>(site),
                 to_string(site), sha1, why);
-  return -EIO;
 }
 
 }  // namespace kacheryfs

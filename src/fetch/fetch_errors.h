@@ -14,5 +14,8 @@ int fetch_errno(Counters& counters, const FetchResult& result, EioSite site, std
 
 // Counts and logs a checksum mismatch ("sha1 mismatch for <sha1>: <why>"); returns -EIO.
 int report_eio(Counters& counters, EioSite site, std::string_view sha1, std::string_view why);
+// The log line of a mismatch counted already as the n-th EIO (for a caller that must count
+// it before its readers wake, and log it after they can no longer get the bad bytes).
+void log_checksum_eio(std::uint64_t n, EioSite site, std::string_view sha1, std::string_view why);
 
 }  // namespace kacheryfs

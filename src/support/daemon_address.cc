@@ -1,6 +1,7 @@
 #include "support/daemon_address.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 
 #include "support/printable.h"
@@ -81,6 +82,14 @@ std::optional<DaemonAddress> parse_daemon_address(std::string_view source,
     *error = "no host in '" + printable(source) + "'";
     return std::nullopt;
   }
+  // A host name, an IPv4 address or an IPv6 one (with its zone): letters, digits and
+  // - . _ : % only.
+  if (!std::all_of(address.host.begin(), address.host.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == ':' || c == '%';
+      })) {
+    *error = "'" + printable(address.host) + "' is not a host name or address";
+    return std::nullopt;
+  }
   if (!port_text.empty()) {
     auto port = parse_port(port_text);
     if (!port) {
@@ -126,7 +135,7 @@ std::vector<DaemonAddress> parse_daemon_addresses(std::string_view source,
     if (std::any_of(nodes.begin(), nodes.end(), [&](const DaemonAddress& known) {
           return known.to_string() == address->to_string();
         })) {
-      *error = "node " + address->to_string() + " is listed twice";
+      *error = "node " + printable(address->to_string()) + " is listed twice";
       return {};
     }
     nodes.push_back(*address);

@@ -62,6 +62,12 @@ TEST(DaemonAddress, Errors) {
   EXPECT_NE(parse_error("h/path").find("not HOST"), std::string::npos);
   EXPECT_NE(parse_error("[::1").find("unbalanced"), std::string::npos);
   EXPECT_NE(parse_error(":80").find("no host"), std::string::npos);
+  // Control bytes in a host (found by fuzz_options) are refused, in one printable line.
+  std::string error = parse_error("http://who\nle\x98:80");
+  EXPECT_NE(error.find("is not a host name or address"), std::string::npos);
+  EXPECT_EQ(error.find('\n'), std::string::npos);
+  EXPECT_EQ(parse_ok("[fe80::1%eth0]:20431").host, "fe80::1%eth0");
+  EXPECT_EQ(parse_ok("lab_box-2.example.org").host, "lab_box-2.example.org");
 }
 
 TEST(DaemonAddresses, ACommaSeparatedListKeepsItsOrder) {
