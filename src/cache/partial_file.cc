@@ -25,6 +25,7 @@ Result<std::shared_ptr<PartialFile>> PartialFile::open(const CacheLayout& layout
   file->data_path_ = layout.partial_data(sha1);
   file->map_path_ = layout.page_map(sha1);
   file->chunks_path_ = layout.verified_chunks(sha1);
+  file->layout_ = &layout;
   std::uint64_t pages = (size + page_size - 1) / page_size;
   file->present_.assign(pages, 0);
   file->in_flight_.assign(pages, 0);
@@ -133,7 +134,8 @@ void PartialFile::set_manifest(Manifest manifest) {
   std::lock_guard lock(mutex_);
   std::size_t count = manifest.chunks.size();
   chunk_verified_.assign(count, 0);
-  chunks_fd_.reset(::open(chunks_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  int chunks_fd = layout_->open_file(chunks_path_, O_RDWR | O_CREAT, 0644);
+  chunks_fd_.reset(chunks_fd >= 0 ? chunks_fd : -1);
   struct stat st {};
   if (chunks_fd_.valid() && fstat(chunks_fd_.get(), &st) == 0) {
     if (static_cast<std::size_t>(st.st_size) == count) {

@@ -32,7 +32,8 @@ namespace kacheryfs {
 class PartialFile {
  public:
   // Opens (or creates) the partial entry named by the layout; restores the pages already
-  // present.
+  // present. Every file of the entry is opened through the layout (openat2, no symlinks),
+  // which must outlive the entry.
   static Result<std::shared_ptr<PartialFile>> open(const CacheLayout& layout,
                                                    const std::string& sha1, std::uint64_t size,
                                                    std::uint64_t page_size);
@@ -120,7 +121,8 @@ class PartialFile {
   std::uint64_t page_size_;
   std::filesystem::path data_path_;
   std::filesystem::path map_path_;
-  std::filesystem::path chunks_path_;  // verified manifest chunks, one byte each
+  std::filesystem::path chunks_path_;    // verified manifest chunks, one byte each
+  const CacheLayout* layout_ = nullptr;  // opens them all (it outlives every entry)
   UniqueFd data_fd_;
   UniqueFd map_fd_;
   UniqueFd chunks_fd_;

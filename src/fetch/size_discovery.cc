@@ -86,22 +86,33 @@ DiscoveryPlan::Round DiscoveryPlan::next_round(const LinkEstimate& link, std::ui
   const double c = per_request(link);
   const double bandwidth = bytes_per_second(link);
   const auto page = static_cast<double>(config.page_size);
-  Round best{kMaxProbesPerRound, config.max_window};  // when no plan fits the budget
-  double best_cost = std::numeric_limits<double>::infinity();
-  auto consider = [&](unsigned rounds, unsigned probes, double window) {
-    window = std::ceil(std::max(page, window) / page) * page;
-    if (window > static_cast<double>(config.max_window)) return;
-    double cost = rounds * (r + probes * c) + window / (2 * bandwidth);
-    if (cost < best_cost) {
-      best_cost = cost;
-      best = {probes, static_cast<std::uint64_t>(window)};
-    }
-  };
   const auto width = static_cast<double>(interval);
-  consider(0, 0, width);
-  for (unsigned n = 1; n <= rounds_left; ++n)
-    for (unsigned k = 1; k <= kMaxProbesPerRound; ++k) consider(n, k, width / std::pow(k + 1.0, n));
-  return best;
+  struct Plan {
+    Round round{kMaxProbesPerRound, 0};  // when no plan fits: the widest round
+    double cost = std::numeric_limits<double>::infinity();
+  };
+  // The cheapest plan of at most max_rounds probe rounds.
+  auto cheapest = [&](unsigned max_rounds) {
+    Plan best;
+    best.round.window = config.max_window;
+    auto consider = [&](unsigned rounds, unsigned probes, double window) {
+      window = std::ceil(std::max(page, window) / page) * page;
+      if (window > static_cast<double>(config.max_window)) return;
+      double cost = rounds * (r + probes * c) + window / (2 * bandwidth);
+      if (cost < best.cost) best = {{probes, static_cast<std::uint64_t>(window)}, cost};
+    };
+    consider(0, 0, width);
+    for (unsigned n = 1; n <= max_rounds; ++n)
+      for (unsigned k = 1; k <= kMaxProbesPerRound; ++k)
+        consider(n, k, width / std::pow(k + 1.0, n));
+    return best;
+  };
+  Plan free = cheapest(kMaxRounds);
+  if (rounds_left >= kMaxRounds) return free.round;
+  // The budget holds where it costs at most a quarter more than the cheapest plan: across
+  // a VPN, where a round trip is worth many requests, not on a LAN, where it is worth two.
+  Plan budgeted = cheapest(rounds_left);
+  return budgeted.cost <= 1.25 * free.cost ? budgeted.round : free.round;
 }
 
 SizeDiscovery::SizeDiscovery(BlobSource& source, SizeDiscoveryConfig config)
@@ -191,10 +202,8 @@ FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out
     }
     // Rounds left within the budget, the window's included.
     const LinkEstimate now = source_.link();
-    unsigned rounds_left = 64;
-    if (DiscoveryPlan::rounds_are_costly(now))
-      rounds_left =
-          out.rounds + 1 < config_.round_budget ? config_.round_budget - out.rounds - 1 : 0;
+    unsigned rounds_left =
+        out.rounds + 1 < config_.round_budget ? config_.round_budget - out.rounds - 1 : 0;
     DiscoveryPlan::Round plan{8, 0};
     if (hi != kLargestSize) plan = DiscoveryPlan::next_round(now, hi - lo, rounds_left, config_);
     if (plan.probes == 0) {

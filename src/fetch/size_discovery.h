@@ -9,9 +9,10 @@
 //      the size's order of magnitude in the same round;
 //   2. rounds of 1-byte probes that split what is left, as many as the link makes worth it;
 //   3. one window that straddles EOF: the exact size, with the file's last bytes.
-// Across a link with latency the whole search fits a budget of rounds (4): each round
-// trip of a real link brings its own jitter, so fewer, fuller rounds bound the tail, at a
-// few percent of the mean (the cheapest plan for 1 GiB at 20 ms is one round longer).
+// The search fits a budget of rounds (4) wherever that costs at most a quarter more than
+// the cheapest plan (across a VPN, not a LAN): each round trip of a real link brings its
+// own jitter, so fewer, fuller rounds bound the tail, at a few percent of the mean (the
+// cheapest plan for 1 GiB at 20 ms is one round longer).
 // A small file is answered by its head alone, with its bytes. Every whole range a round
 // brought is handed back, so that those pages are never fetched again.
 // Thread-safe.
@@ -61,14 +62,16 @@ struct DiscoveryPlan {
   // The next round once the size is known to lie in an interval of `interval` bytes: of
   // the plans of n <= rounds_left rounds of k probes each, then one window as wide as the
   // interval left (n round trips, n * k requests, half the window's transfer on average),
-  // the cheapest. `probes` 0 means: read the window now.
+  // the cheapest, unless the cheapest within the budget costs at most a quarter more.
+  // `probes` 0 means: read the window now.
   struct Round {
     unsigned probes = 0;
     std::uint64_t window = 0;
   };
   static Round next_round(const LinkEstimate& link, std::uint64_t interval, unsigned rounds_left,
                           const SizeDiscoveryConfig& config);
-  // Whether the round budget applies: a round trip costs more than a millisecond.
+  // Whether a round trip costs more than a millisecond: the head is then the kernel's
+  // first read.
   static bool rounds_are_costly(const LinkEstimate& link);
 };
 
@@ -92,8 +95,9 @@ class SizeDiscovery {
   SizeDiscoveryConfig config_;
   std::atomic<unsigned> in_flight_{0};  // discoveries under way
   // The last 16 discoveries, one bit each (1: larger than its head), oldest shifted out;
-  // it starts as 16 large ones, so that a new mount probes until a run of small files.
-  std::atomic<std::uint32_t> recent_large_{0xffff};
+  // it starts as 9 large ones, the oldest, so that a new mount probes until its first two
+  // small files.
+  std::atomic<std::uint32_t> recent_large_{0xff80};
 };
 
 }  // namespace kacheryfs

@@ -137,8 +137,12 @@ TEST_F(SizeDiscoveryTest, AcrossALinkWithLatencyEverySizeFitsTheRoundBudget) {
     DiscoveredSize found = discover(size, kVpn);
     EXPECT_LE(found.rounds, 4u) << size;
   }
-  // Beyond, a round of 63 probes settles 6 bits: about a round more per 64 times the size.
-  EXPECT_LE(discover(std::uint64_t{1} << 38, kVpn).rounds, 6u);
+  // Beyond, the budget would cost more than a quarter over the cheapest plan, which is taken.
+  EXPECT_LE(discover(std::uint64_t{1} << 38, kVpn).rounds, 8u);
+  // On a LAN a round trip is worth about two requests: no budget, rounds of a few probes.
+  DiscoveredSize on_lan = discover(std::uint64_t{1} << 30, LinkEstimate{0.0025, 0.001, 110e6});
+  EXPECT_GT(on_lan.rounds, 4u);
+  EXPECT_LT(on_lan.requests, 3 * on_lan.rounds);
   // A tighter budget asks for wider rounds and a wider last window.
   const SizeDiscoveryConfig config{kPage, 2 * kPage, 1 << 20, 4 << 20};
   auto free_plan = DiscoveryPlan::next_round(kVpn, std::uint64_t{1} << 30, 64, config);
