@@ -91,6 +91,11 @@ class MemorySource final : public BlobSource {
 
   // Body bytes served so far.
   std::uint64_t fetched_bytes() const { return served.load(); }
+  LinkEstimate link() const override { return estimate; }
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges_asked() {
+    std::lock_guard lock(mutex);
+    return ranges;
+  }
 
   std::mutex mutex;
   std::map<std::string, std::string> blobs;
@@ -102,6 +107,7 @@ class MemorySource final : public BlobSource {
   std::atomic<bool> corrupt{false};              // flip the first byte of every range
   std::uint64_t corrupt_at = ~std::uint64_t{0};  // flip the byte at this offset
   std::chrono::milliseconds delay{0};
+  LinkEstimate estimate;  // what link() reports (unmeasured by default)
 };
 
 using FlagToken = CancelSource;
