@@ -9,11 +9,21 @@ install(TARGETS kacheryfs kacheryfs-cache RUNTIME DESTINATION ${CMAKE_INSTALL_BI
 # as Debian 12), whatever the install prefix; the helper runs kacheryfs by absolute path.
 set(KACHERYFS_MOUNT_HELPER_DIR "/usr/sbin" CACHE PATH
   "where mount.kacheryfs goes (mount(8) searches /sbin, which is /usr/sbin on merged-usr)")
+# The build tree's helper (for the tests) names the configured prefix; the installed one is
+# written at install time with the prefix of that install, so that a .deb's helper (cpack
+# installs under /usr whatever the build was configured with) runs the package's kacheryfs,
+# never one left in /usr/local by an earlier cmake --install.
 set(KACHERYFS_INSTALLED_BIN "${CMAKE_INSTALL_FULL_BINDIR}/kacheryfs")
 configure_file(${PROJECT_SOURCE_DIR}/packaging/mount.kacheryfs.in
   ${PROJECT_BINARY_DIR}/mount.kacheryfs @ONLY FILE_PERMISSIONS OWNER_READ OWNER_WRITE
   OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
-install(PROGRAMS ${PROJECT_BINARY_DIR}/mount.kacheryfs DESTINATION ${KACHERYFS_MOUNT_HELPER_DIR})
+install(CODE "
+  set(KACHERYFS_INSTALLED_BIN \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}/kacheryfs\")
+  configure_file(\"${PROJECT_SOURCE_DIR}/packaging/mount.kacheryfs.in\"
+    \"${PROJECT_BINARY_DIR}/installed/mount.kacheryfs\" @ONLY)
+")
+install(PROGRAMS ${PROJECT_BINARY_DIR}/installed/mount.kacheryfs
+  DESTINATION ${KACHERYFS_MOUNT_HELPER_DIR})
 
 # Man pages, compressed as Debian wants them (gzip -9n: reproducible).
 set(man_pages kacheryfs.1 kacheryfs-cache.1 mount.kacheryfs.8)

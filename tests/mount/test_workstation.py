@@ -106,6 +106,10 @@ class Workstation(MountTestCase):
             sections = run("objdump", "-h", binary).stdout
             self.assertNotIn(".debug_info", sections, binary + " is stripped")
         self.assertTrue(os.access("/usr/sbin/mount.kacheryfs", os.X_OK))
+        with open("/usr/sbin/mount.kacheryfs") as f:
+            candidates = [l for l in f if l.startswith("for kacheryfs in")][0].split()[3:]
+        self.assertEqual(candidates[0], "/usr/bin/kacheryfs",
+                         "the package's helper runs the package's kacheryfs, not one in /usr/local")
         self.assertEqual(os.path.realpath("/sbin/mount.kacheryfs"), "/usr/sbin/mount.kacheryfs",
                          "mount(8) finds the helper in /sbin")
         for page in ("man1/kacheryfs.1.gz", "man1/kacheryfs-cache.1.gz", "man8/mount.kacheryfs.8.gz"):
