@@ -106,9 +106,13 @@ int Filesystem::attributes_of(std::uint64_t ino, const Node& node, Attributes& o
       out.directory = true;
       return 0;
     case NodeKind::kNodeIdFile: {
-      std::string id;
-      if (int error = node_id(id, cancel); error != 0) return error;
-      out.size = id.size();
+      // Listing the root never waits for the node: an id not known yet (a mount that has
+      // not reached its node, with no id recorded) is listed at the length every node id
+      // has, uncached, and only reading it asks the node (EIO, with the cause logged).
+      constexpr std::uint64_t kNodeIdLength = 64;  // an ed25519 public key in hex
+      std::lock_guard lock(node_id_mutex_);
+      out.size = node_id_ ? node_id_->size() : kNodeIdLength;
+      out.changing = !node_id_;
       return 0;
     }
     case NodeKind::kClientAuthFile: {

@@ -152,12 +152,32 @@ TEST_F(FilesystemTest, AStreamedFileWithWrongBytesOpensAndFailsAtItsEnd) {
   EXPECT_FALSE(cache_->complete_size(sha1)) << "nothing is cached";
 }
 
+TEST_F(FilesystemTest, ANodeNotReachedYetListsItsIdFileAndOnlyReadingItFails) {
+  int asked = 0;
+  Filesystem offline(tree_, *cache_, *content_, counters_, quota_, daemon_,
+                     [&](std::string*, const CancelToken&) -> FetchResult {
+                       ++asked;
+                       return {FetchStatus::kUnreachable, "connection refused"};
+                     });
+  Attributes attributes;
+  ASSERT_EQ(offline.lookup(Tree::kRootIno, "kachery-node-id", attributes, never_), 0)
+      << "ls -la of the root shows the file, not ?????????";
+  EXPECT_EQ(attributes.size, 64u);
+  EXPECT_TRUE(attributes.changing) << "not cached: the real id replaces it once known";
+  EXPECT_EQ(asked, 0) << "listing never waits for the node";
+  OpenedFile file;
+  EXPECT_EQ(offline.open(attributes.ino, file, never_), -EIO);
+  EXPECT_EQ(asked, 1);
+}
+
 TEST_F(FilesystemTest, NodeIdFileAndRootAttributes) {
   Attributes attributes;
   ASSERT_EQ(filesystem_->lookup(Tree::kRootIno, "kachery-node-id", attributes, never_), 0);
   EXPECT_EQ(attributes.size, 64u);
   EXPECT_EQ(read_all(attributes.ino, 64), std::string(64, 'e'));
   EXPECT_EQ(probes_, 1) << "fetched once, then remembered";
+  ASSERT_EQ(filesystem_->lookup(Tree::kRootIno, "kachery-node-id", attributes, never_), 0);
+  EXPECT_FALSE(attributes.changing) << "a known id is cached like any file";
   std::vector<std::string> names;
   ASSERT_EQ(filesystem_->list_xattrs(Tree::kRootIno, names), 0);
   for (const std::string& name : names) root_xattr(name);  // each one answers
