@@ -48,6 +48,9 @@ BlockFetcher::~BlockFetcher() {
     stopping_ = true;
   }
   queue_changed_.notify_all();
+  // Prefetches under way are abandoned, not finished: an unmount (and the cache lock it
+  // releases for the next mount) never waits for bytes nobody will read.
+  stop_prefetches_.cancel();
   for (auto& thread : threads_) thread.join();
 }
 
@@ -169,8 +172,10 @@ int BlockFetcher::fetch_block(PartialFile& file, std::uint64_t first, std::uint6
     if (purpose == Purpose::kPrefetch) {
       // Nobody waits for these bytes: no EIO is given or counted. A reader that needs them
       // fetches them itself and meets (and reports) whatever is wrong.
-      spdlog::info("prefetch of {} [{}, {}) stopped: {}: {}", file.sha1(), start, end,
-                   to_string(result.status), result.detail);
+      if (result.status != FetchStatus::kCancelled) {  // cancelled: the mount is stopping
+        spdlog::info("prefetch of {} [{}, {}) stopped: {}: {}", file.sha1(), start, end,
+                     to_string(result.status), result.detail);
+      }
       return -EIO;
     }
     EioSite site = write_error != 0 ? EioSite::kCacheWrite : EioSite::kBlockFetch;
@@ -313,7 +318,6 @@ void BlockFetcher::schedule_verify(const std::shared_ptr<PartialFile>& file) {
 }
 
 void BlockFetcher::worker_loop() {
-  NeverCancelled never;
   for (;;) {
     Block block;
     {
@@ -326,7 +330,9 @@ void BlockFetcher::worker_loop() {
     bool fetched = false;
     for (std::uint64_t page = block.first_page; page <= block.last_page; ++page) {
       if (!block.file->claim(page)) continue;
-      if (fetch_block(*block.file, page, block.last_page, never, Purpose::kPrefetch) != 0) break;
+      if (fetch_block(*block.file, page, block.last_page, stop_prefetches_, Purpose::kPrefetch) !=
+          0)
+        break;
       fetched = true;
     }
     if (fetched) schedule_verify(block.file);

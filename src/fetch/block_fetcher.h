@@ -28,6 +28,7 @@
 #include "cache/open_objects.h"
 #include "cache/partial_file.h"
 #include "fetch/blob_source.h"
+#include "support/cancel_token.h"
 #include "support/counters.h"
 #include "support/result.h"
 
@@ -131,6 +132,7 @@ class BlockFetcher {
   std::deque<Block> blocks_to_fetch_;
   std::deque<std::shared_ptr<PartialFile>> files_to_verify_;
   bool stopping_ = false;
+  CancelSource stop_prefetches_;  // cancelled when the fetcher stops
   std::vector<std::thread> threads_;
 };
 
