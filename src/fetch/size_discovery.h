@@ -4,9 +4,10 @@
 // (BlobSource::read_ranges: pipelined, one round trip), and a round costs a round trip
 // plus its requests' time on the node (the daemon serves them one after another):
 //   1. the head [0, head) (the kernel's first read on a link with latency; 1 MiB where
-//      requests cost more than bytes) and, where the round trip is worth several requests
-//      and no other discovery is under way, 1-byte probes at geometric offsets, which find
-//      the size's order of magnitude in the same round;
+//      requests cost more than bytes) and, where the round trip is worth several requests,
+//      no other discovery is under way and most recent files were larger than their head,
+//      1-byte probes at geometric offsets, which find the size's order of magnitude in the
+//      same round;
 //   2. rounds of 1-byte probes that split what is left, as many as the link makes worth it;
 //   3. one window that straddles EOF: the exact size, with the file's last bytes.
 // The search fits a budget of rounds (4) wherever that costs at most a quarter more than
