@@ -359,15 +359,15 @@ void BlockFetcher::verify(PartialFile& file) {
   if (file.failed() || file.complete()) return;
   // [bad_start, bad_end): the bytes that failed, so that the source can tell who sent them.
   auto fail = [&](const std::string& what, std::uint64_t bad_start, std::uint64_t bad_end) {
-    // Counted and reported to the source before the readers wake with EIO (so that their
-    // retry asks another node, and the count already shows it); logged once the file has
-    // failed and the kernel's pages are dropped, so that after the line no reader can get
-    // the bad bytes any more.
-    std::string from = source_.report_bad_bytes(file.sha1(), bad_start, bad_end).served_by;
+    // Counted before the readers wake with EIO, so that the count already shows it. The
+    // file fails (and the kernel's pages are dropped) before the source hears of the bad
+    // bytes, so that no block still in flight lands after the source forgot who served
+    // them; and before the line is logged, so that after it no reader gets them.
     std::uint64_t n = counters_.count_eio(EioSite::kBlockChecksum);
     file.fail();
     if (on_failure_) on_failure_(file.sha1());
     accounting_.forget(file.sha1());
+    std::string from = source_.report_bad_bytes(file.sha1(), bad_start, bad_end).served_by;
     log_checksum_eio(n, EioSite::kBlockChecksum, file.sha1(),
                      what + (from.empty() ? "" : " (bytes from " + from + ")") +
                          "; its cached pages are dropped and its readers get EIO until it is "
