@@ -128,10 +128,19 @@ std::size_t NodeSet::pick(const std::string& sha1, std::uint64_t bytes,
   return chosen;
 }
 
+std::uint64_t NodeSet::reports_of(const std::string& sha1) const {
+  std::lock_guard lock(mutex_);
+  auto it = bad_reports_.find(sha1);
+  return it == bad_reports_.end() ? 0 : it->second;
+}
+
 void NodeSet::finish_attempt(std::size_t node, const std::string& sha1, std::uint64_t reserved,
                              std::uint64_t start, std::uint64_t end,
-                             std::chrono::steady_clock::duration took, const FetchResult& result) {
+                             std::chrono::steady_clock::duration took, const FetchResult& result,
+                             std::uint64_t reports) {
   std::lock_guard lock(mutex_);
+  auto reported = bad_reports_.find(sha1);
+  bool stale = (reported == bad_reports_.end() ? 0 : reported->second) != reports;
   Health& h = health_[node];
   h.bytes_in_flight -= reserved;
   std::uint64_t bytes = end - start;
@@ -141,7 +150,7 @@ void NodeSet::finish_attempt(std::size_t node, const std::string& sha1, std::uin
     double rate = static_cast<double>(bytes) / seconds;
     h.throughput = h.throughput == 0 ? rate : 0.7 * h.throughput + 0.3 * rate;
   }
-  if (bytes > 0) {
+  if (bytes > 0 && !stale) {
     auto [it, inserted] = served_.try_emplace(sha1);
     if (inserted) {
       served_order_.push_back(sha1);
@@ -181,6 +190,7 @@ FetchResult NodeSet::read_range(std::string_view sha1_view, std::uint64_t start,
       std::size_t node = pick(sha1, end - position, tried);
       if (node == kNone) break;
       tried[node] = true;
+      const std::uint64_t reports = reports_of(sha1);
       std::uint64_t attempt_start = position;
       auto began = std::chrono::steady_clock::now();
       FetchResult result = nodes_[node].source->read_range(
@@ -192,7 +202,7 @@ FetchResult NodeSet::read_range(std::string_view sha1_view, std::uint64_t start,
           },
           cancel);
       finish_attempt(node, sha1, end - attempt_start, attempt_start, position,
-                     std::chrono::steady_clock::now() - began, result);
+                     std::chrono::steady_clock::now() - began, result, reports);
       if (result.ok() || result.status == FetchStatus::kCancelled ||
           result.status == FetchStatus::kLocalError) {
         return result;
@@ -230,6 +240,7 @@ FetchResult NodeSet::read_ranges(std::string_view sha1_view, const std::vector<B
   std::vector<bool> tried(nodes_.size(), false);
   std::size_t node = pick(sha1, 0, tried);
   if (node == kNone) return BlobSource::read_ranges(sha1, ranges, answers, wanted, cancel);
+  const std::uint64_t reports = reports_of(sha1);
   auto began = std::chrono::steady_clock::now();
   FetchResult result = nodes_[node].source->read_ranges(sha1, ranges, answers, wanted, cancel);
   auto took = std::chrono::steady_clock::now() - began;
@@ -237,11 +248,11 @@ FetchResult NodeSet::read_ranges(std::string_view sha1_view, const std::vector<B
     for (std::size_t i = 0; i < ranges.size(); ++i) {
       std::uint64_t got = answers[i].size();
       // (no duration: small answers say nothing of throughput)
-      finish_attempt(node, sha1, 0, ranges[i].start, ranges[i].start + got, {}, result);
+      finish_attempt(node, sha1, 0, ranges[i].start, ranges[i].start + got, {}, result, reports);
     }
     return result;
   }
-  finish_attempt(node, sha1, 0, 0, 0, took, result);
+  finish_attempt(node, sha1, 0, 0, 0, took, result, reports);
   if (result.status == FetchStatus::kCancelled || result.status == FetchStatus::kLocalError ||
       nodes_.size() == 1) {
     return result;
@@ -319,6 +330,8 @@ FetchResult NodeSet::load_blob(std::string_view sha1_view, const CancelToken& ca
 BlobSource::BadBytesVerdict NodeSet::report_bad_bytes(const std::string& sha1, std::uint64_t start,
                                                       std::uint64_t end) {
   std::lock_guard lock(mutex_);
+  if (bad_reports_.size() >= kMaxServedFiles) bad_reports_.clear();
+  ++bad_reports_[sha1];  // transfers begun before this are not recorded
   auto it = served_.find(sha1);
   if (it == served_.end()) return {};
   std::vector<bool> implicated(nodes_.size(), false);

@@ -111,9 +111,14 @@ class NodeSet final : public BlobSource {
   // is left to ask.
   std::size_t pick(const std::string& sha1, std::uint64_t bytes, const std::vector<bool>& tried);
   // Records an attempt's bytes and time, and what its result says about the node.
+  // Segments are recorded only if no bad bytes of sha1 were reported since the attempt
+  // began (`reports` is reports_of(sha1) then): a transfer still in flight when its file
+  // failed must not name its node as a server of the next copy.
   void finish_attempt(std::size_t node, const std::string& sha1, std::uint64_t reserved,
                       std::uint64_t start, std::uint64_t end,
-                      std::chrono::steady_clock::duration took, const FetchResult& result);
+                      std::chrono::steady_clock::duration took, const FetchResult& result,
+                      std::uint64_t reports);
+  std::uint64_t reports_of(const std::string& sha1) const;
   void note_locked(std::size_t node, const FetchResult& result);
   std::string labelled(std::size_t node, const std::string& detail) const;
   bool distrusted_by_any(const std::string& sha1) const;
@@ -126,6 +131,7 @@ class NodeSet final : public BlobSource {
   std::unordered_map<std::string, std::vector<Segment>> served_;
   std::deque<std::string> served_order_;  // oldest first, to bound served_
   std::unordered_set<std::string> one_node_at_a_time_;
+  std::unordered_map<std::string, std::uint64_t> bad_reports_;  // report_bad_bytes per sha1
 };
 
 }  // namespace kacheryfs
