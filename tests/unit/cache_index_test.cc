@@ -12,23 +12,15 @@
 namespace kacheryfs {
 namespace {
 
-using testing::TempDirTest;
-
 std::string name(char c) { return std::string(40, c); }
 
-class CacheIndexTest : public TempDirTest {
+class CacheIndexTest : public testing::CacheDirTest {
  protected:
-  void SetUp() override {
-    TempDirTest::SetUp();
-    std::filesystem::create_directories(root_);
-    layout_ = std::make_unique<CacheLayout>(root_);
-  }
   std::unique_ptr<CacheIndex> open() {
     auto index = CacheIndex::open(*layout_);
     EXPECT_TRUE(index.ok()) << index.detail();
     return index.ok() ? std::move(*index) : nullptr;
   }
-  std::unique_ptr<CacheLayout> layout_;
 };
 
 TEST_F(CacheIndexTest, RowsSizesAndCountersSurviveAReopen) {

@@ -17,18 +17,11 @@
 namespace kacheryfs {
 namespace {
 
-using testing::TempDirTest;
-
 constexpr std::uint64_t kPage = 64 << 10;
 const std::string kSha1(40, 'a');
 
-class PartialFileTest : public TempDirTest {
+class PartialFileTest : public testing::CacheDirTest {
  protected:
-  void SetUp() override {
-    TempDirTest::SetUp();
-    std::filesystem::create_directories(root_);
-    layout_ = std::make_unique<CacheLayout>(root_);
-  }
   std::shared_ptr<PartialFile> open(std::uint64_t size, std::uint64_t page = kPage) {
     auto file = PartialFile::open(*layout_, kSha1, size, page);
     EXPECT_TRUE(file.ok()) << file.detail();
@@ -38,7 +31,6 @@ class PartialFileTest : public TempDirTest {
     std::ifstream in(path, std::ios::binary);
     return {std::istreambuf_iterator<char>(in), {}};
   }
-  std::unique_ptr<CacheLayout> layout_;
   NeverCancelled never_;
 };
 

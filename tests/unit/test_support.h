@@ -10,12 +10,14 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "cache/cache_layout.h"
 #include "fetch/blob_source.h"
 #include "kachery/sha1_hasher.h"
 #include "support/cancel_token.h"
@@ -43,6 +45,17 @@ class TempDirTest : public ::testing::Test {
   }
 
   std::filesystem::path root_;
+};
+
+// A TempDirTest whose root exists, with the CacheLayout of it (layout_).
+class CacheDirTest : public TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    std::filesystem::create_directories(root_);
+    layout_ = std::make_unique<CacheLayout>(root_);
+  }
+  std::unique_ptr<CacheLayout> layout_;
 };
 
 class MemorySource final : public BlobSource {
