@@ -129,6 +129,10 @@ std::vector<std::pair<std::string, std::string>> DaemonClient::headers(bool refr
   return out;
 }
 
+void DaemonClient::observe(std::chrono::steady_clock::time_point began) const {
+  if (config_.on_request) config_.on_request(std::chrono::steady_clock::now() - began);
+}
+
 void DaemonClient::measured(std::chrono::steady_clock::duration took, std::size_t count) {
   double seconds = std::chrono::duration<double>(took).count();
   std::lock_guard lock(link_mutex_);
@@ -201,6 +205,7 @@ FetchResult DaemonClient::read_ranges(std::string_view sha1, const std::vector<B
       },
       config_.timeouts, cancel);
   release(std::move(connection));
+  observe(began);
   if (result.ok()) {
     measured(std::chrono::steady_clock::now() - began, answered);
     return result;
@@ -220,8 +225,10 @@ HttpOutcome DaemonClient::send(HttpRequest request, const BodySink& sink,
   for (int round = 0; round < 2; ++round) {
     request.headers = headers(round > 0);
     auto connection = acquire();
+    auto began = std::chrono::steady_clock::now();
     outcome = connection->exchange(request, sink, timeouts, cancel);
     release(std::move(connection));
+    observe(began);
     if (outcome.error != TransportError::kNone || outcome.status != 403 || !auth_.enabled()) break;
     spdlog::debug("403 from the daemon; re-reading the auth code from {}", auth_.path());
   }
@@ -236,6 +243,7 @@ FetchResult DaemonClient::store(std::uint64_t length, const BodyProducer& produc
   HttpConnection connection(config_.address);  // fresh: a streamed body is never replayed
   HttpTimeouts timeouts = config_.timeouts;
   timeouts.first_byte = std::max(timeouts.first_byte, std::chrono::milliseconds(120000));
+  auto began = std::chrono::steady_clock::now();
   HttpOutcome outcome = connection.exchange(
       request,
       [&](const char* data, std::size_t size) {
@@ -243,6 +251,7 @@ FetchResult DaemonClient::store(std::uint64_t length, const BodyProducer& produc
         return body.size() < (1 << 20);
       },
       timeouts, cancel);
+  observe(began);
   if (outcome.status == 403) auth_.refresh();  // the caller's retry uses the new code
   if (outcome.error != TransportError::kNone || outcome.status != 200)
     return classify_failure(outcome);
@@ -298,6 +307,7 @@ FetchResult DaemonClient::probe(ProbeInfo* info, const CancelToken& cancel) {
       },
       config_.timeouts, cancel);
   release(std::move(connection));
+  observe(began);
   // The round trip, from a connection already open (a new one adds its handshake).
   if (outcome.error == TransportError::kNone && reused)
     measured(std::chrono::steady_clock::now() - began, 1);

@@ -29,6 +29,8 @@ struct DaemonClientConfig {
   std::string channel;   // for /loadFile; "" = none
   std::chrono::milliseconds load_timeout{600000};
   std::size_t max_idle_connections = 8;
+  // Told how long each HTTP exchange took (a pipelined round counts once); may be empty.
+  std::function<void(std::chrono::steady_clock::duration)> on_request;
 };
 
 struct ProbeInfo {
@@ -95,6 +97,8 @@ class DaemonClient final : public BlobSource {
   void release(std::unique_ptr<HttpConnection> connection);
   // Folds the time of a small request, or of a pipelined round of `count`, into link_.
   void measured(std::chrono::steady_clock::duration took, std::size_t count);
+  // Reports an exchange that began at `began` to config_.on_request.
+  void observe(std::chrono::steady_clock::time_point began) const;
   // The auth header of a request (empty when there is no auth file).
   std::vector<std::pair<std::string, std::string>> headers(bool refresh_code);
   // Sends request with the auth header; on a 403 re-reads the auth code and tries once more.

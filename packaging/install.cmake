@@ -52,6 +52,9 @@ install(FILES ${PROJECT_SOURCE_DIR}/packaging/copyright ${changelog} ${PROJECT_S
 install(FILES ${PROJECT_SOURCE_DIR}/packaging/systemd/kacheryfs@.service
   ${PROJECT_SOURCE_DIR}/packaging/systemd/kachery.mount
   ${PROJECT_SOURCE_DIR}/packaging/systemd/kachery.automount
+  ${PROJECT_SOURCE_DIR}/packaging/prometheus/kacheryfs-alerts.yml
+  ${PROJECT_SOURCE_DIR}/packaging/prometheus/kacheryfs-metrics.service
+  ${PROJECT_SOURCE_DIR}/packaging/prometheus/kacheryfs-metrics.timer
   DESTINATION ${docdir}/examples)
 
 set(CPACK_GENERATOR DEB)

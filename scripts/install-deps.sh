@@ -4,13 +4,13 @@
 # package checks (dpkg-dev for shlibdeps, lintian, binutils' objdump) and the automount test
 # (autofs; its daemon is only started by the test, in the foreground, on its own map), and
 # the network benchmark's baselines (sshfs with an sshd it starts itself on loopback, and
-# h5py for its HDF5 row).
+# h5py for its HDF5 row), and the metrics test's parser (python3-prometheus-client).
 set -euo pipefail
 packages=(build-essential cmake pkg-config libfuse3-dev fuse3 libboost-dev nlohmann-json3-dev
           libssl-dev libspdlog-dev libgtest-dev libgmock-dev python3 curl iproute2
           openssl socat libsqlite3-dev bsdutils
           dpkg-dev lintian binutils attr passwd autofs clang libclang-rt-14-dev
-          sshfs openssh-server python3-h5py)
+          sshfs openssh-server python3-h5py python3-prometheus-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,7 @@
 // kacheryfs-cache: looks after a kacheryfs cache dir, whether or not a mount uses it
 // (the SQLite index and temp-file-and-rename writes make that safe):
-//   status | ls | gc | verify | pin URI|HASH... | unpin URI|HASH...   [--json]
+//   status | ls | gc | verify | pin URI|HASH... | unpin URI|HASH... | store FILE... |
+//   metrics [FILE]   [--json]
 // The cache dir, daemon address and auth come from the same options and environment as
 // the mount (-o cache_dir=...,auth_file=..., KACHERY_DAEMON_HOST/PORT, KACHERY_STORAGE_DIR).
 #include <fcntl.h>
@@ -50,6 +51,8 @@ commands:
   unpin [--from FILE] URI|HASH|-...  allow eviction again
   store FILE...          store files on the node (POST /store), print their sha1:// URIs as the
                          kachery client does, and put their bytes straight into this cache
+  metrics [FILE]         the Prometheus text format of the cache, its nodes and counters;
+                         with FILE, written to it atomically (node_exporter's textfile dir)
 options: -o takes the mount's options (cache_dir=, auth_file=, cache_max=, cache_min_free=,
 timeout=, ...); --json prints JSON for scripts; --create makes a missing cache dir (else an
 error); -V prints the version. Without --daemon and auth_file=, the daemon and auth file
@@ -104,13 +107,8 @@ bool parse_target(const std::string& text, std::string* sha1, std::string* manif
   return true;
 }
 
-int status(Tool& tool) {
-  IndexTotals totals = tool.index->totals();
-  Counters counters;  // the totals of every mount of this cache, as the index keeps them
-  counters.load(tool.index->counters());
-  std::uint64_t hits = counters.get(Counter::kHits);
-  std::uint64_t misses = counters.get(Counter::kMisses);
-  // Each node as this tool reaches it, and each node as the running mount sees it.
+// Each node as this tool reaches it now, in the order of the options.
+std::vector<std::pair<std::string, FetchResult>> probe_nodes(const Tool& tool) {
   std::vector<std::pair<std::string, FetchResult>> probes;
   for (std::size_t node = 0; node < std::max<std::size_t>(1, tool.options.nodes.size()); ++node) {
     DaemonClientConfig config = client_config_from(tool.options, node);
@@ -119,6 +117,17 @@ int status(Tool& tool) {
     ProbeInfo info;
     probes.emplace_back(config.address.to_string(), client.probe(&info, NeverCancelled()));
   }
+  return probes;
+}
+
+int status(Tool& tool) {
+  IndexTotals totals = tool.index->totals();
+  Counters counters;  // the totals of every mount of this cache, as the index keeps them
+  counters.load(tool.index->counters());
+  std::uint64_t hits = counters.get(Counter::kHits);
+  std::uint64_t misses = counters.get(Counter::kMisses);
+  // Each node as this tool reaches it, and each node as the running mount sees it.
+  std::vector<std::pair<std::string, FetchResult>> probes = probe_nodes(tool);
   const FetchResult& probed = probes.front().second;
   std::string mount_nodes = tool.cache->read_meta("mount-nodes").value_or("");
   double hit_rate = counters.hit_rate();
@@ -161,6 +170,38 @@ int status(Tool& tool) {
       std::istringstream lines(mount_nodes);
       for (std::string line; std::getline(lines, line);) std::cout << "  " << line << "\n";
     }
+  }
+  return 0;
+}
+
+// The Prometheus text of the cache: its figures from the index, each node as this tool
+// reaches it now with the bytes the last mount recorded it served; written atomically to
+// `file` when one is given (for node_exporter's textfile collector), else printed.
+int metrics(Tool& tool, const std::string& file) {
+  std::vector<NodeMetrics> nodes;
+  std::istringstream recorded(tool.cache->read_meta("mount-nodes").value_or(""));
+  std::vector<std::pair<std::string, std::uint64_t>> served;  // "NAME up served=N ..."
+  for (std::string line; std::getline(recorded, line);) {
+    std::istringstream words(line);
+    std::string name, state, field;
+    words >> name >> state >> field;
+    if (field.starts_with("served="))
+      served.emplace_back(name, std::strtoull(field.c_str() + 7, nullptr, 10));
+  }
+  for (const auto& [name, probed] : probe_nodes(tool)) {
+    NodeMetrics node{name, probed.ok(), 0};
+    for (const auto& [known, bytes] : served)
+      if (known == name) node.served_bytes = bytes;
+    nodes.push_back(node);
+  }
+  std::string text = tool.parts->metrics_text(tool.cache->mount_holds_lock(), std::move(nodes));
+  if (file.empty()) {
+    std::cout << text;
+    return std::cout.flush() ? 0 : 1;
+  }
+  if (std::string error = write_file_atomically(file, text); !error.empty()) {
+    std::cerr << "kacheryfs-cache: " << error << "\n";
+    return 1;
   }
   return 0;
 }
@@ -687,6 +728,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> targets(rest.begin() + 1, rest.end());
   if (command == "status" && targets.empty()) return status(tool);
   if (command == "ls" && targets.empty()) return list(tool);
+  if (command == "metrics" && targets.size() <= 1)
+    return metrics(tool, targets.empty() ? "" : targets[0]);
   if (command == "gc" && targets.empty()) return gc(tool);
   if (command == "verify" && targets.empty()) return verify(tool);
   if (command == "store" && !targets.empty()) return store(tool, targets);

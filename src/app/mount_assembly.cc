@@ -18,12 +18,14 @@ namespace kacheryfs {
 
 namespace {
 
-std::vector<std::unique_ptr<DaemonClient>> clients_for(const MountOptions& options) {
+std::vector<std::unique_ptr<DaemonClient>> clients_for(const MountOptions& options,
+                                                       Counters& counters) {
   std::vector<std::unique_ptr<DaemonClient>> clients;
   std::size_t count = std::max<std::size_t>(1, options.nodes.size());
   for (std::size_t node = 0; node < count; ++node) {
     DaemonClientConfig config = client_config_from(options, node);
     if (count > 1) config.retries = 0;  // the node set retries, over every node
+    config.on_request = [&counters](auto took) { counters.observe_request(took); };
     clients.push_back(std::make_unique<DaemonClient>(config));
   }
   return clients;
@@ -40,7 +42,7 @@ std::vector<NodeEntry> entries_for(const std::vector<std::unique_ptr<DaemonClien
 
 MountAssembly::MountAssembly(const MountOptions& options)
     : options_(options),
-      clients_(clients_for(options)),
+      clients_(clients_for(options, counters_)),
       nodes_(
           entries_for(clients_),
           NodeSetConfig{options.spread, NodeSetConfig{}.first_backoff, NodeSetConfig{}.max_backoff,
@@ -237,18 +239,24 @@ void MountAssembly::start_background() {
     // A node that is down is probed after its backoff, so that the mount notices it is back
     // (and says so once) without waiting for a reader. Counters reach the index every
     // 200 ms; the nodes' state reaches the cache's meta (for kacheryfs-cache status) each
-    // second it changes.
+    // second it changes; metrics_file is written at once and then every metrics_interval.
     std::string nodes_written;
-    for (unsigned tick = 1; !stopping_; ++tick) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto next_metrics = std::chrono::steady_clock::now();
+    for (unsigned tick = 1; !stop_background_.cancelled(); ++tick) {
+      if (!options_.metrics_file.empty() && std::chrono::steady_clock::now() >= next_metrics) {
+        refresh_metrics_file();
+        next_metrics = std::chrono::steady_clock::now() + options_.metrics_interval;
+      }
+      if (!sleep_unless_cancelled(std::chrono::milliseconds(50), stop_background_)) break;
       if (tick % 4 == 0) {
         persist_counters();
         index_->flush();
       }
       for (std::size_t node : nodes_.due_for_probe()) {
-        if (stopping_) break;
         ProbeInfo info;
-        nodes_.note(node, clients_[node]->probe(&info, NeverCancelled()));
+        FetchResult probed = clients_[node]->probe(&info, stop_background_);
+        if (stop_background_.cancelled()) break;
+        nodes_.note(node, probed);
       }
       if (tick % 20 == 0) {
         for (auto& client : clients_) client->prune_idle();
@@ -260,10 +268,54 @@ void MountAssembly::start_background() {
   });
 }
 
+void MountAssembly::refresh_metrics_file() {
+  std::vector<std::future<void>> probes;
+  std::vector<NodeReport> before = nodes_.report();
+  for (std::size_t node = 0; node < clients_.size(); ++node) {
+    if (!before[node].up) continue;
+    probes.push_back(std::async(std::launch::async, [this, node] {
+      ProbeInfo info;
+      FetchResult probed = clients_[node]->probe(&info, stop_background_);
+      if (!stop_background_.cancelled()) nodes_.note(node, probed);
+    }));
+  }
+  for (auto& probe : probes) probe.get();
+  if (stop_background_.cancelled()) return;
+  persist_counters();
+  std::string error =
+      write_file_atomically(options_.metrics_file, metrics_text(true, node_metrics()));
+  if (!error.empty() && error != metrics_error_) spdlog::warn("metrics_file: {}", error);
+  metrics_error_ = error;
+}
+
 void MountAssembly::stop_background() {
-  stopping_ = true;
-  if (background_.joinable()) background_.join();
+  stop_background_.cancel();
+  if (background_.joinable()) {
+    background_.join();
+    cache_->write_meta("mount-nodes", nodes_.report_text());
+    if (!options_.metrics_file.empty()) {
+      persist_counters();
+      write_file_atomically(options_.metrics_file, metrics_text(false, node_metrics()));
+    }
+  }
   if (index_) persist_counters();
+}
+
+std::vector<NodeMetrics> MountAssembly::node_metrics() const {
+  std::vector<NodeMetrics> out;
+  for (const NodeReport& node : nodes_.report())
+    out.push_back({node.name, node.up, node.bytes_served});
+  return out;
+}
+
+std::string MountAssembly::metrics_text(bool mount_up, std::vector<NodeMetrics> nodes) {
+  IndexTotals totals = index_->totals();
+  Counters all_mounts;
+  all_mounts.load(index_->counters());
+  MetricsSnapshot snapshot{mount_up,       options_.cache_dir,   std::move(nodes),
+                           totals.bytes,   keeper_->max_bytes(), totals.objects,
+                           totals.partial, totals.pinned_bytes,  &all_mounts};
+  return prometheus_text(snapshot);
 }
 
 }  // namespace kacheryfs

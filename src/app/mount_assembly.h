@@ -7,7 +7,6 @@
 // Members are declared in dependency order, so they are destroyed in reverse.
 #pragma once
 
-#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -25,6 +24,7 @@
 #include "support/counters.h"
 #include "support/late_callback.h"
 #include "support/options.h"
+#include "support/prometheus_text.h"
 #include "support/result.h"
 #include "tree/filesystem.h"
 #include "tree/tree.h"
@@ -67,12 +67,22 @@ class MountAssembly {
   // Starts the background work of a running mount (after daemonizing): probing nodes that
   // are down, writing the counters to the index and the nodes' state to the cache's meta.
   void start_background();
-  // Stops it and writes the counters one last time.
+  // Stops it and writes the counters one last time (and metrics_file, saying the mount is
+  // down).
   void stop_background();
+
+  // The Prometheus text of this cache: its figures and counters as the index totals them
+  // over every mount, and `nodes` as given.
+  std::string metrics_text(bool mount_up, std::vector<NodeMetrics> nodes);
+  // Each node as the mount sees it: up or down, and the bytes it served.
+  std::vector<NodeMetrics> node_metrics() const;
 
  private:
   explicit MountAssembly(const MountOptions& options);
   void persist_counters();
+  // Probes the nodes that look up (those that look down are probed on their backoff), so
+  // that an idle node that went away shows as down, then writes metrics_file.
+  void refresh_metrics_file();
   Status probe_node(std::size_t node);
 
   MountOptions options_;
@@ -91,8 +101,9 @@ class MountAssembly {
   std::unique_ptr<ContentAccess> content_;
   std::unique_ptr<Filesystem> filesystem_;
 
-  std::atomic<bool> stopping_{false};
+  CancelSource stop_background_;
   std::thread background_;
+  std::string metrics_error_;  // the last failure to write metrics_file, logged once
 };
 
 }  // namespace kacheryfs

@@ -230,10 +230,10 @@ IndexTotals CacheIndex::totals() {
   flush_locked();
   Statement row(db_,
                 "SELECT COALESCE(SUM(bytes), 0), COUNT(*), COALESCE(SUM(pinned), 0), "
-                "COALESCE(SUM(1 - complete), 0) FROM objects");
+                "COALESCE(SUM(1 - complete), 0), COALESCE(SUM(bytes * pinned), 0) FROM objects");
   if (!row.step()) return {};
-  return {static_cast<std::uint64_t>(row.integer(0)), static_cast<std::uint64_t>(row.integer(1)),
-          static_cast<std::uint64_t>(row.integer(2)), static_cast<std::uint64_t>(row.integer(3))};
+  auto column = [&](int i) { return static_cast<std::uint64_t>(row.integer(i)); };
+  return {column(0), column(1), column(2), column(3), column(4)};
 }
 
 std::vector<IndexEntry> CacheIndex::entries() {

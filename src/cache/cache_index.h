@@ -42,6 +42,7 @@ struct IndexTotals {
   std::uint64_t objects = 0;
   std::uint64_t pinned = 0;
   std::uint64_t partial = 0;
+  std::uint64_t pinned_bytes = 0;
 };
 
 class CacheIndex {

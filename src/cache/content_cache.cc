@@ -5,10 +5,12 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -92,6 +94,28 @@ bool ContentCache::lock_for_mount(std::string* holder) {
     // The lock is what matters; the pid is only for the message of a second mount.
   }
   return true;  // fd stays open for the life of the process
+}
+
+bool ContentCache::mount_holds_lock() const {
+  struct stat st {};
+  if (stat(layout_.lock_path().c_str(), &st) != 0) return false;
+  // Lines like "3: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; waiters have "->".
+  std::ifstream locks("/proc/locks");
+  for (std::string line; std::getline(locks, line);) {
+    if (line.find("->") != std::string::npos || line.find(" FLOCK ") == std::string::npos) continue;
+    std::istringstream words(line);
+    for (std::string word; words >> word;) {
+      unsigned major_number = 0, minor_number = 0;
+      unsigned long long inode = 0;
+      char end = 0;
+      if (std::sscanf(word.c_str(), "%x:%x:%llu%c", &major_number, &minor_number, &inode, &end) ==
+              3 &&
+          major_number == major(st.st_dev) && minor_number == minor(st.st_dev) &&
+          inode == st.st_ino)
+        return true;
+    }
+  }
+  return false;
 }
 
 void ContentCache::record_mount_pid() const {

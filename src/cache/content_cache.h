@@ -34,6 +34,9 @@ class ContentCache {
   bool lock_for_mount(std::string* holder);
   // Rewrites the pid in the lock file (after daemonizing changed it).
   void record_mount_pid() const;
+  // Whether some process holds CACHE/mount.lock now (read from /proc/locks, so that asking
+  // never takes the lock from a mount starting at the same moment).
+  bool mount_holds_lock() const;
   std::filesystem::path complete_path(std::string_view sha1) const {
     return layout_.complete_path(sha1);
   }

@@ -364,6 +364,7 @@ void BlockFetcher::verify(PartialFile& file) {
     // bytes, so that no block still in flight lands after the source forgot who served
     // them; and before the line is logged, so that after it no reader gets them.
     std::uint64_t n = counters_.count_eio(EioSite::kBlockChecksum);
+    counters_.add(Counter::kVerifyFailures);
     file.fail();
     if (on_failure_) on_failure_(file.sha1());
     accounting_.forget(file.sha1());

@@ -154,6 +154,7 @@ Result<std::uint64_t> ContentFetcher::discover_size(const std::string& sha1,
     // The head is the whole file: verified and committed now.
     std::string actual = sha1_hex_of(head);
     if (actual != sha1) {
+      counters_.add(Counter::kVerifyFailures);
       BlobSource::BadBytesVerdict verdict = source_.report_bad_bytes(sha1, 0, head.size());
       std::string from = verdict.served_by.empty() ? "the node" : verdict.served_by;
       if (verdict.worth_retrying && attempt < kMaxDiscoveries) {
@@ -275,6 +276,7 @@ int ContentFetcher::download_once(const std::string& sha1, std::uint64_t size,
       std::lock_guard lock(mutex_);
       sizes_.erase(sha1);
     }
+    counters_.add(Counter::kVerifyFailures);
     BlobSource::BadBytesVerdict verdict = source_.report_bad_bytes(sha1, 0, size);
     *worth_retrying = verdict.worth_retrying;
     std::string from = verdict.served_by.empty() ? "the node" : verdict.served_by;

@@ -1,12 +1,14 @@
 // Counters: the one registry of what a mount (or the tool) counted: opens served from the
-// cache (hits) or fetched (misses), bytes fetched, and every EIO by the numbered site that
-// raised it, as CVMFS's perf::Statistics does. The root xattrs, `kacheryfs-cache status`
+// cache (hits) or fetched (misses), bytes fetched, bytes that failed verification, every
+// EIO by the numbered site that raised it (as CVMFS's perf::Statistics does), and a
+// histogram of the daemon's request durations. The root xattrs, `kacheryfs-cache status`
 // and the log lines read from here, under the names written once below. Lock-free; used
 // from every thread.
 #pragma once
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -16,9 +18,10 @@
 namespace kacheryfs {
 
 enum class Counter : std::size_t {
-  kHits,          // opens of content that was complete in the cache
-  kMisses,        // content objects fetched from the daemon (counted where bytes arrive)
-  kBytesFetched,  // body bytes received from the daemon
+  kHits,            // opens of content that was complete in the cache
+  kMisses,          // content objects fetched from the daemon (counted where bytes arrive)
+  kBytesFetched,    // body bytes received from the daemon
+  kVerifyFailures,  // fetched bytes whose SHA-1 did not match (each is reported to a node)
   kCount
 };
 
@@ -36,6 +39,11 @@ enum class EioSite : std::size_t {
   kNodeIdProbe,        // /probe for kachery-node-id failed
   kCount
 };
+
+// Upper bounds, in seconds, of the buckets of request durations (a last bucket, +Inf,
+// takes the rest). One request is one HTTP exchange with a node, or one pipelined round.
+inline constexpr std::array<double, 13> kRequestSecondsBounds = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
 const char* to_string(Counter counter);
 const char* to_string(EioSite site);  // e.g. "download_checksum"
@@ -57,11 +65,18 @@ class Counters {
     return eio_[index(site)].load(std::memory_order_relaxed);
   }
   std::uint64_t eio_total() const { return eio_total_.load(std::memory_order_relaxed); }
+
+  void observe_request(std::chrono::steady_clock::duration took);
+  // Requests per bucket of kRequestSecondsBounds, not cumulative; the last is +Inf.
+  std::array<std::uint64_t, kRequestSecondsBounds.size() + 1> request_buckets() const;
+  std::uint64_t request_count() const;
+  double request_seconds_sum() const;
   // hits / (hits + misses), 0 before the first open.
   double hit_rate() const;
 
   // Every counter by its persistent name ("hits", "misses", "bytes_fetched",
-  // "eio.<site>"), in a fixed order: what the index stores and the tool prints.
+  // "eio.<site>", "request_seconds.<bucket>", "request_seconds.sum_us"), in a fixed order:
+  // what the index stores and the tool prints.
   std::vector<std::pair<std::string, std::uint64_t>> named_values() const;
   // Sets the counters from such names (the tool reads the index's totals this way).
   void load(const std::vector<std::pair<std::string, std::uint64_t>>& named);
@@ -76,6 +91,8 @@ class Counters {
   std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(Counter::kCount)> values_{};
   std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(EioSite::kCount)> eio_{};
   std::atomic<std::uint64_t> eio_total_{0};
+  std::array<std::atomic<std::uint64_t>, kRequestSecondsBounds.size() + 1> request_buckets_{};
+  std::atomic<std::uint64_t> request_micros_{0};
 };
 
 }  // namespace kacheryfs

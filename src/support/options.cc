@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <sstream>
 
 #include "kachery/hash_name.h"
@@ -304,6 +305,10 @@ std::vector<OptionRow> make_option_table() {
                           "fail the mount if the daemon is unreachable or rejects the auth code"));
   rows.push_back(flag_row("spread", &MO::spread,
                           "fetch the blocks of large files from every healthy node at once"));
+  rows.push_back(text_row("metrics_file", "PATH", &MO::metrics_file, "none",
+                          "write Prometheus metrics to PATH (atomically) every metrics_interval"));
+  rows.push_back(duration_row("metrics_interval", &MO::metrics_interval, "15",
+                              "how often metrics_file is written, each node probed first"));
   rows.push_back(text_row("log_file", "PATH", &MO::log_file,
                           "syslog (the journal) once daemonized; stderr with -f",
                           "append the log to PATH (reopened on SIGHUP, for logrotate)"));
@@ -512,6 +517,12 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, const
     errors.push_back("daemon address: " + address_error);
 
   if (o.cache_dir.empty()) o.cache_dir = default_cache_dir(env);
+  // A daemonized mount runs in /: a relative metrics_file means the directory it was given in.
+  if (!o.metrics_file.empty() && o.metrics_file.front() != '/') {
+    std::error_code ec;
+    auto absolute = std::filesystem::absolute(o.metrics_file, ec);
+    if (!ec) o.metrics_file = absolute.string();
+  }
   if (o.auth_file.empty()) {
     if (auto storage = env("KACHERY_STORAGE_DIR"); storage && !storage->empty()) {
       std::string candidate = *storage + "/client-auth";

@@ -41,7 +41,9 @@ struct MountOptions {
   std::uint32_t umask = 0;      // bits taken away from 0444 files and 0555 directories
   bool require_daemon = false;  // fail the mount when the daemon does not answer
   std::string log_file;         // "" = syslog once daemonized
-  bool sloppy = false;          // --sloppy (mount -s): unknown options only warn
+  std::string metrics_file;     // "" = none; else the Prometheus text, rewritten atomically
+  std::chrono::milliseconds metrics_interval{};
+  bool sloppy = false;  // --sloppy (mount -s): unknown options only warn
   std::chrono::milliseconds connect_timeout{};
   std::chrono::milliseconds timeout{};         // first byte and idle, per request
   std::uint64_t low_speed_limit = 0;           // bytes/s a body must average...

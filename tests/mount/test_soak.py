@@ -3,7 +3,7 @@ through one mount, while the emulator answers 500, drops connections and stalls 
 (--chaos) and rotates its auth code every 2 s. Then kacheryfs-cache verify.
 
 Asserts: 0 wrong bytes; no reader past its deadline; no growth of the mount's fds or
-threads between two idle points; no temp file left; a verify that passes. EIO is allowed
+threads between two idle points (each once the mount's connections closed as idle); no temp file left; a verify that passes. EIO is allowed
 (a fault can outlast the retries) and counted.
 
   KFS_SOAK_SECONDS=600 python3 -m unittest test_soak     # a longer run, same checks"""
@@ -23,6 +23,25 @@ TOOL = os.environ.get("KACHERYFS_CACHE_BIN", os.path.join(os.path.dirname(KACHER
 SECONDS = float(os.environ.get("KFS_SOAK_SECONDS", "60"))
 READERS = 64
 DEADLINE = 45.0  # seconds one read may take: timeouts and retries, never a hang
+
+
+def connections(pid, port):
+    """The mount's TCP connections to the emulator's port, from /proc/net/tcp{,6}."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if int(fields[2].rsplit(":", 1)[1], 16) == port:
+                    inodes.add("socket:[%s]" % fields[9])
+    fd_dir = "/proc/%d/fd" % pid
+    found = 0
+    for fd in os.listdir(fd_dir):
+        try:
+            found += os.readlink(os.path.join(fd_dir, fd)) in inodes
+        except FileNotFoundError:  # closed while listed
+            pass
+    return found
 
 
 def counts(pid):
@@ -45,6 +64,7 @@ class Soak(MountTestCase):
         m = self.mount("whole_max=4M", "cache_max=40M", "timeout=3", "connect_timeout=2",
                        "low_speed_time=3", "retries=3")
         pid = m.proc.pid
+        port = self.emulator.port
         stats = {"reads": 0, "eio": 0, "wrong": 0, "late": 0, "longest": 0.0, "bytes": 0}
         lock = threading.Lock()
 
@@ -77,7 +97,9 @@ class Soak(MountTestCase):
             for t in threads:
                 t.join(seconds + 2 * DEADLINE)
             self.assertFalse(any(t.is_alive() for t in threads), "a reader hangs")
-            time.sleep(6)  # idle: transfers end, the emulator closes idle keep-alive connections
+            # Idle: background transfers end, the emulator closes idle keep-alive connections
+            # and the mount prunes them. A leaked connection never goes.
+            self.wait_for(lambda: connections(pid, port) == 0, "the mount's connections to close when idle")
             return counts(pid)
 
         # Two loads, each followed by an idle point: what a leak adds grows with the work

@@ -251,7 +251,8 @@ class Workstation(MountTestCase):
         r = run("systemd-analyze", "verify", "--man=no", os.path.join(out, unit), os.path.join(out, automount))
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         examples = "/usr/share/doc/kacheryfs/examples"
-        r = run("systemd-analyze", "verify", "--man=no", examples + "/kachery.mount", examples + "/kachery.automount")
+        r = run("systemd-analyze", "verify", "--man=no", examples + "/kachery.mount", examples + "/kachery.automount",
+                examples + "/kacheryfs-metrics.service", examples + "/kacheryfs-metrics.timer")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         units = os.path.join(self.tmp, "user-units")
         os.makedirs(units)
