@@ -46,7 +46,7 @@ MountAssembly::MountAssembly(const MountOptions& options)
       nodes_(
           entries_for(clients_),
           NodeSetConfig{options.spread, NodeSetConfig{}.first_backoff, NodeSetConfig{}.max_backoff,
-                        options.negative_timeout, clients_.size() > 1 ? options.retries : 0}) {}
+                        NodeSetConfig{}.missing_ttl, clients_.size() > 1 ? options.retries : 0}) {}
 
 MountAssembly::~MountAssembly() { stop_background(); }
 

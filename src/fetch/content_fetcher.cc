@@ -132,8 +132,9 @@ Result<std::uint64_t> ContentFetcher::discover_size(const std::string& sha1,
     result = source_.load_blob(sha1, cancel);
     if (result.ok()) result = discovery_.discover(sha1, found, cancel);
   }
-  if (result.status == FetchStatus::kNotFound) {
+  if (result.status == FetchStatus::kNotFound && config_.negative_ttl.count() > 0) {
     std::lock_guard lock(mutex_);
+    if (missing_until_.size() >= 100000) missing_until_.clear();  // a bound, not an LRU
     missing_until_[sha1] = std::chrono::steady_clock::now() + config_.negative_ttl;
   }
   if (!result.ok()) {

@@ -87,15 +87,19 @@ std::vector<std::size_t> NodeSet::due_for_probe() {
 }
 
 std::size_t NodeSet::pick(const std::string& sha1, std::uint64_t bytes,
-                          const std::vector<bool>& tried) {
+                          const std::vector<bool>& tried, bool trust_missing) {
   std::lock_guard lock(mutex_);
   auto now = std::chrono::steady_clock::now();
   auto lacks = [&](Health& h) {
     auto it = h.missing.find(sha1);
     if (it == h.missing.end()) return false;
-    if (now < it->second) return true;
-    h.missing.erase(it);
-    return false;
+    if (now >= it->second) {
+      h.missing.erase(it);
+      return false;
+    }
+    if (!trust_missing) return false;
+    it->second = now + config_.missing_ttl;  // skipped while another node serves sha1
+    return true;
   };
   std::size_t chosen = kNone;
   std::size_t fallback = kNone;  // a down node, when no up node is left
@@ -177,17 +181,30 @@ void NodeSet::finish_attempt(std::size_t node, const std::string& sha1, std::uin
   note_locked(node, result);
 }
 
-FetchResult NodeSet::read_range(std::string_view sha1_view, std::uint64_t start, std::uint64_t end,
+FetchResult NodeSet::read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
                                 const ByteSink& sink, const CancelToken& cancel) {
-  std::string sha1(sha1_view);
+  return read_range_skipping(std::string(sha1), start, end, sink, cancel,
+                             std::vector<bool>(nodes_.size(), false));
+}
+
+FetchResult NodeSet::read_range_skipping(const std::string& sha1, std::uint64_t start,
+                                         std::uint64_t end, const ByteSink& sink,
+                                         const CancelToken& cancel,
+                                         const std::vector<bool>& asked) {
   std::uint64_t position = start;
   for (unsigned round = 0;; ++round) {
-    std::vector<bool> tried(nodes_.size(), false);
+    std::vector<bool> tried = asked;
     bool some_said_missing = false;
     FetchResult failure;  // the last failure other than "not found"
     bool failed = false;
+    bool trust_missing = true;
     for (;;) {
-      std::size_t node = pick(sha1, end - position, tried);
+      std::size_t node = pick(sha1, end - position, tried, trust_missing);
+      if (node == kNone && trust_missing) {
+        // No node left but those remembered to lack it: "not found" is theirs to say now.
+        trust_missing = false;
+        node = pick(sha1, end - position, tried, trust_missing);
+      }
       if (node == kNone) break;
       tried[node] = true;
       const std::uint64_t reports = reports_of(sha1);
@@ -257,7 +274,18 @@ FetchResult NodeSet::read_ranges(std::string_view sha1_view, const std::vector<B
       nodes_.size() == 1) {
     return result;
   }
-  return BlobSource::read_ranges(sha1, ranges, answers, wanted, cancel);
+  // One range after another, with read_range's failover; a node that just said "not
+  // found" is not asked again in this lookup.
+  std::vector<bool> asked(nodes_.size(), false);
+  if (result.status == FetchStatus::kNotFound) asked[node] = true;
+  answers.assign(ranges.size(), {});
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    FetchResult one = read_range_skipping(sha1, ranges[i].start, ranges[i].end,
+                                          append_to(answers[i]), cancel, asked);
+    if (!one.ok()) return one;
+    if (wanted && !wanted(i)) break;
+  }
+  return {};
 }
 
 LinkEstimate NodeSet::link() const {

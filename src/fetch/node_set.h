@@ -4,8 +4,10 @@
 //   5xx or nonsense is marked down (and logged once); the background prober brings it
 //   back after a growing backoff. A range that breaks mid-stream continues on the next
 //   node at the byte it reached, so the reader sees no error.
-// - "Not found" is per node: a hash is ENOENT only when every node that could be asked
-//   said so (remembered per node for missing_ttl).
+// - "Not found" is per node: a node that said it lacks a hash is not asked for it again
+//   while another node serves it (the memory lasts missing_ttl from its last use), but a
+//   hash is ENOENT only when every node said so in this call: a node that got the file
+//   since (a store, a load) is found at once.
 // - Blame: the fetch layer reports bytes that failed verification; the node(s) that
 //   served them are not asked for that hash again during this mount.
 // - spread: each range goes to the healthy node expected to finish it first (bytes in
@@ -32,7 +34,7 @@ struct NodeSetConfig {
   bool spread = false;
   std::chrono::milliseconds first_backoff{1000};  // a down node is probed after this...
   std::chrono::milliseconds max_backoff{8000};    // ...doubling up to this
-  std::chrono::seconds missing_ttl{10};           // how long "node N lacks X" is remembered
+  std::chrono::seconds missing_ttl{10};  // "node N lacks X" routes ranges, idle this long
   // Rounds over the nodes after every node failed with a 5xx or a broken connection. With
   // several nodes the assembly sets this, and the daemon clients do not retry themselves:
   // a node that fails is left at once for the next one instead of being waited for.
@@ -108,8 +110,10 @@ class NodeSet final : public BlobSource {
 
   // The node to ask next for `bytes` of sha1 among those not yet tried (kNone: no node
   // left); reserves the bytes in flight. Up nodes first; a down node only when no up node
-  // is left to ask.
-  std::size_t pick(const std::string& sha1, std::uint64_t bytes, const std::vector<bool>& tried);
+  // is left to ask. A remembered "lacks sha1" that skips a node is renewed.
+  // With trust_missing false, a node remembered to lack sha1 is asked too.
+  std::size_t pick(const std::string& sha1, std::uint64_t bytes, const std::vector<bool>& tried,
+                   bool trust_missing = true);
   // Records an attempt's bytes and time, and what its result says about the node.
   // Segments are recorded only if no bad bytes of sha1 were reported since the attempt
   // began (`reports` is reports_of(sha1) then): a transfer still in flight when its file
@@ -119,6 +123,11 @@ class NodeSet final : public BlobSource {
                       std::chrono::steady_clock::duration took, const FetchResult& result,
                       std::uint64_t reports);
   std::uint64_t reports_of(const std::string& sha1) const;
+  // read_range, not asking the nodes already marked in `asked` (they answered "not found"
+  // earlier in the same lookup).
+  FetchResult read_range_skipping(const std::string& sha1, std::uint64_t start, std::uint64_t end,
+                                  const ByteSink& sink, const CancelToken& cancel,
+                                  const std::vector<bool>& asked);
   void note_locked(std::size_t node, const FetchResult& result);
   std::string labelled(std::size_t node, const std::string& detail) const;
   bool distrusted_by_any(const std::string& sha1) const;

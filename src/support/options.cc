@@ -219,8 +219,9 @@ std::vector<OptionRow> make_option_table() {
                            "retries of a range after a 5xx or a dropped connection"));
   rows.push_back(size_row("range_size", &MO::range_size, 4 * K, G, "4M", "4K..1G",
                           "bytes per download request of a whole file"));
-  rows.push_back(duration_row("negative_timeout", &MO::negative_timeout, "1",
-                              "how long 'the node lacks X' is remembered (never by the kernel)",
+  rows.push_back(duration_row("negative_timeout", &MO::negative_timeout, "0",
+                              "how long a lookup's 'no node has X' is remembered (0: each "
+                              "lookup asks again; never by the kernel)",
                               true));
   rows.push_back({"channel", "NAME", "", "none", "3-160 of a-z A-Z 0-9 . _ -",
                   "ask the node to load missing files through this channel (/loadFile)", false,

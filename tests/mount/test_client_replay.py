@@ -194,13 +194,12 @@ class ClientReplay(MountTestCase):
         # The recipe: mount kacheryfs at the node's own storage path (/probe's
         # kacheryStorageDir); /loadFile's localFilePath then names a file in the mount. The
         # client looks the hash up just before asking for the load, so the mount must not
-        # remember that miss: negative_timeout=0 (a load that takes more than a second works
-        # with the default too).
+        # remember that miss (by default it does not: negative_timeout=0).
         network = os.path.join(self.tmp, "network")
         sha1, original = put_random_file(network, 2_000_000, 3, self.originals)
         self.emulator.restart("--network-dir", network, "--load-delay-ms", "300",
                               "--report-storage-dir", self.mnt)
-        self.mount("negative_timeout=0")
+        self.mount()
         c = self.client(channel="testchannel")
         self.assertEqual(c.probe()["kacheryStorageDir"], self.mnt)
         data = c.cat("sha1://" + sha1)
@@ -220,21 +219,42 @@ class ClientReplay(MountTestCase):
         # trip) in all.
         self.assertEqual(len(round_trips(self.downloads())), 1, self.downloads())
 
-    def test_a_hash_stored_after_a_failed_lookup_is_found_a_second_later(self):
+    def test_a_store_right_after_a_miss_is_found_at_once(self):
+        # "Check, and store if missing": the stock client's store follows the miss within
+        # 100 ms, and its exists() and stat must see the new file, as must a cat.
         self.mount()
-        data = os.urandom(20_000)
-        sha1 = hashlib.sha1(data).hexdigest()
+        c = self.client()
+        path = os.path.join(self.tmp, "result.bin")
+        with open(path, "wb") as f:
+            f.write(os.urandom(20_000))
+        sha1 = tool_sha1(path)
         layout_dir = os.path.join(self.mnt, "sha1", sha1[0:2], sha1[2:4], sha1[4:6])
-        for path in (self.content(sha1), os.path.join(layout_dir, sha1)):
+        for lookup in (self.content(sha1), os.path.join(layout_dir, sha1)):
             with self.assertRaises(FileNotFoundError):
-                os.stat(path)
+                os.stat(lookup)
         self.assertNotIn(sha1, os.listdir(layout_dir))
-        time.sleep(1.1)  # negative_timeout (1 s): the mount's memory of the miss, no longer
-        put_bytes(self.storage, data)  # the node gets it (as another workstation's store would)
-        self.assertEqual(os.stat(os.path.join(layout_dir, sha1)).st_size, len(data))
+        # Each lookup of the missing hash cost the mount one request, and no more.
+        self.assertEqual(len(self.downloads()), 2, self.downloads())
+        uri = c.store_file(path)  # at once: POST /store, then exists() and stat -c%s of the stored path
+        self.assertTrue(uri.startswith("sha1://%s/" % sha1), uri)
+        self.assertTrue(os.path.exists(self.content(sha1)))
+        self.assertEqual(os.stat(os.path.join(layout_dir, sha1)).st_size, 20_000)
+        self.assertEqual(c.cat(uri), read_bytes(path))
         self.assertEqual(subprocess.run(["sha1sum", self.content(sha1)], capture_output=True,
                                         text=True).stdout.split()[0], sha1)
         self.assertIn(sha1, os.listdir(layout_dir))
+
+    def test_negative_timeout_remembers_a_miss_when_asked_to(self):
+        self.mount("negative_timeout=600")
+        data = os.urandom(1000)
+        sha1 = hashlib.sha1(data).hexdigest()
+        for _ in range(3):
+            with self.assertRaises(FileNotFoundError):
+                os.stat(self.content(sha1))
+        self.assertEqual(len(self.downloads()), 1, "the miss is remembered")
+        put_bytes(self.storage, data)
+        with self.assertRaises(FileNotFoundError):
+            os.stat(self.content(sha1))
 
     def test_kacheryfs_cache_store_seeds_the_cache(self):
         m = self.mount()
@@ -282,13 +302,15 @@ class ClientReplay(MountTestCase):
         self.emulator.restart("--auth-period", "2")
         self.mount()
         c = self.client()
-        started = time.monotonic()
-        for sha1, original in files:  # uncached: each read makes the mount fetch, over ~7 s
+        codes = []
+        for sha1, original in files:  # uncached: each read makes the mount fetch, each under a new code
+            if codes:
+                self.wait_for(lambda: self.emulator.auth_code() != codes[-1], "the daemon to rotate its code")
+            codes.append(self.emulator.auth_code())
             self.assertEqual(c.cat("sha1://" + sha1), read_bytes(original))
             self.assertEqual(read_bytes(os.path.join(self.mnt, "client-auth")).decode(),
                              read_bytes(self.emulator.auth_file).decode(), "client-auth is the current code")
-            time.sleep(0.9)
-        self.assertGreater(time.monotonic() - started, 6)
+        self.assertEqual(len(set(codes)), len(files), codes)
         # Each read made the mount fetch, and every request was accepted (how many requests a
         # file takes depends on the round trip the mount measured).
         fetched = {l.split(" sha1=")[1].split()[0] for l in self.downloads()}

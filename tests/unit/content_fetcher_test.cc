@@ -106,13 +106,25 @@ TEST_F(ContentFetcherTest, MismatchIsEioAndNothingIsCached) {
   EXPECT_EQ(fetcher.ensure_cached(large, never_), 0) << "good bytes later are accepted";
 }
 
-TEST_F(ContentFetcherTest, MissingBlobIsEnoentAndRememberedBriefly) {
+TEST_F(ContentFetcherTest, AMissIsEnoentAndEachLookupAsksAgain) {
+  auto fetcher = make();
+  std::string data = pattern(5000, 9);
+  std::string sha1 = sha1_hex_of(data);
+  EXPECT_EQ(fetcher.blob_size(sha1, never_).error(), -ENOENT);
+  EXPECT_EQ(fetcher.blob_size(sha1, never_).error(), -ENOENT);
+  EXPECT_EQ(source_.requests.load(), 2) << "one request a miss, and no more";
+  EXPECT_EQ(counters_.eio_total(), 0u);
+  source_.add(data);  // stored on the node right after the miss
+  EXPECT_EQ(fetcher.blob_size(sha1, never_).value(), 5000u);
+}
+
+TEST_F(ContentFetcherTest, WithANegativeTtlAMissIsRemembered) {
+  config_.negative_ttl = std::chrono::seconds(600);
   auto fetcher = make();
   std::string sha1 = sha1_hex_of("nobody has this");
   EXPECT_EQ(fetcher.blob_size(sha1, never_).error(), -ENOENT);
   EXPECT_EQ(fetcher.blob_size(sha1, never_).error(), -ENOENT);
   EXPECT_EQ(source_.requests.load(), 1);
-  EXPECT_EQ(counters_.eio_total(), 0u);
 }
 
 TEST_F(ContentFetcherTest, ConcurrentCallersCauseOneDownload) {

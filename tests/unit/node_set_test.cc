@@ -111,6 +111,23 @@ TEST(NodeSetTest, NotFoundIsPerNodeAndRemembered) {
   EXPECT_EQ(read_into(nodes, nowhere, 0, 10, got).status, FetchStatus::kNotFound);
 }
 
+TEST(NodeSetTest, ANodeRememberedToLackAFileIsAskedAgainBeforeENOENT) {
+  MemorySource first, second;
+  std::string bytes = pattern(3000, 4);
+  std::string sha1 = sha1_hex_of(bytes);
+  NodeSet nodes({{"http://a", &first}, {"http://b", &second}}, quick_backoff());
+  std::string got;
+  EXPECT_EQ(read_into(nodes, sha1, 0, 3000, got).status, FetchStatus::kNotFound);
+  EXPECT_EQ(first.requests.load(), 1);
+  EXPECT_EQ(second.requests.load(), 1);
+  EXPECT_EQ(read_into(nodes, sha1, 0, 3000, got).status, FetchStatus::kNotFound);
+  EXPECT_EQ(first.requests.load() + second.requests.load(), 4) << "one request a node a miss";
+  first.add(bytes);  // stored on the first node since (a store, a load)
+  ASSERT_TRUE(read_into(nodes, sha1, 0, 3000, got).ok());
+  EXPECT_EQ(got, bytes);
+  EXPECT_EQ(nodes.served_by(sha1), "http://a");
+}
+
 TEST(NodeSetTest, MissingOnOneNodeAndTheOtherDownIsAnErrorNotENOENT) {
   MemorySource first, empty;
   std::string sha1 = first.add(pattern(100, 2));
