@@ -286,9 +286,9 @@ FetchResult DaemonClient::check_auth(const CancelToken& cancel) {
 
 FetchResult DaemonClient::with_auth_hint(FetchResult result) const {
   if (result.status == FetchStatus::kAuthRejected) {
-    result.detail = "the auth code is wrong or missing (auth_file=" +
-                    (config_.auth_file.empty() ? std::string("none given") : config_.auth_file) +
-                    "): " + result.detail;
+    result.detail = config_.auth_file.empty()
+                        ? "no auth code given (no auth_file): " + result.detail
+                        : "the auth code in " + config_.auth_file + " is wrong: " + result.detail;
   }
   return result;
 }

@@ -86,7 +86,9 @@ int main(int argc, char** argv) {
   }
   if (!check_mountpoint(options.mountpoint)) return 1;
   std::string level = options.debug ? "debug" : options.log_level;
-  log_to_stderr(level);
+  // A mount that daemonizes tells the terminal only what needs action (warnings and
+  // errors); the rest goes to its log once that is set up. With -f, stderr is the log.
+  log_to_stderr(options.foreground || level == "error" || level == "off" ? level : "warn");
 
   // The cache is private to the mounting user (0700/0600), or readable by auth_group.
   umask(options.auth_group.empty() ? 077 : 027);
@@ -96,11 +98,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   MountAssembly& mount = **built;
-  spdlog::info("{}", describe(options));
   mount.keeper().make_room(0);
-  spdlog::info("cache: {} bytes in {} objects, limit {} bytes, keeping {} bytes free",
-               mount.keeper().cached_bytes(), mount.index().totals().objects,
-               mount.keeper().max_bytes(), mount.keeper().min_free_bytes());
   // The daemon being down is not fatal (cached content stays readable) unless the mount
   // requires it; either way the terminal hears of it once, before daemonizing.
   if (Status daemon = mount.probe_daemon(); !daemon.ok()) {
@@ -135,6 +133,10 @@ int main(int argc, char** argv) {
       log_to_syslog(level);
     }
     if (daemonized) mount.cache().record_mount_pid();
+    spdlog::debug("{}", describe(options));
+    spdlog::info("cache: {} bytes in {} objects, limit {} bytes, keeping {} bytes free",
+                 mount.keeper().cached_bytes(), mount.index().totals().objects,
+                 mount.keeper().max_bytes(), mount.keeper().min_free_bytes());
     mount.start_background();
   });
   mount.stop_background();

@@ -158,21 +158,21 @@ Status MountAssembly::probe_node(std::size_t node) {
   const std::string name = probe_client.config().address.to_string();
   ProbeInfo info;
   FetchResult probed = probe_client.probe(&info, NeverCancelled());
-  // The second request, on the connection the first opened, measures the round trip that
-  // size discovery plans its rounds by.
-  if (probed.ok() && !probe_client.config().auth_file.empty()) {
-    probed = probe_client.check_auth(NeverCancelled());
-  } else if (probed.ok()) {
-    ProbeInfo again;
-    probe_client.probe(&again, NeverCancelled());
-  }
+  // The second request, on the connection the first opened, checks the auth code (or that
+  // the node needs none, when none was given) and measures the round trip that size
+  // discovery plans its rounds by.
+  if (probed.ok()) probed = probe_client.check_auth(NeverCancelled());
   bool unreachable =
       probed.status == FetchStatus::kUnreachable || probed.status == FetchStatus::kTimeout;
   if (!probed.ok()) {
-    std::string why = probed.status == FetchStatus::kAuthRejected
-                          ? "rejects the auth code (" + probed.detail + ")"
-                          : "is unreachable (" + std::string(to_string(probed.status)) + ": " +
-                                probed.detail + ")";
+    std::string why =
+        probed.status != FetchStatus::kAuthRejected
+            ? "is unreachable (" + std::string(to_string(probed.status)) + ": " + probed.detail +
+                  ")"
+        : probe_client.config().auth_file.empty()
+            ? "requires a client auth code and none was given: add -o auth_file=FILE, a copy "
+              "of the node's client-auth (see 'Authentication' in the README)"
+            : "rejects the auth code (" + probed.detail + ")";
     // An unreachable node is noted (and logged once) as offline; the prober notices when
     // it is back.
     if (unreachable && !options_.require_daemon)

@@ -32,11 +32,11 @@
 namespace kacheryfs {
 
 struct FetcherConfig {
-  std::uint64_t range_size = 4 << 20;     // bytes per download request
-  std::uint64_t probe_size = 1 << 20;     // size discovery's head on a fast link
-  std::uint64_t page_size = 64 << 10;     // ... and on a link with latency
-  std::chrono::seconds negative_ttl{};    // how long "no node has X" is remembered (0: not)
-  bool load_missing = false;              // ask the source to load blobs it lacks (/loadFile)
+  std::uint64_t range_size = 4 << 20;   // bytes per download request
+  std::uint64_t probe_size = 1 << 20;   // size discovery's head on a fast link
+  std::uint64_t page_size = 64 << 10;   // ... and on a link with latency
+  std::chrono::seconds negative_ttl{};  // how long "no node has X" is remembered (0: not)
+  bool load_missing = false;            // ask the source to load blobs it lacks (/loadFile)
 };
 
 class ContentFetcher {

@@ -63,8 +63,10 @@ void NodeSet::note_locked(std::size_t node, const FetchResult& result) {
     h.next_probe = std::chrono::steady_clock::now() + h.backoff;
     bool others_up =
         std::any_of(health_.begin(), health_.end(), [](const Health& other) { return other.up; });
-    spdlog::warn("{} {} is offline ({}); {}", nodes_.size() == 1 ? "daemon" : "node",
-                 nodes_[node].name, printable(result.detail),
+    spdlog::warn("{} {} {} ({}); {}", nodes_.size() == 1 ? "daemon" : "node", nodes_[node].name,
+                 result.status == FetchStatus::kAuthRejected ? "refuses this mount's requests"
+                                                             : "is offline",
+                 printable(result.detail),
                  others_up ? "the other nodes serve its requests"
                            : "cached files stay readable, others fail with EIO until it is back");
   } else if (failed) {

@@ -34,7 +34,7 @@ struct NodeSetConfig {
   bool spread = false;
   std::chrono::milliseconds first_backoff{1000};  // a down node is probed after this...
   std::chrono::milliseconds max_backoff{8000};    // ...doubling up to this
-  std::chrono::seconds missing_ttl{10};  // "node N lacks X" routes ranges, idle this long
+  std::chrono::seconds missing_ttl{10};           // "node N lacks X" routes ranges, idle this long
   // Rounds over the nodes after every node failed with a 5xx or a broken connection. With
   // several nodes the assembly sets this, and the daemon clients do not retry themselves:
   // a node that fails is left at once for the next one instead of being waited for.

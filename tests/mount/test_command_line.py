@@ -1,5 +1,6 @@
 """The kacheryfs command line: help and version, one-line errors with a nonzero exit for a
 bad mount point or option, and daemonized mounts that log to syslog and unmount cleanly."""
+import errno
 import os
 import subprocess
 import sys
@@ -69,7 +70,7 @@ class CommandLine(MountTestCase):
         env = dict(os.environ, KACHERY_DAEMON_HOST="127.0.0.1", KACHERY_DAEMON_PORT=str(self.emulator.port),
                    KACHERY_STORAGE_DIR=self.storage)
         os.makedirs(self.mnt, exist_ok=True)
-        proc = subprocess.Popen([KACHERYFS, "-f", self.mnt, "-o", "cache_dir=" + self.cache],
+        proc = subprocess.Popen([KACHERYFS, "-f", self.mnt, "-o", "log_level=debug,cache_dir=" + self.cache],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
         try:
             deadline = time.time() + 15
@@ -80,7 +81,7 @@ class CommandLine(MountTestCase):
         finally:
             subprocess.run(["fusermount3", "-u", self.mnt])
             out, _ = proc.communicate(timeout=30)
-        self.assertIn("auth_file=" + os.path.join(self.storage, "client-auth"), out)
+        self.assertIn("auth_file=" + os.path.join(self.storage, "client-auth"), out)  # the debug dump
         self.assertEqual(proc.returncode, 0, out)
 
     def test_a_second_mount_on_the_same_cache_refuses(self):
@@ -102,6 +103,10 @@ class CommandLine(MountTestCase):
                 "cache_dir=%s,auth_file=%s" % (self.cache, self.emulator.auth_file))
         self.assertEqual(r.returncode, 0, r.stderr)
         try:
+            # All is well: one line on the terminal at most (where the log goes, when there
+            # is no syslog), and no option dump.
+            self.assertLessEqual(len(r.stderr.splitlines()), 1, r.stderr)
+            self.assertNotIn("max_readahead", r.stderr)
             self.assertTrue(is_mounted(self.mnt))
             self.assertSameBytes(self.content(sha1), original)
             deadline = time.time() + 10  # the daemon rewrites the pid right after forking
@@ -122,13 +127,31 @@ class CommandLine(MountTestCase):
         with open(bad_code, "w") as f:
             f.write("NOTTHECODEXX")
         cases = [("127.0.0.1:1", "auth_file=" + self.emulator.auth_file, "unreachable"),
-                 (self.emulator.address, "auth_file=" + bad_code, "the auth code is wrong or missing (auth_file=" + bad_code)]
+                 (self.emulator.address, "auth_file=" + bad_code, "the auth code in %s is wrong" % bad_code),
+                 (self.emulator.address, "log_level=info", "requires a client auth code and none was given: "
+                  "add -o auth_file=FILE")]
         for source, option, expected in cases:
             r = run("-f", source, self.mnt, "-o", "require_daemon,cache_dir=%s,%s" % (self.cache, option))
             self.assertEqual(r.returncode, 1, r.stderr)
             self.assertIn(expected, r.stderr)
             self.assertEqual(len([l for l in r.stderr.splitlines() if "(require_daemon)" in l]), 1, r.stderr)
             self.assertFalse(is_mounted(self.mnt))
+
+    def test_a_mount_without_an_auth_code_says_so_on_the_terminal(self):
+        os.makedirs(self.mnt, exist_ok=True)
+        sha1, _ = put_random_file(self.storage, 1000, 5, self.originals)
+        r = run(self.emulator.address, self.mnt, "-o", "cache_dir=" + self.cache)
+        try:
+            self.assertEqual(r.returncode, 0, r.stderr)
+            lines = [l for l in r.stderr.splitlines() if "auth" in l]
+            self.assertEqual(len(lines), 1, r.stderr)
+            self.assertIn("requires a client auth code and none was given: add -o auth_file=FILE", lines[0])
+            with self.assertRaises(OSError) as ctx:
+                with open(self.content(sha1), "rb") as f:
+                    f.read()
+            self.assertEqual(ctx.exception.errno, errno.EIO)
+        finally:
+            subprocess.run(["fusermount3", "-u", self.mnt])
 
     def test_a_daemonizing_mount_warns_on_the_terminal_once(self):
         os.makedirs(self.mnt, exist_ok=True)

@@ -151,7 +151,7 @@ MATRIX = [
     ("slow-status", "read", (), "first-byte timeout"),
     ("redirect", "read", (), "302"),
     ("http10", "read-ok", (), None),
-    ("forbidden", "read", (), "the auth code is wrong or missing"),
+    ("forbidden", "read", (), "auth code"),
     ("silent", "read", (), "first-byte timeout"),
     ("probe-not-json", "node-id", (), "not a kachery daemon"),
     ("probe-huge", "node-id", (), "not a kachery daemon"),
