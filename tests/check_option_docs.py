@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The option table (printed by `kacheryfs --help`, which it drives) and the documentation
 agree (CTest: docs.options): every option in the table is in README.md and in
-man/kacheryfs.1, and every option those document is in the table."""
+man/kacheryfs.1, and every option those document is in the table. Likewise every command
+and flag of `kacheryfs-cache --help` is in the README's synopsis of the tool and in
+man/kacheryfs-cache.1, and the man page documents no command the tool lacks."""
 import os
 import re
 import subprocess
@@ -9,6 +11,33 @@ import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 BIN = os.environ.get("KACHERYFS_BIN", os.path.join(ROOT, "build", "kacheryfs"))
+TOOL = os.environ.get("KACHERYFS_CACHE_BIN", os.path.join(os.path.dirname(BIN), "kacheryfs-cache"))
+
+
+def tool_problems(readme):
+    help_text = subprocess.run([TOOL, "--help"], capture_output=True, text=True, check=True).stdout
+    commands = set(re.findall(r"^  ([a-z]+)\b", help_text.split("commands:", 1)[1], re.M))
+    flags = set(re.findall(r"(--[a-z]+|-[jVo])\b", help_text))
+    man = open(os.path.join(ROOT, "man", "kacheryfs-cache.1")).read()
+    man_commands = set(re.findall(r"^\.BI? ([a-z]+)\b", man.split(".SH COMMANDS", 1)[1].split(".SH ", 1)[0], re.M))
+    synopsis = readme.split("### kacheryfs-cache", 1)[1].split("```", 2)[1]
+    problems = []
+    for command in sorted(commands):
+        if not re.search(r"^  %s\b" % command, synopsis, re.M):
+            problems.append("README.md's kacheryfs-cache synopsis lacks the command %s" % command)
+        if command not in man_commands:
+            problems.append("man/kacheryfs-cache.1 does not document the command %s" % command)
+    for command in sorted(man_commands - commands):
+        problems.append("man/kacheryfs-cache.1 documents the command %s, which the tool lacks" % command)
+    for flag in sorted(flags):
+        escaped = flag.replace("-", "\\-")
+        if escaped not in man and flag not in man:
+            problems.append("man/kacheryfs-cache.1 does not mention %s" % flag)
+        if flag not in readme.split("### kacheryfs-cache", 1)[1].split("### ", 1)[0]:
+            problems.append("README.md's kacheryfs-cache section does not mention %s" % flag)
+    if len(commands) < 7:
+        problems.append("kacheryfs-cache --help lists only %d commands" % len(commands))
+    return problems
 
 
 def main():
@@ -29,6 +58,7 @@ def main():
         problems.append("README.md documents -o %s, which the option table lacks" % name)
     for name in sorted(man_items - table):
         problems.append("man/kacheryfs.1 documents %s, which the option table lacks" % name)
+    problems += tool_problems(readme)
     for line in problems:
         print(line)
     print("option docs: %d options in the table, %d problems" % (len(table), len(problems)))

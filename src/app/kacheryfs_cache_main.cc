@@ -30,6 +30,7 @@
 #include "kachery/sha1_hasher.h"
 #include "support/logging.h"
 #include "support/options.h"
+#include "support/printable.h"
 
 namespace {
 
@@ -221,10 +222,24 @@ int list(Tool& tool) {
     std::cout << out.dump(2) << "\n";
     return 0;
   }
+  // Columns as wide as their widest value, sizes right-aligned.
+  std::size_t size_width = 4, held_width = 4;
   for (const auto& e : entries) {
-    std::cout << e.sha1 << "  " << e.size << "  " << (e.complete ? "complete" : "partial ")
-              << (e.pinned ? " pinned" : "       ") << "  " << iso_time(e.last_access)
-              << (e.complete ? "" : "  " + std::to_string(e.bytes) + " bytes held") << "\n";
+    size_width = std::max(size_width, std::to_string(e.size).size());
+    held_width = std::max(held_width, std::to_string(e.bytes).size());
+  }
+  char line[256];
+  auto row = [&](const char* sha1, const std::string& size, const char* state, const char* pinned,
+                 const std::string& held, const std::string& access) {
+    std::snprintf(line, sizeof(line), "%-40s  %*s  %-8s  %-6s  %*s  %s\n", sha1,
+                  static_cast<int>(size_width), size.c_str(), state, pinned,
+                  static_cast<int>(held_width), held.c_str(), access.c_str());
+    std::cout << line;
+  };
+  row("SHA1", "SIZE", "STATE", "PINNED", "HELD", "LAST ACCESS");
+  for (const auto& e : entries) {
+    row(e.sha1.c_str(), std::to_string(e.size), e.complete ? "complete" : "partial",
+        e.pinned ? "yes" : "no", std::to_string(e.bytes), iso_time(e.last_access));
   }
   return 0;
 }
@@ -715,7 +730,13 @@ int main(int argc, char** argv) {
   tool.options = parsed.options;
   log_to_stderr("warn");
   umask(tool.options.auth_group.empty() ? 077 : 027);  // as private as the mount's
-  auto built = MountAssembly::build(tool.options, AssemblyRole::kTool);
+  // What only reads a cache works on one it cannot write (a read-only file system, a
+  // snapshot): status, ls and metrics.
+  const std::string& command = rest[0];
+  bool reads_only = command == "status" || command == "ls" || command == "metrics";
+  bool writable = access(cache_dir.c_str(), W_OK) == 0 || !std::filesystem::exists(cache_dir);
+  auto built = MountAssembly::build(
+      tool.options, reads_only && !writable ? AssemblyRole::kReader : AssemblyRole::kTool);
   if (!built.ok()) {
     std::cerr << "kacheryfs-cache: " << built.detail() << "\n";
     return 1;
@@ -724,7 +745,6 @@ int main(int argc, char** argv) {
   tool.cache = &tool.parts->cache();
   tool.index = &tool.parts->index();
   tool.keeper = &tool.parts->keeper();
-  const std::string& command = rest[0];
   std::vector<std::string> targets(rest.begin() + 1, rest.end());
   if (command == "status" && targets.empty()) return status(tool);
   if (command == "ls" && targets.empty()) return list(tool);
@@ -739,6 +759,14 @@ int main(int argc, char** argv) {
       std::cerr << "kacheryfs-cache: " << command
                 << " needs URIs or hashes (arguments, - or --from FILE)\n";
       return 2;
+    }
+    for (const std::string& target : targets) {
+      std::string sha1, manifest;
+      if (!parse_target(target, &sha1, &manifest)) {
+        std::cerr << "kacheryfs-cache: " << command << ": '" << printable(target)
+                  << "' is not a sha1 or sha1:// URI\n";
+        return 2;
+      }
     }
     return command == "pin" ? pin(tool, targets, jobs) : unpin(tool, targets);
   }

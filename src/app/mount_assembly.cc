@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <iterator>
@@ -83,20 +84,27 @@ Result<std::unique_ptr<MountAssembly>> MountAssembly::build(const MountOptions& 
       return fail(-EINVAL, "auth_group '" + options.auth_group + "': no such group");
     client_auth.group = static_cast<std::uint32_t>(found->gr_gid);
   }
+  const bool read_only = role == AssemblyRole::kReader;
   try {
-    a->cache_ = std::make_unique<ContentCache>(dir);
-  } catch (const std::exception& e) {
-    return fail(-EIO, "cannot use cache dir '" + dir + "': " + e.what());
+    a->cache_ = std::make_unique<ContentCache>(dir, read_only);
+  } catch (const std::filesystem::filesystem_error& e) {
+    return fail(-EIO, "cannot use cache dir '" + dir +
+                          "': " + (e.path1().empty() ? "" : e.path1().string() + ": ") +
+                          e.code().message());
+  } catch (const std::system_error& e) {
+    return fail(-EIO, "cannot use cache dir '" + dir + "': " + e.code().message());
   }
   // The cache holds the node's content: refuse one that another user owns (its files could
   // be swapped under this mount), and keep it private, or readable by auth_group only.
   struct stat root_stat {};
-  if (stat(dir.c_str(), &root_stat) != 0 || root_stat.st_uid != geteuid()) {
+  if (!read_only && (stat(dir.c_str(), &root_stat) != 0 || root_stat.st_uid != geteuid())) {
     return fail(-EPERM, "cache dir '" + dir + "' belongs to uid " +
                             std::to_string(root_stat.st_uid) +
                             ", not to this user; give this mount its own -o cache_dir");
   }
-  if (client_auth.group) {
+  if (read_only) {
+    // Nothing is changed in a cache that cannot be written.
+  } else if (client_auth.group) {
     if (chown(dir.c_str(), static_cast<uid_t>(-1), *client_auth.group) != 0 ||
         chmod(dir.c_str(), 02750) != 0)
       return fail(-errno, "cannot give cache dir '" + dir + "' to group " + options.auth_group);
@@ -110,7 +118,7 @@ Result<std::unique_ptr<MountAssembly>> MountAssembly::build(const MountOptions& 
                               "); unmount it or give this mount its own -o cache_dir");
     }
   }
-  auto index = CacheIndex::open(a->cache_->layout());
+  auto index = CacheIndex::open(a->cache_->layout(), read_only);
   if (!index.ok())
     return fail(-EIO, "cannot open the cache index in '" + dir + "': " + index.detail());
   a->index_ = std::move(*index);
@@ -122,7 +130,7 @@ Result<std::unique_ptr<MountAssembly>> MountAssembly::build(const MountOptions& 
       *a->cache_, *a->index_,
       QuotaConfig{options.cache_max, options.cache_min_free, options.cache_min_free_fraction},
       *a->open_objects_);
-  a->keeper_->adopt_unindexed_files();
+  if (!read_only) a->keeper_->adopt_unindexed_files();
 
   FetcherConfig fetcher_config;
   fetcher_config.range_size = options.range_size;

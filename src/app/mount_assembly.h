@@ -32,8 +32,9 @@
 namespace kacheryfs {
 
 enum class AssemblyRole {
-  kMount,  // takes the cache dir's mount lock; counters persist to the index
-  kTool,   // shares the cache dir with a running mount, if any
+  kMount,   // takes the cache dir's mount lock; counters persist to the index
+  kTool,    // shares the cache dir with a running mount, if any
+  kReader,  // as kTool, for a cache it cannot write (a read-only file system): reads only
 };
 
 class MountAssembly {

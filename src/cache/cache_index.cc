@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <ctime>
 
 namespace kacheryfs {
@@ -60,17 +61,39 @@ constexpr const char* kColumns = "sha1, size, bytes, complete, pinned, last_acce
 
 }  // namespace
 
-Result<std::unique_ptr<CacheIndex>> CacheIndex::open(const CacheLayout& layout) {
+Result<std::unique_ptr<CacheIndex>> CacheIndex::open(const CacheLayout& layout, bool read_only) {
   sqlite3* db = nullptr;
   std::string path = layout.index_path().string();
-  if (sqlite3_open_v2(path.c_str(), &db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK) {
+  // (A path for a URI: '%', '?' and '#' escaped.)
+  std::string uri = "file:";
+  for (char c : path) {
+    if (c == '%' || c == '?' || c == '#') {
+      char escaped[4];
+      std::snprintf(escaped, sizeof(escaped), "%%%02X", static_cast<unsigned char>(c));
+      uri += escaped;
+    } else {
+      uri += c;
+    }
+  }
+  uri += "?immutable=1";
+  int opened =
+      read_only
+          ? sqlite3_open_v2(uri.c_str(), &db,
+                            SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_FULLMUTEX, nullptr)
+          : sqlite3_open_v2(path.c_str(), &db,
+                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                            nullptr);
+  if (opened != SQLITE_OK) {
     std::string error = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
     return fail(-EIO, path + ": " + error);
   }
   std::unique_ptr<CacheIndex> index(new CacheIndex(db));
+  if (read_only) {
+    Statement check(db, "SELECT COUNT(*) FROM objects");
+    if (!check.step()) return fail(-EIO, path + ": " + sqlite3_errmsg(db));
+    return index;
+  }
   sqlite3_busy_timeout(db, 10000);  // the tool and the mount take turns
   bool ok =
       index->exec("PRAGMA journal_mode=WAL") && index->exec("PRAGMA synchronous=NORMAL") &&

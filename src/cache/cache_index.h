@@ -48,7 +48,10 @@ struct IndexTotals {
 class CacheIndex {
  public:
   // Opens (creating) the layout's index.sqlite.
-  static Result<std::unique_ptr<CacheIndex>> open(const CacheLayout& layout);
+  // read_only: opens an existing index of a cache that cannot be written (SQLite's
+  // immutable mode: nothing else may change it meanwhile, as on a read-only file system).
+  static Result<std::unique_ptr<CacheIndex>> open(const CacheLayout& layout,
+                                                  bool read_only = false);
   ~CacheIndex();
   CacheIndex(const CacheIndex&) = delete;
   CacheIndex& operator=(const CacheIndex&) = delete;

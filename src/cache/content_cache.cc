@@ -47,7 +47,13 @@ std::string temp_name(std::string_view sha1) {
 
 }  // namespace
 
-ContentCache::ContentCache(fs::path root_dir) : layout_(std::move(root_dir)) {
+ContentCache::ContentCache(fs::path root_dir, bool read_only) : layout_(std::move(root_dir)) {
+  if (read_only) {
+    if (!fs::is_directory(layout_.root()))
+      throw std::system_error(ENOENT, std::generic_category(), "cache dir " + root().string());
+    layout_ = CacheLayout(layout_.root());
+    return;
+  }
   fs::create_directories(layout_.complete_dir());
   fs::create_directories(layout_.tmp_dir());
   fs::create_directories(layout_.meta_dir());

@@ -23,7 +23,9 @@ class ContentCache {
   // Creates ROOT, ROOT/sha1 and ROOT/tmp as needed and removes temp files left by
   // processes that are gone. Throws std::system_error when ROOT cannot be used (the one
   // place the core throws: a constructor has no result to return).
-  explicit ContentCache(std::filesystem::path root);
+  // read_only: a cache on a file system that cannot be written, for reading its state; no
+  // directory is made and no temp file removed.
+  explicit ContentCache(std::filesystem::path root, bool read_only = false);
 
   const std::filesystem::path& root() const { return layout_.root(); }
   const CacheLayout& layout() const { return layout_; }

@@ -597,8 +597,20 @@ std::string usage_text(std::string_view program) {
         text += " (default " + std::string(row.default_value) + ")";
       else if (!row.default_note.empty())
         text += " (default " + std::string(row.default_note) + ")";
-      out << "    " << left << std::string(left.size() < 26 ? 26 - left.size() : 1, ' ') << text
-          << "\n";
+      // Wrapped at 100 columns, continued under the text's first column.
+      constexpr std::size_t kIndent = 30, kWidth = 100;
+      std::string line = "    " + left + std::string(left.size() < 26 ? 26 - left.size() : 1, ' ');
+      std::istringstream words(text);
+      bool first_word = true;
+      for (std::string word; words >> word; first_word = false) {
+        if (!first_word && line.size() + 1 + word.size() > kWidth) {
+          out << line << "\n";
+          line = std::string(kIndent, ' ') + word;
+        } else {
+          line += (first_word ? "" : " ") + word;
+        }
+      }
+      out << line << "\n";
     }
   }
   out << "\nfstab options (_netdev, noauto, nofail, user, x-systemd.*, ...) are accepted and\n"

@@ -26,6 +26,63 @@ class CacheTool(MountTestCase):
     def tool_json(self, *args, options=()):
         return json.loads(self.tool("--json", *args, options=options).stdout)
 
+    def read_only_view(self):
+        """A read-only bind mount of the cache dir (a snapshot, a read-only file system)."""
+        view = os.path.join(self.tmp, "ro-cache")
+        os.makedirs(view)
+        subprocess.run(["mount", "--bind", self.cache, view], check=True)
+        self.addCleanup(subprocess.run, ["umount", view])
+        subprocess.run(["mount", "-o", "remount,ro,bind", view], check=True)
+        return view
+
+    def test_status_ls_and_metrics_work_on_a_read_only_cache(self):
+        sha1, original = put_random_file(self.storage, 300_000, 8, self.originals)
+        self.tool("pin", sha1)
+        view = self.read_only_view()
+        for command in ("status", "ls", "metrics"):
+            r = subprocess.run([TOOL, "--daemon", self.emulator.address, "-o", "cache_dir=" + view, command],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, command + ": " + r.stderr)
+            self.assertEqual(r.stderr, "", command)
+        r = subprocess.run([TOOL, "-o", "cache_dir=" + view, "--json", "status"], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(json.loads(r.stdout)["objects"], 1)
+        self.assertEqual(json.loads(r.stdout)["pinned"], 1)
+        # What would write says why, in one line, in plain words.
+        r = subprocess.run([TOOL, "-o", "cache_dir=" + view, "gc"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+        self.assertIn("Read-only file system", r.stderr)
+        r = subprocess.run([TOOL, "--create", "-o", "cache_dir=" + os.path.join(view, "new"), "status"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(len(r.stderr.splitlines()), 1, r.stderr)
+        self.assertNotIn("filesystem error", r.stderr)
+        self.assertIn("Read-only file system", r.stderr)
+
+    def test_the_tools_messages(self):
+        r = self.tool("pin", "notahash", check=False)
+        self.assertEqual(r.returncode, 2, "a usage error")
+        self.assertEqual(r.stderr, "kacheryfs-cache: pin: 'notahash' is not a sha1 or sha1:// URI\n")
+        missing = "0" * 40
+        r = self.tool("pin", missing, check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stderr, "kacheryfs-cache: cannot pin %s: the node does not have it\n" % missing)
+        sha1, _ = put_random_file(self.storage, 12_345, 9, self.originals)
+        self.tool("pin", sha1)
+        lines = self.tool("ls").stdout.splitlines()
+        self.assertEqual(lines[0].split(), ["SHA1", "SIZE", "STATE", "PINNED", "HELD", "LAST", "ACCESS"])
+        self.assertEqual(lines[1].split()[:5], [sha1, "12345", "complete", "yes", "12345"])
+        # aligned: each value starts where its header does (sizes end where theirs does)
+        self.assertEqual(lines[1].index("complete"), lines[0].index("STATE"))
+        self.assertEqual(lines[1].index("yes"), lines[0].index("PINNED"))
+        self.assertEqual(lines[1].index("12345") + 5, lines[0].index("SIZE") + 4, "sizes are right-aligned")
+        self.assertEqual(lines[1].index("20"), lines[0].index("LAST ACCESS"))
+        for program in (TOOL, KACHERYFS):
+            text = subprocess.run([program, "--help"], capture_output=True, text=True).stdout
+            wide = [l for l in text.splitlines() if len(l) > 100]
+            self.assertEqual(wide, [], program + " --help is wider than 100 columns")
+
     def test_a_missing_cache_dir_is_refused_without_create(self):
         r = subprocess.run([TOOL, "-o", "cache_dir=" + self.cache + "-typo", "status"],
                            capture_output=True, text=True, timeout=60)
@@ -75,7 +132,7 @@ class CacheTool(MountTestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("not in the cache", r.stderr)
         r = self.tool("pin", "not-a-hash", check=False)
-        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.returncode, 2, "a usage error")
 
     def test_pin_shows_a_progress_bar_on_a_terminal(self):
         large, _ = put_random_file(self.storage, 30 * MB, 7, self.originals)

@@ -327,9 +327,23 @@ class Workstation(MountTestCase):
                     run("umount", "-l", path)
 
     def test_zz_removing_the_package_leaves_nothing(self):
-        # Runs last (name order); the class teardown purges again, harmlessly.
+        # Runs last (name order); the class teardown purges again, harmlessly. Root's cache
+        # dir stays on remove and goes on purge; one that was here already is set aside.
         self.assertTrue(self.files)
+        root_cache = "/var/cache/kacheryfs"
+        saved = root_cache + ".kfs-test-saved"
+        if os.path.exists(root_cache):
+            os.rename(root_cache, saved)
+            self.addCleanup(os.rename, saved, root_cache)
+        os.makedirs(os.path.join(root_cache, "sha1"))
+        with open(os.path.join(root_cache, "sha1", "object"), "w") as f:
+            f.write("cached")
+        self.addCleanup(shutil.rmtree, root_cache, ignore_errors=True)
+        self.assertEqual(run("dpkg", "--remove", "kacheryfs").returncode, 0)
+        self.assertTrue(os.path.exists(os.path.join(root_cache, "sha1", "object")), "remove took the cache")
+        self.assertEqual(run("dpkg", "-i", self.deb).returncode, 0)
         self.assertEqual(run("dpkg", "--purge", "kacheryfs").returncode, 0)
+        self.assertFalse(os.path.exists(root_cache), "purge left root's cache dir")
         left = [p for p in self.files if os.path.exists(p)]
         self.assertEqual(left, [], "files left behind")
         self.assertFalse(os.path.exists("/usr/share/doc/kacheryfs"))
