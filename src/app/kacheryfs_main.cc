@@ -132,7 +132,11 @@ int main(int argc, char** argv) {
     } else if (daemonized) {
       log_to_syslog(level);
     }
-    if (daemonized) mount.cache().record_mount_pid();
+    if (daemonized) {
+      std::error_code ec;
+      auto mountpoint = std::filesystem::canonical(options.mountpoint, ec);
+      mount.cache().record_mount_pid(ec ? options.mountpoint : mountpoint.string());
+    }
     spdlog::debug("{}", describe(options));
     spdlog::info("cache: {} bytes in {} objects, limit {} bytes, keeping {} bytes free",
                  mount.keeper().cached_bytes(), mount.index().totals().objects,

@@ -11,6 +11,7 @@
 #include <future>
 #include <iterator>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "kachery/sha1_hasher.h"
@@ -68,6 +69,42 @@ std::optional<std::string> read_auth_file(const std::string& path) {
   return std::nullopt;
 }
 
+// How long a new mount waits for the previous mount of its cache dir to exit once that
+// one's mount point is gone.
+constexpr std::chrono::seconds kExitingHolderWait{10};
+
+// The path as the kernel lists mount points (absolute, symlinks resolved).
+std::string canonical_mountpoint(const std::string& path) {
+  std::error_code ec;
+  auto canonical = std::filesystem::canonical(path, ec);
+  return ec ? path : canonical.string();
+}
+
+// Whether something is mounted on `path` now, from /proc/self/mountinfo (whose fifth field
+// is the mount point, with space, tab, newline and backslash as octal escapes).
+bool is_mount_point(const std::string& path) {
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  for (std::string line; std::getline(mountinfo, line);) {
+    std::istringstream fields(line);
+    std::string field, point;
+    for (int i = 0; i < 5 && fields >> field; ++i) point = field;
+    std::string unescaped;
+    for (std::size_t i = 0; i < point.size(); ++i) {
+      auto octal = [&](std::size_t at) { return point[at] >= '0' && point[at] <= '7'; };
+      if (point[i] == '\\' && i + 3 < point.size() && octal(i + 1) && octal(i + 2) &&
+          octal(i + 3)) {
+        unescaped += static_cast<char>((point[i + 1] - '0') * 64 + (point[i + 2] - '0') * 8 +
+                                       (point[i + 3] - '0'));
+        i += 3;
+      } else {
+        unescaped += point[i];
+      }
+    }
+    if (unescaped == path) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<MountAssembly>> MountAssembly::build(const MountOptions& options,
@@ -112,10 +149,26 @@ Result<std::unique_ptr<MountAssembly>> MountAssembly::build(const MountOptions& 
     return fail(-errno, "cannot make cache dir '" + dir + "' private");
   }
   if (role == AssemblyRole::kMount) {
-    std::string holder;
-    if (!a->cache_->lock_for_mount(&holder)) {
-      return fail(-EBUSY, "cache dir '" + dir + "' is in use by another kacheryfs (pid " + holder +
-                              "); unmount it or give this mount its own -o cache_dir");
+    // A mount that was just unmounted still holds the lock while it flushes and exits (a
+    // remount, an automount's next access): its mount point is gone, so it is waited for,
+    // a bounded time. A mount that is still mounted is refused at once.
+    const std::string mountpoint = canonical_mountpoint(options.mountpoint);
+    const auto deadline = std::chrono::steady_clock::now() + kExitingHolderWait;
+    ContentCache::LockHolder holder;
+    while (!a->cache_->lock_for_mount(mountpoint, &holder)) {
+      bool exiting = !holder.mountpoint.empty() && !is_mount_point(holder.mountpoint);
+      if (!exiting) {
+        return fail(-EBUSY,
+                    "cache dir '" + dir + "' is in use by another kacheryfs (pid " + holder.pid +
+                        (holder.mountpoint.empty() ? "" : ", mounted on " + holder.mountpoint) +
+                        "); unmount it or give this mount its own -o cache_dir");
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return fail(-EBUSY, "cache dir '" + dir + "' is still held by kacheryfs pid " + holder.pid +
+                                ", unmounted from " + holder.mountpoint + " but not exited after " +
+                                std::to_string(kExitingHolderWait.count()) + " s");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   }
   auto index = CacheIndex::open(a->cache_->layout(), read_only);

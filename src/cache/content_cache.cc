@@ -79,27 +79,39 @@ void ContentCache::remove_stale_temp_files() const {
   }
 }
 
-bool ContentCache::lock_for_mount(std::string* holder) {
+bool ContentCache::lock_for_mount(const std::string& mountpoint, LockHolder* holder) {
   fs::path path = layout_.lock_path();
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
-    *holder = std::string("cannot open ") + path.string() + ": " + std::strerror(errno);
+    holder->pid = std::string("cannot open ") + path.string() + ": " + std::strerror(errno);
+    holder->mountpoint.clear();
     return false;
   }
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    char pid[32] = {};
-    ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
-    *holder = n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : "?";
-    while (!holder->empty() && (holder->back() == '\n' || holder->back() == ' '))
-      holder->pop_back();
+    char text[4200] = {};
+    ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
     close(fd);
+    std::istringstream lines(std::string(text, n > 0 ? static_cast<std::size_t>(n) : 0));
+    std::getline(lines, holder->pid);
+    std::getline(lines, holder->mountpoint);
+    if (holder->pid.empty()) holder->pid = "?";
     return false;
   }
-  std::string pid = std::to_string(getpid()) + "\n";
-  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0) {
-    // The lock is what matters; the pid is only for the message of a second mount.
+  std::string record = std::to_string(getpid()) + "\n" + mountpoint + "\n";
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, record.data(), record.size(), 0) < 0) {
+    // The lock is what matters; the record is for the message of a second mount.
   }
   return true;  // fd stays open for the life of the process
+}
+
+void ContentCache::record_mount_pid(const std::string& mountpoint) const {
+  fs::path path = layout_.lock_path();
+  std::string record = std::to_string(getpid()) + "\n" + mountpoint + "\n";
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, record.data(), record.size(), 0) < 0) {
+  }
+  close(fd);
 }
 
 bool ContentCache::mount_holds_lock() const {
@@ -122,16 +134,6 @@ bool ContentCache::mount_holds_lock() const {
     }
   }
   return false;
-}
-
-void ContentCache::record_mount_pid() const {
-  fs::path path = layout_.lock_path();
-  std::string pid = std::to_string(getpid()) + "\n";
-  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0) {
-  }
-  close(fd);
 }
 
 std::optional<std::uint64_t> ContentCache::complete_size(std::string_view sha1) const {

@@ -30,12 +30,18 @@ class ContentCache {
   const std::filesystem::path& root() const { return layout_.root(); }
   const CacheLayout& layout() const { return layout_; }
 
+  // Who holds CACHE/mount.lock, as the lock file says ("" when it does not say).
+  struct LockHolder {
+    std::string pid;
+    std::string mountpoint;
+  };
   // Takes CACHE/mount.lock for this process (flock; released when the process ends, kept
-  // across the fork of daemonizing). Only one mount uses a cache dir at a time: returns
-  // false and sets *holder to the pid recorded by the mount that has it.
-  bool lock_for_mount(std::string* holder);
+  // across the fork of daemonizing) and records the pid and `mountpoint` in it. Only one
+  // mount uses a cache dir at a time: returns false and sets *holder to what the mount that
+  // has it recorded.
+  bool lock_for_mount(const std::string& mountpoint, LockHolder* holder);
   // Rewrites the pid in the lock file (after daemonizing changed it).
-  void record_mount_pid() const;
+  void record_mount_pid(const std::string& mountpoint) const;
   // Whether some process holds CACHE/mount.lock now (read from /proc/locks, so that asking
   // never takes the lock from a mount starting at the same moment).
   bool mount_holds_lock() const;

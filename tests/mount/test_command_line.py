@@ -112,7 +112,7 @@ class CommandLine(MountTestCase):
             deadline = time.time() + 10  # the daemon rewrites the pid right after forking
             while True:
                 with open(os.path.join(self.cache, "mount.lock")) as f:
-                    pid = int(f.read())
+                    pid = int(f.readline())
                 if os.path.exists("/proc/%d" % pid) or time.time() > deadline:
                     break
                 time.sleep(0.05)
@@ -136,6 +136,23 @@ class CommandLine(MountTestCase):
             self.assertIn(expected, r.stderr)
             self.assertEqual(len([l for l in r.stderr.splitlines() if "(require_daemon)" in l]), 1, r.stderr)
             self.assertFalse(is_mounted(self.mnt))
+
+    def test_fifty_remounts_in_a_row_are_never_refused(self):
+        # `umount X && mount X`: the old process may still be exiting (and holding the
+        # cache's lock) when the new one starts; the new one waits for it.
+        sha1, original = put_random_file(self.storage, 500_000, 53, self.originals)
+        os.makedirs(self.mnt, exist_ok=True)
+        refused = []
+        for round in range(50):
+            r = run(self.emulator.address, self.mnt, "-o",
+                    "cache_dir=%s,auth_file=%s" % (self.cache, self.emulator.auth_file))
+            if r.returncode != 0:
+                refused.append((round, r.stderr))
+                continue
+            self.assertSameBytes(self.content(sha1), original)
+            self.assertEqual(subprocess.run(["umount", self.mnt]).returncode, 0)
+        print("\nremounts: 50 rounds, %d refused" % len(refused), file=sys.stderr)
+        self.assertEqual(refused, [])
 
     def test_a_mount_without_an_auth_code_says_so_on_the_terminal(self):
         os.makedirs(self.mnt, exist_ok=True)

@@ -285,13 +285,15 @@ class Workstation(MountTestCase):
             fstype, opts = options[1:].split(",", 1)
             target = os.path.join(top, key)
             os.makedirs(target)
-            r = run("mount", "-t", fstype.split("=")[1], "-o", opts, location[1:].replace("\\:", ":"), target)
-            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-            try:
-                self.assertEqual(mounts_at(target)[0][2], "fuse.kacheryfs")
-                self.assertEqual(tool_sha1(self.content(self.sha1).replace(self.mnt, target)), self.sha1)
-            finally:
-                run("umount", target)
+            # Three cycles of what automount does on access and after the idle timeout.
+            for cycle in range(3):
+                r = run("mount", "-t", fstype.split("=")[1], "-o", opts, location[1:].replace("\\:", ":"), target)
+                self.assertEqual(r.returncode, 0, "cycle %d: %s%s" % (cycle + 1, r.stdout, r.stderr))
+                try:
+                    self.assertEqual(mounts_at(target)[0][2], "fuse.kacheryfs")
+                    self.assertEqual(tool_sha1(self.content(self.sha1).replace(self.mnt, target)), self.sha1)
+                finally:
+                    self.assertEqual(run("umount", target).returncode, 0)
             return
         log = open(os.path.join(self.tmp, "automount.log"), "wb")
         daemon = subprocess.Popen(["automount", "-f", "-v", "-p", os.path.join(self.tmp, "automount.pid"),
@@ -314,6 +316,13 @@ class Workstation(MountTestCase):
             self.assertEqual(mounts_at(target)[0][2], "fuse.kacheryfs")
             self.assertEqual(tool_sha1(self.content(self.sha1).replace(self.mnt, target)), self.sha1)
             self.wait_for(lambda: mounts_at(target) == [], "autofs to unmount the idle mount", timeout=60)
+            # The automount cycle: the next access right after the idle unmount mounts again
+            # (the previous process may still be exiting), three times over.
+            for cycle in range(3):
+                self.assertEqual(tool_sha1(os.path.join(target, "sha1", self.sha1)), self.sha1,
+                                 "access %d after an idle unmount" % (cycle + 1))
+                self.assertEqual(mounts_at(target)[0][2], "fuse.kacheryfs")
+                self.wait_for(lambda: mounts_at(target) == [], "autofs to unmount the idle mount", timeout=60)
         finally:
             daemon.terminate()
             try:
