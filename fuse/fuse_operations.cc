@@ -107,6 +107,18 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   reply_entry_or_error(req, error, attributes);
 }
 
+// The kernel dropped nlookup references: the tree forgets an inode at 0 (bounded memory).
+void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  context(req).filesystem->forget(ino, nlookup);
+  fuse_reply_none(req);
+}
+
+void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  Filesystem* filesystem = context(req).filesystem;
+  for (size_t i = 0; i < count; ++i) filesystem->forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   Attributes attributes;
   int error = interruptible(req, [&](const CancelToken& cancel) {
@@ -317,6 +329,8 @@ fuse_lowlevel_ops make_operations() {
   ops.init = op_init;
   ops.lookup = op_lookup;
   ops.getattr = op_getattr;
+  ops.forget = op_forget;
+  ops.forget_multi = op_forget_multi;
   ops.opendir = op_opendir;
   ops.readdir = op_readdir;
   ops.releasedir = op_releasedir;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test suite again under the sanitizers. First AddressSanitizer (LeakSanitizer
-# included) with UndefinedBehaviorSanitizer, in ./build-sanitize: all but the package,
+# included) with UndefinedBehaviorSanitizer, in ./build-sanitize: all but the package, memory,
 # soak and 4 GiB tests. Then ThreadSanitizer, in ./build-tsan: the unit and client tests
 # and a subset of the mount tests. Every report fails the run, also one from a mount
 # process whose exit status no test reads: reports go to files, checked at the end.
@@ -26,7 +26,7 @@ sanitized_run() {
 echo "== sanitize: ASan + LSan + UBSan"
 sanitized_run build-sanitize -DKACHERYFS_SANITIZE=ON \
   "ASAN_OPTIONS=log_path=$reports/asan:detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=0" \
-  -E 'mount\.(workstation|soak|large_files)|bench\.' "$@"
+  -E 'mount\.(workstation|soak|large_files|memory)|bench\.' "$@"
 
 echo "== sanitize: TSan"
 sanitized_run build-tsan -DKACHERYFS_TSAN=ON \

@@ -196,7 +196,8 @@ Result<std::unique_ptr<MountAssembly>> MountAssembly::build(const MountOptions& 
       a->nodes_, *a->cache_, *a->keeper_, a->counters_, *a->open_objects_,
       BlockFetcherConfig{BlockFetcherConfig{}.page_size, options.block_size, options.max_conns},
       [self](const std::string& sha1) {
-        self->invalidate_inode_(self->tree_.ino_of(NodeKind::kContent, sha1));
+        if (auto ino = self->tree_.existing_ino(NodeKind::kContent, sha1))
+          self->invalidate_inode_(*ino);
       });
   a->content_ = std::make_unique<ContentAccess>(
       *a->cache_, *a->fetcher_, *a->blocks_, *a->keeper_, a->counters_, *a->open_objects_,

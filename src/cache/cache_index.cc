@@ -240,12 +240,24 @@ bool CacheIndex::set_pinned(const std::string& sha1, bool pinned) {
 }
 
 std::optional<IndexEntry> CacheIndex::get(const std::string& sha1) {
+  // The stored row with what is queued for it laid over: no flush, so that each object a
+  // mount completes costs one read here, not a transaction.
   std::lock_guard lock(mutex_);
-  flush_locked();
+  std::optional<IndexEntry> entry;
   Statement row(db_, (std::string("SELECT ") + kColumns + " FROM objects WHERE sha1 = ?1").c_str());
   row.bind(1, sha1);
-  if (!row.step()) return std::nullopt;
-  return entry_from(row);
+  if (row.step()) entry = entry_from(row);
+  if (auto queued = pending_objects_.find(sha1); queued != pending_objects_.end()) {
+    const PendingObject& object = queued->second;
+    if (object.removed) return std::nullopt;
+    bool pinned = entry && entry->pinned;  // record() keeps the stored flag
+    entry = IndexEntry{sha1,         object.size,
+                       object.bytes, object.complete,
+                       pinned,       std::max(object.last_access, entry ? entry->last_access : 0)};
+  }
+  if (auto touched = pending_touches_.find(sha1); entry && touched != pending_touches_.end())
+    entry->last_access = std::max(entry->last_access, touched->second);
+  return entry;
 }
 
 IndexTotals CacheIndex::totals() {

@@ -80,6 +80,9 @@ void ContentFetcher::fetched_complete(const std::string& sha1, std::uint64_t siz
   counters_.add(Counter::kMisses);
   accounting_.complete(sha1, size);
   std::lock_guard lock(mutex_);
+  // Objects fetched but never opened (a stat) would pile up here: bounded, at the price of
+  // counting the first open of a forgotten one as a hit.
+  if (fresh_.size() >= kMaxRememberedSizes) fresh_.clear();
   fresh_.insert(sha1);
 }
 
@@ -94,6 +97,13 @@ bool ContentFetcher::known_missing(const std::string& sha1) {
 
 void ContentFetcher::remember_size(const std::string& sha1, std::uint64_t size) {
   std::lock_guard lock(mutex_);
+  remember_size_locked(sha1, size);
+}
+
+void ContentFetcher::remember_size_locked(const std::string& sha1, std::uint64_t size) {
+  // A memo of what the index keeps (found_size): bounded, so that a mount that looks up
+  // millions of objects over months does not keep them all.
+  if (sizes_.size() >= kMaxRememberedSizes) sizes_.clear();
   sizes_[sha1] = size;
 }
 
@@ -177,7 +187,7 @@ Result<std::uint64_t> ContentFetcher::discover_size(const std::string& sha1,
   }
   accounting_.size_found(sha1, found.size);
   std::lock_guard lock(mutex_);
-  sizes_[sha1] = found.size;
+  remember_size_locked(sha1, found.size);
   keep_discovered_locked(sha1, std::move(found.pieces));
   return found.size;
 }

@@ -84,6 +84,7 @@ class ContentFetcher {
   // Requires mutex_.
   void keep_discovered_locked(const std::string& sha1, DiscoveredBytes bytes);
   void remember_size(const std::string& sha1, std::uint64_t size);
+  void remember_size_locked(const std::string& sha1, std::uint64_t size);  // mutex_ held
   void fetched_complete(const std::string& sha1, std::uint64_t size);
 
   BlobSource& source_;
@@ -94,6 +95,7 @@ class ContentFetcher {
   SizeDiscovery discovery_;
 
   std::mutex mutex_;  // a leaf; guards sizes_, missing_until_ and fresh_
+  static constexpr std::size_t kMaxRememberedSizes = 4096;  // bounds sizes_ and fresh_
   std::unordered_map<std::string, std::uint64_t> sizes_;
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> missing_until_;
   std::unordered_set<std::string> fresh_;

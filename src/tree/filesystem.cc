@@ -49,6 +49,8 @@ constexpr RootXattr kRootXattrs[] = {
     {"user.kachery.eio", [](const Counters& counters, const CacheAccounting&,
                             const NodeSet&) { return counters.eio_report(); }},
 };
+// The inode table's size: what the kernel holds (a root xattr, read from the tree).
+constexpr std::string_view kInodesXattr = "user.kachery.inodes";
 constexpr std::string_view kSha1Xattr = "user.kachery.sha1";
 constexpr std::string_view kCachedBytesXattr = "user.kachery.cached_bytes";
 constexpr std::string_view kVerifiedXattr = "user.kachery.verified";
@@ -137,8 +139,8 @@ int Filesystem::attributes_of(std::uint64_t ino, const Node& node, Attributes& o
 
 int Filesystem::lookup(std::uint64_t parent, std::string_view name, Attributes& out,
                        const CancelToken& cancel) {
-  std::optional<std::uint64_t> ino = tree_.child(parent, name);
-  if (!ino) {  // malformed: no request
+  std::optional<Node> child = tree_.resolve(parent, name);
+  if (!child) {  // malformed: no request
     std::string lower(name);
     for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (lower != name && is_sha1_name(lower))
@@ -147,13 +149,25 @@ int Filesystem::lookup(std::uint64_t parent, std::string_view name, Attributes& 
   }
   if (auto content = parse_content_name(name))
     content_.note_manifest(content->sha1, content->manifest_sha1);
-  return getattr(*ino, out, cancel);
+  // The kernel holds the inode from a successful reply until it forgets it.
+  std::uint64_t ino = tree_.acquire(*child);
+  int error = attributes_of(ino, *child, out, cancel);
+  if (error != 0) tree_.forget(ino, 1);
+  return error;
 }
+
+void Filesystem::forget(std::uint64_t ino, std::uint64_t lookups) { tree_.forget(ino, lookups); }
 
 int Filesystem::getattr(std::uint64_t ino, Attributes& out, const CancelToken& cancel) {
   std::optional<Node> node = tree_.node(ino);
   if (!node) return -ENOENT;
   return attributes_of(ino, *node, out, cancel);
+}
+
+// A listing makes no inode (nothing forgets it): a name shows the inode the kernel holds
+// for it, if any.
+std::uint64_t Filesystem::listed_ino(const Node& node) const {
+  return tree_.existing_ino(node.kind, node.key).value_or(Tree::kUnknownIno);
 }
 
 int Filesystem::list(std::uint64_t ino, std::vector<DirEntry>& out) {
@@ -175,13 +189,13 @@ int Filesystem::list(std::uint64_t ino, std::vector<DirEntry>& out) {
       std::string prefix = node->kind == NodeKind::kSha1Dir ? "" : node->key;
       for (std::string& name : cache_.list_level(prefix)) {
         bool directory = prefix.size() < 6;
-        std::uint64_t child = tree_.child(ino, name).value_or(0);
-        if (child != 0) out.push_back({std::move(name), child, directory});
+        if (std::optional<Node> child = tree_.resolve(ino, name))
+          out.push_back({std::move(name), listed_ino(*child), directory});
       }
       if (node->kind == NodeKind::kSha1Dir) {  // sha1/ also lists every cached hash
         for (std::string& sha1 : cache_.list_all()) {
-          std::uint64_t child = tree_.child(ino, sha1).value_or(0);
-          if (child != 0) out.push_back({std::move(sha1), child, false});
+          if (std::optional<Node> child = tree_.resolve(ino, sha1))
+            out.push_back({std::move(sha1), listed_ino(*child), false});
         }
       }
       return 0;
@@ -247,6 +261,7 @@ int Filesystem::list_xattrs(std::uint64_t ino, std::vector<std::string>& names) 
   names.clear();
   if (node->kind == NodeKind::kRoot) {
     for (const RootXattr& xattr : kRootXattrs) names.emplace_back(xattr.name);
+    names.emplace_back(kInodesXattr);
   }
   if (node->kind == NodeKind::kContent) {
     for (std::string_view name : kContentXattrs) names.emplace_back(name);
@@ -279,6 +294,10 @@ int Filesystem::get_xattr(std::uint64_t ino, std::string_view name, std::string&
 }
 
 int Filesystem::root_xattr(std::string_view name, std::string& value) {
+  if (name == kInodesXattr) {
+    value = std::to_string(tree_.size());
+    return 0;
+  }
   for (const RootXattr& xattr : kRootXattrs) {
     if (xattr.name == name) {
       value = xattr.value(counters_, accounting_, nodes_);

@@ -76,6 +76,8 @@ class Filesystem {
   int lookup(std::uint64_t parent, std::string_view name, Attributes& out,
              const CancelToken& cancel);
   int getattr(std::uint64_t ino, Attributes& out, const CancelToken& cancel);
+  // The kernel dropped `lookups` references to ino (FUSE forget).
+  void forget(std::uint64_t ino, std::uint64_t lookups);
   int list(std::uint64_t ino, std::vector<DirEntry>& out);
   int open(std::uint64_t ino, OpenedFile& out, const CancelToken& cancel,
            const Caller& caller = {});
@@ -101,6 +103,7 @@ class Filesystem {
   const Tree& tree() const { return tree_; }
 
  private:
+  std::uint64_t listed_ino(const Node& node) const;
   int attributes_of(std::uint64_t ino, const Node& node, Attributes& out,
                     const CancelToken& cancel);
   int node_id(std::string& out, const CancelToken& cancel);

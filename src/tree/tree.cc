@@ -4,50 +4,98 @@
 
 namespace kacheryfs {
 
+namespace {
+
+bool is_fixed(std::uint64_t ino) { return ino <= Tree::kClientAuthIno; }
+
+}  // namespace
+
 Tree::Tree() {
-  nodes_.push_back({NodeKind::kRoot, ""});
-  nodes_.push_back({NodeKind::kSha1Dir, ""});
-  nodes_.push_back({NodeKind::kNodeIdFile, ""});
-  nodes_.push_back({NodeKind::kClientAuthFile, ""});
+  entries_[kRootIno] = {{NodeKind::kRoot, ""}, 0};
+  entries_[kSha1DirIno] = {{NodeKind::kSha1Dir, ""}, 0};
+  entries_[kNodeIdIno] = {{NodeKind::kNodeIdFile, ""}, 0};
+  entries_[kClientAuthIno] = {{NodeKind::kClientAuthFile, ""}, 0};
 }
 
-std::uint64_t Tree::ino_of(NodeKind kind, std::string_view key) {
-  std::string map_key = (kind == NodeKind::kContent ? "c:" : "p:") + std::string(key);
+std::string Tree::key_of(NodeKind kind, std::string_view key) {
+  return (kind == NodeKind::kContent ? "c:" : "p:") + std::string(key);
+}
+
+std::uint64_t Tree::acquire(const Node& node) {
+  switch (node.kind) {
+    case NodeKind::kRoot:
+      return kRootIno;
+    case NodeKind::kSha1Dir:
+      return kSha1DirIno;
+    case NodeKind::kNodeIdFile:
+      return kNodeIdIno;
+    case NodeKind::kClientAuthFile:
+      return kClientAuthIno;
+    case NodeKind::kPrefixDir:
+    case NodeKind::kContent:
+      break;
+  }
   std::lock_guard lock(mutex_);
-  auto [it, inserted] = inos_.try_emplace(map_key, nodes_.size() + 1);
-  if (inserted) nodes_.push_back({kind, std::string(key)});
+  auto [it, inserted] = inos_.try_emplace(key_of(node.kind, node.key), next_ino_);
+  if (inserted) entries_[next_ino_++] = {node, 0};
+  ++entries_[it->second].lookups;
+  return it->second;
+}
+
+void Tree::forget(std::uint64_t ino, std::uint64_t lookups) {
+  if (is_fixed(ino)) return;
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(ino);
+  if (it == entries_.end()) return;
+  if (it->second.lookups > lookups) {
+    it->second.lookups -= lookups;
+    return;
+  }
+  inos_.erase(key_of(it->second.node.kind, it->second.node.key));
+  entries_.erase(it);
+}
+
+std::optional<std::uint64_t> Tree::existing_ino(NodeKind kind, std::string_view key) const {
+  std::lock_guard lock(mutex_);
+  auto it = inos_.find(key_of(kind, key));
+  if (it == inos_.end()) return std::nullopt;
   return it->second;
 }
 
 std::optional<Node> Tree::node(std::uint64_t ino) const {
   std::lock_guard lock(mutex_);
-  if (ino == 0 || ino > nodes_.size()) return std::nullopt;
-  return nodes_[ino - 1];
+  auto it = entries_.find(ino);
+  if (it == entries_.end()) return std::nullopt;
+  return it->second.node;
 }
 
-std::optional<std::uint64_t> Tree::child(std::uint64_t parent, std::string_view name) {
+std::size_t Tree::size() const {
+  std::lock_guard lock(mutex_);
+  return entries_.size();
+}
+
+std::optional<Node> Tree::resolve(std::uint64_t parent, std::string_view name) const {
   std::optional<Node> dir = node(parent);
   if (!dir) return std::nullopt;
   switch (dir->kind) {
     case NodeKind::kRoot:
-      if (name == "sha1") return kSha1DirIno;
-      if (name == kNodeIdName) return kNodeIdIno;
-      if (name == kClientAuthName) return kClientAuthIno;
+      if (name == "sha1") return Node{NodeKind::kSha1Dir, ""};
+      if (name == kNodeIdName) return Node{NodeKind::kNodeIdFile, ""};
+      if (name == kClientAuthName) return Node{NodeKind::kClientAuthFile, ""};
       return std::nullopt;
     case NodeKind::kSha1Dir:
-      if (auto content = parse_content_name(name)) return ino_of(NodeKind::kContent, content->sha1);
-      if (name.size() == 2 && is_lower_hex(name)) return ino_of(NodeKind::kPrefixDir, name);
+      if (auto content = parse_content_name(name)) return Node{NodeKind::kContent, content->sha1};
+      if (name.size() == 2 && is_lower_hex(name))
+        return Node{NodeKind::kPrefixDir, std::string(name)};
       return std::nullopt;
     case NodeKind::kPrefixDir:
       if (dir->key.size() < 6) {
-        if (name.size() == 2 && is_lower_hex(name)) {
-          return ino_of(NodeKind::kPrefixDir, dir->key + std::string(name));
-        }
+        if (name.size() == 2 && is_lower_hex(name))
+          return Node{NodeKind::kPrefixDir, dir->key + std::string(name)};
         return std::nullopt;
       }
-      if (is_sha1_name(name) && name.starts_with(dir->key)) {
-        return ino_of(NodeKind::kContent, name);
-      }
+      if (is_sha1_name(name) && name.starts_with(dir->key))
+        return Node{NodeKind::kContent, std::string(name)};
       return std::nullopt;
     case NodeKind::kContent:
     case NodeKind::kNodeIdFile:

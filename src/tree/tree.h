@@ -5,8 +5,11 @@
 //   /kachery-node-id         the node's id
 //   /client-auth             the daemon's current client auth code (restricted; see Filesystem)
 // Resolving a name is purely syntactic: a malformed name has no node, so it is rejected
-// without any I/O. Inode numbers are handed out on first use and stay stable for the
-// life of the mount; they are keys, never pointers. Thread-safe.
+// without any I/O. The inode table holds only what the kernel holds: a content or prefix
+// inode is made by a lookup, counts the kernel's lookups of it, and is dropped when the
+// kernel forgets them all (FUSE forget), as libfuse's passthrough_hp does; its number is
+// never reused during the mount. The root, sha1/ and the two files are fixed. Numbers are
+// keys, never pointers. Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -15,7 +18,6 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
-#include <vector>
 
 namespace kacheryfs {
 
@@ -33,21 +35,38 @@ class Tree {
   static constexpr std::uint64_t kSha1DirIno = 2;
   static constexpr std::uint64_t kNodeIdIno = 3;
   static constexpr std::uint64_t kClientAuthIno = 4;
+  // The d_ino of a listed name the kernel has not looked up (it ignores it for FUSE).
+  static constexpr std::uint64_t kUnknownIno = 0xffffffff;
   static constexpr std::string_view kNodeIdName = "kachery-node-id";
   static constexpr std::string_view kClientAuthName = "client-auth";
 
   Tree();
 
-  // The child of parent called name, or nullopt when no such name can exist.
-  std::optional<std::uint64_t> child(std::uint64_t parent, std::string_view name);
+  // The node that parent's child `name` would be, or nullopt when no such name can exist.
+  std::optional<Node> resolve(std::uint64_t parent, std::string_view name) const;
+  // The inode of a resolved node, made if needed, with one more lookup counted (fixed
+  // inodes are not counted). Each call is matched by a forget of 1, or a reply that the
+  // lookup failed.
+  std::uint64_t acquire(const Node& node);
+  // The kernel dropped `lookups` of its references to ino: at 0 the inode is forgotten.
+  void forget(std::uint64_t ino, std::uint64_t lookups);
+  // The inode a node has now, without making one.
+  std::optional<std::uint64_t> existing_ino(NodeKind kind, std::string_view key) const;
   std::optional<Node> node(std::uint64_t ino) const;
-  // The inode of a node, allocating it on first use.
-  std::uint64_t ino_of(NodeKind kind, std::string_view key);
+  // Inodes held now, fixed ones included.
+  std::size_t size() const;
 
  private:
+  struct Entry {
+    Node node;
+    std::uint64_t lookups = 0;
+  };
+  static std::string key_of(NodeKind kind, std::string_view key);
+
   mutable std::mutex mutex_;
-  std::vector<Node> nodes_;                              // index = ino - 1
+  std::unordered_map<std::uint64_t, Entry> entries_;
   std::unordered_map<std::string, std::uint64_t> inos_;  // "p:<prefix>" / "c:<sha1>"
+  std::uint64_t next_ino_ = kClientAuthIno + 1;
 };
 
 }  // namespace kacheryfs

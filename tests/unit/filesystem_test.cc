@@ -181,7 +181,8 @@ TEST_F(FilesystemTest, NodeIdFileAndRootAttributes) {
   std::vector<std::string> names;
   ASSERT_EQ(filesystem_->list_xattrs(Tree::kRootIno, names), 0);
   for (const std::string& name : names) root_xattr(name);  // each one answers
-  EXPECT_EQ(names.size(), 7u);
+  EXPECT_EQ(names.size(), 8u);
+  EXPECT_EQ(root_xattr("user.kachery.inodes"), "4") << "the fixed inodes";
   EXPECT_EQ(root_xattr("user.kachery.online"), "1");
   EXPECT_EQ(root_xattr("user.kachery.nodes"), "test up served=0 rate=0.0MB/s\n");
   std::string value;
