@@ -64,19 +64,6 @@ FetchResult classify_failure(const HttpOutcome& outcome) {
           "unexpected HTTP " + std::to_string(outcome.status) + " " + one_line(outcome.error_body)};
 }
 
-DaemonClientConfig client_config_from(const MountOptions& options, std::size_t node) {
-  DaemonClientConfig config;
-  config.address = node < options.nodes.size() ? options.nodes[node] : options.daemon;
-  config.auth_file =
-      node < options.node_auth_files.size() ? options.node_auth_files[node] : options.auth_file;
-  config.timeouts = {options.connect_timeout, options.timeout, options.timeout,
-                     options.low_speed_limit, options.low_speed_time};
-  config.retries = options.retries;
-  config.channel = options.channel;
-  config.load_timeout = options.load_timeout;
-  return config;
-}
-
 DaemonClient::DaemonClient(DaemonClientConfig config)
     : config_(std::move(config)), auth_(config_.auth_file) {}
 

@@ -17,7 +17,6 @@
 #include "fetch/blob_source.h"
 #include "http_connection.h"
 #include "support/daemon_address.h"
-#include "support/options.h"
 
 namespace kacheryfs {
 
@@ -116,10 +115,6 @@ class DaemonClient final : public BlobSource {
   mutable std::mutex link_mutex_;     // a leaf
   LinkEstimate link_;
 };
-
-// The client configuration that the mount's options describe for one of its nodes
-// (kacheryfs and kacheryfs-cache); node 0 is the first.
-DaemonClientConfig client_config_from(const MountOptions& options, std::size_t node = 0);
 
 // Maps an HTTP exchange that did not succeed to a FetchResult (shared by the routes).
 FetchResult classify_failure(const HttpOutcome& outcome);

@@ -4,7 +4,8 @@
 - The core (src/ minus src/app) includes no FUSE and no Boost/Beast/Asio header, and
   nothing from fuse/ or daemon-client/.
 - Includes inside src/ only run downward: app -> tree -> fetch -> cache -> support -> kachery.
-- fuse/ and daemon-client/ never include each other.
+- fuse/ and daemon-client/ never include each other, nor the options (support/options.h):
+  turning a mount's options into their configurations is app/'s wiring.
 Prints one line per violation and exits 1 if there is any."""
 import os
 import re
@@ -48,6 +49,11 @@ def main():
             for _, header in INCLUDE.findall(open(path).read()):
                 if header in theirs:
                     problems.append("%s: includes %s/%s" % (os.path.relpath(path, ROOT), other, header))
+    for own in ("fuse", "daemon-client"):
+        for path in sources(own):
+            if "support/options.h" in [h for _, h in INCLUDE.findall(open(path).read())]:
+                problems.append("%s: includes support/options.h (the wiring belongs in src/app)"
+                                % os.path.relpath(path, ROOT))
     for line in problems:
         print(line)
     print("layering: %d core files checked, %d problems" % (checked, len(problems)))

@@ -25,6 +25,7 @@
 #include <sstream>
 #include <thread>
 
+#include "app/client_config.h"
 #include "app/mount_assembly.h"
 #include "kachery/hash_name.h"
 #include "kachery/sha1_hasher.h"

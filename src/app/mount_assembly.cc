@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "app/client_config.h"
 #include "kachery/sha1_hasher.h"
 
 namespace kacheryfs {

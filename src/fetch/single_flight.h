@@ -4,6 +4,7 @@
 // so that N readers of one uncached file cause one download.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -22,6 +23,13 @@ class SingleFlight {
  public:
   // Returns the result of fn, run once among concurrent callers with the same key, or
   // nullopt when this caller (a follower) was cancelled before the leader finished.
+  // Callers that joined the run of `key` in flight now, besides its leader (0: none).
+  std::size_t followers(const std::string& key) const {
+    std::lock_guard lock(mutex_);
+    auto it = calls_.find(key);
+    return it == calls_.end() ? 0 : it->second->followers.load();
+  }
+
   std::optional<Value> run(const std::string& key, const std::function<Value()>& fn,
                            const CancelToken& cancel) {
     std::shared_ptr<Call> call;
@@ -46,6 +54,7 @@ class SingleFlight {
       call->done.notify_all();
       return result;
     }
+    call->followers.fetch_add(1);
     if (!wait_unless_cancelled(call->mutex, call->done, cancel,
                                [&] { return call->result.has_value(); }))
       return std::nullopt;
@@ -55,11 +64,12 @@ class SingleFlight {
 
  private:
   struct Call {
+    std::atomic<std::size_t> followers{0};
     std::mutex mutex;
     std::condition_variable done;
     std::optional<Value> result;
   };
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<Call>> calls_;
 };
 

@@ -28,7 +28,8 @@ TEST(SingleFlight, ConcurrentCallersShareOneRun) {
           never);
     });
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Released only once all seven others have joined the leader's run (observed, not timed).
+  while (flights.followers("key") < 7) std::this_thread::yield();
   release = true;
   for (auto& t : threads) t.join();
   EXPECT_EQ(runs.load(), 1);
