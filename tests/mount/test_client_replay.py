@@ -233,8 +233,9 @@ class ClientReplay(MountTestCase):
             with self.assertRaises(FileNotFoundError):
                 os.stat(lookup)
         self.assertNotIn(sha1, os.listdir(layout_dir))
-        # Each lookup of the missing hash cost the mount one request, and no more.
-        self.assertEqual(len(self.downloads()), 2, self.downloads())
+        # Each lookup of the missing hash cost the mount one round trip, and no more (size
+        # discovery may pipeline 1-byte probes behind the first head it asks for).
+        self.assertEqual(len(round_trips(self.downloads())), 2, self.downloads())
         uri = c.store_file(path)  # at once: POST /store, then exists() and stat -c%s of the stored path
         self.assertTrue(uri.startswith("sha1://%s/" % sha1), uri)
         self.assertTrue(os.path.exists(self.content(sha1)))
@@ -251,7 +252,7 @@ class ClientReplay(MountTestCase):
         for _ in range(3):
             with self.assertRaises(FileNotFoundError):
                 os.stat(self.content(sha1))
-        self.assertEqual(len(self.downloads()), 1, "the miss is remembered")
+        self.assertEqual(len(round_trips(self.downloads())), 1, "the miss is remembered")
         put_bytes(self.storage, data)
         with self.assertRaises(FileNotFoundError):
             os.stat(self.content(sha1))
