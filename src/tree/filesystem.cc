@@ -81,6 +81,11 @@ void Filesystem::set_node_id(const std::string& node_id) {
   node_id_ = node_id;
 }
 
+bool Filesystem::node_id_known() const {
+  std::lock_guard lock(node_id_mutex_);
+  return node_id_.has_value();
+}
+
 int Filesystem::node_id(std::string& out, const CancelToken& cancel) {
   {
     std::lock_guard lock(node_id_mutex_);
@@ -108,13 +113,20 @@ int Filesystem::attributes_of(std::uint64_t ino, const Node& node, Attributes& o
       out.directory = true;
       return 0;
     case NodeKind::kNodeIdFile: {
-      // Listing the root never waits for the node: an id not known yet (a mount that has
-      // not reached its node, with no id recorded) is listed at the length every node id
-      // has, uncached, and only reading it asks the node (EIO, with the cause logged).
-      constexpr std::uint64_t kNodeIdLength = 64;  // an ed25519 public key in hex
-      std::lock_guard lock(node_id_mutex_);
-      out.size = node_id_ ? node_id_->size() : kNodeIdLength;
-      out.changing = !node_id_;
+      // An id not known yet (a mount that has not reached its node, with no id recorded)
+      // is asked of the node now; until it answers the file does not exist (ENOENT, not
+      // a '?????????' entry), and the root does not list it while every node is down.
+      std::string id;
+      {
+        std::lock_guard lock(node_id_mutex_);
+        if (node_id_) id = *node_id_;
+      }
+      if (id.empty()) {
+        FetchResult fetched = fetch_node_id_(&id, cancel);
+        if (!fetched.ok() || id.empty()) return -ENOENT;
+        set_node_id(id);
+      }
+      out.size = id.size();
       return 0;
     }
     case NodeKind::kClientAuthFile: {
@@ -179,7 +191,8 @@ int Filesystem::list(std::uint64_t ino, std::vector<DirEntry>& out) {
     case NodeKind::kRoot:
       out.push_back({"..", ino, true});
       out.push_back({"sha1", Tree::kSha1DirIno, true});
-      out.push_back({std::string(Tree::kNodeIdName), Tree::kNodeIdIno, false});
+      if (node_id_known() || nodes_.online())
+        out.push_back({std::string(Tree::kNodeIdName), Tree::kNodeIdIno, false});
       if (auth_code())
         out.push_back({std::string(Tree::kClientAuthName), Tree::kClientAuthIno, false});
       return 0;

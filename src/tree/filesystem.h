@@ -104,6 +104,7 @@ class Filesystem {
 
  private:
   std::uint64_t listed_ino(const Node& node) const;
+  bool node_id_known() const;
   int attributes_of(std::uint64_t ino, const Node& node, Attributes& out,
                     const CancelToken& cancel);
   int node_id(std::string& out, const CancelToken& cancel);
@@ -119,7 +120,7 @@ class Filesystem {
   NodeIdFetch fetch_node_id_;
   AuthCodeRead read_auth_code_;
   ClientAuthPolicy client_auth_;
-  std::mutex node_id_mutex_;  // a leaf
+  mutable std::mutex node_id_mutex_;  // a leaf
   std::optional<std::string> node_id_;
 };
 

@@ -11,8 +11,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import (KACHERYFS, MountTestCase, free_port, is_mounted, put_random_file,  # noqa: E402
-                              sha1_path, tool_sha1)
+from kacheryfs_testlib import (KACHERYFS, Emulator, MountTestCase, free_port, is_mounted,  # noqa: E402
+                              put_random_file, sha1_path, tool_sha1)
 
 TOOL = os.environ.get("KACHERYFS_CACHE_BIN", os.path.join(os.path.dirname(KACHERYFS), "kacheryfs-cache"))
 HANG_GUARD = 60
@@ -97,18 +97,21 @@ class Offline(MountTestCase):
         self.assertIn("0 bad", r.stdout)
         self.assertTrue(any(not os.path.exists(sha1_path(self.cache, s)) for s, _ in earlier), "nothing was evicted")
 
-    def test_a_mount_that_never_reached_its_node_lists_the_node_id_file(self):
-        # A typo'd port and a fresh cache: ls -la of the root shows every entry (no
-        # '?????????'), at once; reading the id is EIO, with the cause in the log.
-        port = free_port()  # nothing listens there
+    def test_the_node_id_file_appears_once_the_node_answers(self):
+        # A typo'd port and a fresh cache: ls -la of the root shows no '?????????' entry;
+        # kachery-node-id does not exist until the node answers, and then it does.
+        port = free_port()  # nothing listens there yet
         self.mount("timeout=2", "connect_timeout=2", source="127.0.0.1:%d" % port)
-        st = os.stat(os.path.join(self.mnt, "kachery-node-id"))
-        self.assertEqual(st.st_size, 64)
-        self.assertEqual(sorted(os.listdir(self.mnt)), ["client-auth", "kachery-node-id", "sha1"])
-        with self.assertRaises(OSError) as raised:
-            with open(os.path.join(self.mnt, "kachery-node-id")) as f:
-                f.read()
-        self.assertEqual(raised.exception.errno, errno.EIO)
+        with self.assertRaises(FileNotFoundError):
+            os.stat(os.path.join(self.mnt, "kachery-node-id"))
+        self.assertEqual(sorted(os.listdir(self.mnt)), ["client-auth", "sha1"])
+        os.makedirs(os.path.join(self.tmp, "late"))
+        late = Emulator(self.storage, port=port, workdir=os.path.join(self.tmp, "late"))
+        self.addCleanup(late.stop)
+        self.wait_for(lambda: "kachery-node-id" in os.listdir(self.mnt), "the node id file once the node answers")
+        with open(os.path.join(self.mnt, "kachery-node-id")) as f, \
+                open(os.path.join(self.storage, "kachery-node-id")) as expected:
+            self.assertEqual(f.read(), expected.read())
 
     def test_the_cache_is_a_kachery_offline_storage_dir(self):
         sha1, original = put_random_file(self.storage, 3_000_000, 5, self.originals)

@@ -152,22 +152,28 @@ TEST_F(FilesystemTest, AStreamedFileWithWrongBytesOpensAndFailsAtItsEnd) {
   EXPECT_FALSE(cache_->complete_size(sha1)) << "nothing is cached";
 }
 
-TEST_F(FilesystemTest, ANodeNotReachedYetListsItsIdFileAndOnlyReadingItFails) {
+TEST_F(FilesystemTest, ANodeNotReachedYetHasNoIdFileUntilItAnswers) {
   int asked = 0;
+  bool reachable = false;
   Filesystem offline(tree_, *cache_, *content_, counters_, quota_, daemon_,
-                     [&](std::string*, const CancelToken&) -> FetchResult {
+                     [&](std::string* id, const CancelToken&) -> FetchResult {
                        ++asked;
-                       return {FetchStatus::kUnreachable, "connection refused"};
+                       if (!reachable) return {FetchStatus::kUnreachable, "connection refused"};
+                       *id = std::string(64, 'f');
+                       return {};
                      });
   Attributes attributes;
-  ASSERT_EQ(offline.lookup(Tree::kRootIno, "kachery-node-id", attributes, never_), 0)
-      << "ls -la of the root shows the file, not ?????????";
-  EXPECT_EQ(attributes.size, 64u);
-  EXPECT_TRUE(attributes.changing) << "not cached: the real id replaces it once known";
-  EXPECT_EQ(asked, 0) << "listing never waits for the node";
-  OpenedFile file;
-  EXPECT_EQ(offline.open(attributes.ino, file, never_), -EIO);
+  EXPECT_EQ(offline.lookup(Tree::kRootIno, "kachery-node-id", attributes, never_), -ENOENT)
+      << "no entry of question marks: the file does not exist yet";
   EXPECT_EQ(asked, 1);
+  EXPECT_EQ(counters_.eio_total(), 0u);
+  reachable = true;
+  ASSERT_EQ(offline.lookup(Tree::kRootIno, "kachery-node-id", attributes, never_), 0);
+  EXPECT_EQ(attributes.size, 64u);
+  EXPECT_FALSE(attributes.changing);
+  EXPECT_EQ(asked, 2);
+  ASSERT_EQ(offline.lookup(Tree::kRootIno, "kachery-node-id", attributes, never_), 0);
+  EXPECT_EQ(asked, 2) << "known now, and recorded";
 }
 
 TEST_F(FilesystemTest, NodeIdFileAndRootAttributes) {
