@@ -114,8 +114,8 @@ int Filesystem::attributes_of(std::uint64_t ino, const Node& node, Attributes& o
       return 0;
     case NodeKind::kNodeIdFile: {
       // An id not known yet (a mount that has not reached its node, with no id recorded)
-      // is asked of the node now; until it answers the file does not exist (ENOENT, not
-      // a '?????????' entry), and the root does not list it while every node is down.
+      // is asked of the node now; until the node is reached the file does not exist (ENOENT,
+      // not a '?????????' entry), and the root does not list it while every node is down.
       std::string id;
       {
         std::lock_guard lock(node_id_mutex_);
@@ -123,7 +123,13 @@ int Filesystem::attributes_of(std::uint64_t ino, const Node& node, Attributes& o
       }
       if (id.empty()) {
         FetchResult fetched = fetch_node_id_(&id, cancel);
-        if (!fetched.ok() || id.empty()) return -ENOENT;
+        bool not_reached =
+            fetched.status == FetchStatus::kUnreachable || fetched.status == FetchStatus::kTimeout;
+        if (not_reached) return -ENOENT;
+        // A node that answers, but not with an id (a hostile or broken /probe), is an error.
+        if (!fetched.ok())
+          return fetch_errno(counters_, fetched, EioSite::kNodeIdProbe, "kachery-node-id");
+        if (id.empty()) return -EIO;
         set_node_id(id);
       }
       out.size = id.size();
