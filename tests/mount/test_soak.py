@@ -121,6 +121,7 @@ class Soak(MountTestCase):
                            timeout=300)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         print(r.stdout.strip().splitlines()[-1], file=sys.stderr)
+        self.assertIn(" 0 index entries repaired", r.stdout, "the index drifted from the cache")
 
 
 if __name__ == "__main__":
