@@ -301,8 +301,9 @@ void MountAssembly::start_background() {
   background_ = std::thread([this] {
     // A node that is down is probed after its backoff, so that the mount notices it is back
     // (and says so once) without waiting for a reader. Counters reach the index every
-    // 200 ms; the nodes' state reaches the cache's meta (for kacheryfs-cache status) each
-    // second it changes; metrics_file is written at once and then every metrics_interval.
+    // 200 ms; each second the byte count is taken from the index again and the nodes'
+    // state reaches the cache's meta (for kacheryfs-cache status) if it changed;
+    // metrics_file is written at once and then every metrics_interval.
     std::string nodes_written;
     auto next_metrics = std::chrono::steady_clock::now();
     for (unsigned tick = 1; !stop_background_.cancelled(); ++tick) {
@@ -322,6 +323,7 @@ void MountAssembly::start_background() {
         nodes_.note(node, probed);
       }
       if (tick % 20 == 0) {
+        keeper_->resync();  // the tool may have stored, pinned or evicted beside the mount
         for (auto& client : clients_) client->prune_idle();
         std::string report = nodes_.report_text();
         if (report != nodes_written) cache_->write_meta("mount-nodes", report);

@@ -71,6 +71,8 @@ std::uint64_t CacheKeeper::evict(const IndexEntry& entry) {
   return entry.bytes;
 }
 
+void CacheKeeper::resync() { cached_bytes_ = index_.totals().bytes; }
+
 void CacheKeeper::forget(const std::string& sha1) {
   if (auto entry = index_.get(sha1)) evict(*entry);
 }

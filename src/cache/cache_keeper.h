@@ -55,6 +55,10 @@ class CacheKeeper final : public CacheAccounting {
 
   // Records objects found on disk when the index is new (a cache from before the index).
   void adopt_unindexed_files();
+  // Takes the byte count from the index again, so that what another process (the tool's
+  // store, pin or gc) changed in this cache shows; a change racing it is put right by the
+  // next call.
+  void resync();
 
  private:
   std::uint64_t free_bytes();

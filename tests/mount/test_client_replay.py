@@ -269,6 +269,9 @@ class ClientReplay(MountTestCase):
         sha1 = tool_sha1(path)
         self.assertRegex(r.stdout.strip(), r"^sha1://%s/recording\.bin\?manifest=[0-9a-f]{40}$" % sha1)
         self.assertEqual(tool_sha1(os.path.join(self.storage, "sha1", sha1[0:2], sha1[2:4], sha1[4:6], sha1)), sha1)
+        # The mount's accounting sees what the tool put into its cache.
+        self.wait_for(lambda: int(os.getxattr(self.mnt, "user.kachery.cache_bytes")) == 21_000_000,
+                      "the mount's cache_bytes to count the stored file")
         before = len(self.downloads())
         self.assertEqual(subprocess.run(["cmp", self.content(sha1), path]).returncode, 0, m.output())
         self.assertEqual(len(self.downloads()), before, "read from the cache the store filled")
