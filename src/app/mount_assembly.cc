@@ -357,6 +357,9 @@ void MountAssembly::stop_background() {
   stop_background_.cancel();
   if (background_.joinable()) {
     background_.join();
+    // Transfers under way end first, so that the counters written below count every byte
+    // that arrived (and the metrics agree with the index).
+    blocks_->stop();
     cache_->write_meta("mount-nodes", nodes_.report_text());
     if (!options_.metrics_file.empty()) {
       persist_counters();

@@ -42,7 +42,9 @@ BlockFetcher::BlockFetcher(BlobSource& source, ContentCache& cache, CacheAccount
       config_(config),
       on_failure_(std::move(on_failure)) {}
 
-BlockFetcher::~BlockFetcher() {
+BlockFetcher::~BlockFetcher() { stop(); }
+
+void BlockFetcher::stop() {
   {
     std::lock_guard lock(queue_mutex_);
     stopping_ = true;
@@ -52,6 +54,7 @@ BlockFetcher::~BlockFetcher() {
   // releases for the next mount) never waits for bytes nobody will read.
   stop_prefetches_.cancel();
   for (auto& thread : threads_) thread.join();
+  threads_.clear();
 }
 
 void BlockFetcher::start_threads() {

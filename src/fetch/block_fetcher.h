@@ -57,6 +57,10 @@ class BlockFetcher {
   // Starts the prefetch workers and the verifier now rather than at the first large read.
   // Call it after the mount has daemonized (threads do not survive the fork).
   void start() { start_threads(); }
+  // Ends the workers: queued prefetches are dropped and those under way abandoned (their
+  // bytes so far are counted). Called at unmount, before the counters are written for the
+  // last time; the destructor calls it too.
+  void stop();
 
   // The partial entry of sha1 shared by its readers (held in OpenObjects while it lives); a
   // failed one is replaced by a fresh one (the file is fetched again). A new entry is given
