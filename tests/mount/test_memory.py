@@ -44,7 +44,8 @@ class Memory(MountTestCase):
             with concurrent.futures.ThreadPoolExecutor(8) as pool:  # as a parallel scan would
                 list(pool.map(lambda sha1: os.stat(self.content(sha1)), objects, chunksize=256))
             held = inodes(self.mnt)
-            self.assertGreaterEqual(held, OBJECTS, "each looked-up object has an inode")
+            # (The kernel may forget some already, under memory pressure from elsewhere.)
+            self.assertGreater(held, OBJECTS // 2, "looked-up objects have inodes")
             with open("/proc/sys/vm/drop_caches", "w") as f:
                 f.write("2\n")  # dentries and inodes: the kernel forgets the mount's inodes
             self.wait_for(lambda: inodes(self.mnt) < OBJECTS // 10, "the kernel's forgets to reach the mount")
