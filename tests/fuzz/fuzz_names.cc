@@ -1,5 +1,5 @@
 // libFuzzer target: names looked up in the tree (any bytes, split into path components at
-// '/'), as the kernel hands them to the mount.
+// '/'), as the kernel hands them to the mount; then every inode forgotten.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -20,10 +20,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (!kacheryfs::is_sha1_name(content->sha1)) __builtin_trap();
       (void)kacheryfs::storage_relpath(content->sha1);
     }
-    auto child = tree.child(ino, name);
-    if (!child) break;
-    if (!tree.node(*child)) __builtin_trap();
-    ino = *child;
+    auto node = tree.resolve(ino, name);
+    if (!node) break;
+    std::uint64_t child = tree.acquire(*node);
+    if (!tree.node(child) || tree.node(child)->key != node->key) __builtin_trap();
+    ino = child;
   }
+  // Every lookup forgotten: only the fixed inodes are left.
+  for (std::uint64_t i = 1; i <= ino + 8; ++i) tree.forget(i, ~std::uint64_t{0});
+  if (tree.size() != 4) __builtin_trap();
   return 0;
 }
