@@ -20,6 +20,12 @@ std::string line_of(const std::string& text, const std::string& start) {
   return "";
 }
 
+// The value of the sample written exactly as `sample` (name and labels), "" if absent.
+std::string value_of(const std::string& text, const std::string& sample) {
+  std::string line = line_of(text, sample + " ");
+  return line.empty() ? "" : line.substr(sample.size() + 1);
+}
+
 TEST(PrometheusText, FamiliesSamplesAndEscapes) {
   Counters totals;
   totals.add(Counter::kHits, 7);
@@ -36,21 +42,14 @@ TEST(PrometheusText, FamiliesSamplesAndEscapes) {
   std::string text = prometheus_text(snapshot);
 
   EXPECT_EQ(line_of(text, "kacheryfs_up"), R"(kacheryfs_up{cache_dir="/c\"a\\b\nd"} 1)");
-  EXPECT_EQ(line_of(text, "kacheryfs_node_up{node=\"http://b:2\"}"),
-            "kacheryfs_node_up{node=\"http://b:2\"} 0");
-  EXPECT_EQ(line_of(text, "kacheryfs_cache_hits_total"), "kacheryfs_cache_hits_total 7");
-  EXPECT_EQ(line_of(text, "kacheryfs_downloaded_bytes_total"),
-            "kacheryfs_downloaded_bytes_total 12345");
-  EXPECT_EQ(line_of(text, "kacheryfs_eio_total{site=\"block_checksum\"}"),
-            "kacheryfs_eio_total{site=\"block_checksum\"} 1");
-  EXPECT_EQ(line_of(text, "kacheryfs_request_duration_seconds_bucket{le=\"0.001\"}"),
-            "kacheryfs_request_duration_seconds_bucket{le=\"0.001\"} 0");
-  EXPECT_EQ(line_of(text, "kacheryfs_request_duration_seconds_bucket{le=\"0.005\"}"),
-            "kacheryfs_request_duration_seconds_bucket{le=\"0.005\"} 1");
-  EXPECT_EQ(line_of(text, "kacheryfs_request_duration_seconds_bucket{le=\"+Inf\"}"),
-            "kacheryfs_request_duration_seconds_bucket{le=\"+Inf\"} 2");
-  EXPECT_EQ(line_of(text, "kacheryfs_request_duration_seconds_count"),
-            "kacheryfs_request_duration_seconds_count 2");
+  EXPECT_EQ(value_of(text, "kacheryfs_node_up{node=\"http://b:2\"}"), "0");
+  EXPECT_EQ(value_of(text, "kacheryfs_cache_hits_total"), "7");
+  EXPECT_EQ(value_of(text, "kacheryfs_downloaded_bytes_total"), "12345");
+  EXPECT_EQ(value_of(text, "kacheryfs_eio_total{site=\"block_checksum\"}"), "1");
+  EXPECT_EQ(value_of(text, "kacheryfs_request_duration_seconds_bucket{le=\"0.001\"}"), "0");
+  EXPECT_EQ(value_of(text, "kacheryfs_request_duration_seconds_bucket{le=\"0.005\"}"), "1");
+  EXPECT_EQ(value_of(text, "kacheryfs_request_duration_seconds_bucket{le=\"+Inf\"}"), "2");
+  EXPECT_EQ(value_of(text, "kacheryfs_request_duration_seconds_count"), "2");
   // Every sample's family was announced by a # TYPE line before it.
   std::istringstream lines(text);
   std::string family;
