@@ -355,18 +355,17 @@ void MountAssembly::refresh_metrics_file() {
 
 void MountAssembly::stop_background() {
   stop_background_.cancel();
-  if (background_.joinable()) {
+  const bool background_started = background_.joinable();
+  if (background_started) {
     background_.join();
     // Transfers under way end first, so that the counters written below count every byte
     // that arrived (and the metrics agree with the index).
     blocks_->stop();
     cache_->write_meta("mount-nodes", nodes_.report_text());
-    if (!options_.metrics_file.empty()) {
-      persist_counters();
-      write_file_atomically(options_.metrics_file, metrics_text(false, node_metrics()));
-    }
   }
   if (index_) persist_counters();
+  if (background_started && !options_.metrics_file.empty())
+    write_file_atomically(options_.metrics_file, metrics_text(false, node_metrics()));
 }
 
 std::vector<NodeMetrics> MountAssembly::node_metrics() const {
