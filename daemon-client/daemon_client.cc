@@ -85,7 +85,7 @@ std::unique_ptr<HttpConnection> DaemonClient::acquire() {
       return connection;
     }
   }
-  return std::make_unique<HttpConnection>(config_.address);
+  return std::make_unique<HttpConnection>(config_.address, config_.connector);
 }
 
 void DaemonClient::release(std::unique_ptr<HttpConnection> connection) {
@@ -227,7 +227,8 @@ FetchResult DaemonClient::store(std::uint64_t length, const BodyProducer& produc
   HttpRequest request{"POST", "/store", {}, {}, produce, length};
   if (auth_.enabled()) request.headers.emplace_back("KACHERY-CLIENT-AUTH-CODE", auth_.current());
   std::string body;
-  HttpConnection connection(config_.address);  // fresh: a streamed body is never replayed
+  HttpConnection connection(config_.address,
+                            config_.connector);  // fresh: a streamed body is never replayed
   HttpTimeouts timeouts = config_.timeouts;
   timeouts.first_byte = std::max(timeouts.first_byte, std::chrono::milliseconds(120000));
   auto began = std::chrono::steady_clock::now();

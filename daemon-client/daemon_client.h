@@ -30,6 +30,8 @@ struct DaemonClientConfig {
   std::size_t max_idle_connections = 8;
   // Told how long each HTTP exchange took (a pipelined round counts once); may be empty.
   std::function<void(std::chrono::steady_clock::duration)> on_request;
+  // Opens each connection's socket instead of connecting to address; empty = TCP.
+  StreamConnector connector;
 };
 
 struct ProbeInfo {

@@ -1,6 +1,7 @@
 #include "http_connection.h"
 
 #include <openssl/ssl.h>
+#include <unistd.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -17,6 +18,8 @@
 #include <sstream>
 #include <type_traits>
 
+#include "response_parser.h"
+
 namespace kacheryfs {
 
 namespace net = boost::asio;
@@ -28,7 +31,6 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr std::size_t kReceiveBuffer = 256 * 1024;
-constexpr std::size_t kErrorBodyLimit = 64 * 1024;
 
 net::ssl::context& shared_tls_context() {
   static net::ssl::context context = [] {
@@ -96,16 +98,19 @@ class ResolvedEndpoints {
 }  // namespace
 
 struct HttpConnection::Impl {
-  explicit Impl(const DaemonAddress& a) : address(a), resolver(ioc) {}
+  Impl(const DaemonAddress& a, StreamConnector c)
+      : address(a), connector(std::move(c)), resolver(ioc) {}
 
   DaemonAddress address;
+  StreamConnector connector;
   net::io_context ioc;
   tcp::resolver resolver;
   std::unique_ptr<beast::tcp_stream> plain;
   std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
   beast::flat_buffer buffer;
   std::size_t owed = 0;  // responses of pipelined requests the caller stopped reading
-  std::vector<char> receive_buffer = std::vector<char>(kReceiveBuffer);
+  // Decoded body bytes, kReceiveBuffer of them, allocated at the first body and not zeroed.
+  std::unique_ptr<char[]> receive_buffer;
 
   beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
   bool open() const {
@@ -219,6 +224,7 @@ struct HttpConnection::Impl {
     auto deadline = Clock::now() + timeouts.connect;
     bool done = false;
     beast::error_code ec;
+    if (connector) return adopt(connector());
     tcp::resolver::results_type endpoints;
     if (auto known = ResolvedEndpoints::find(address.host, address.port)) {
       endpoints = std::move(*known);
@@ -282,6 +288,20 @@ struct HttpConnection::Impl {
       }
     }
     return outcome;
+  }
+
+  // Takes a socket that a StreamConnector opened.
+  HttpOutcome adopt(int fd) {
+    if (fd < 0) return failure(TransportError::kConnect, "the connector opened no socket");
+    plain = std::make_unique<beast::tcp_stream>(ioc);
+    beast::error_code ec;
+    plain->socket().assign(tcp::v4(), fd, ec);
+    if (ec) {
+      ::close(fd);
+      plain.reset();
+      return failure(TransportError::kConnect, "adopting the connector's socket: " + ec.message());
+    }
+    return {};
   }
 
   // One attempt on the current connection. *nothing_received tells whether it is safe to
@@ -354,92 +374,34 @@ struct HttpConnection::Impl {
 
   HttpOutcome receive(const BodySink& sink, const HttpTimeouts& timeouts, const CancelToken& cancel,
                       bool* nothing_received) {
-    HttpOutcome outcome;
-    bool done = false;
-    beast::error_code ec;
-    // 1xx replies (100 Continue, 102 Processing) come before the real one: skip them, or
-    // the real reply would be left unread on the connection for the next request.
-    std::optional<http::response_parser<http::buffer_body>> parser;
-    for (int informational = 0;; ++informational) {
-      parser.emplace();
-      parser->body_limit(std::numeric_limits<std::uint64_t>::max());  // not boost::none: Beast
-                                                                      // 1.74 rejects every
-                                                                      // Content-Length then
-      done = false;
-      with_stream([&](auto& stream) {
-        http::async_read_header(stream, buffer, *parser, [&](beast::error_code e, std::size_t) {
-          ec = e;
-          done = true;
-        });
-      });
-      if (auto why = run(done, Clock::now() + timeouts.first_byte, cancel);
-          why != TransportError::kNone) {
-        return failure(why, why == TransportError::kTimeout
-                                ? "no response within the first-byte timeout"
-                                : "cancelled");
-      }
-      if (ec) {
-        close();
-        return failure(TransportError::kBroken, "reading the response header: " + ec.message());
-      }
-      unsigned status = parser->get().result_int();
-      if (status < 100 || status >= 200 || status == 101) break;
-      if (informational >= 8) {
-        close();
-        return failure(TransportError::kProtocol, "endless 1xx replies");
-      }
-    }
-    *nothing_received = false;
-    parser->eager(true);
-    outcome.status = parser->get().result_int();
-    outcome.had_content_length = parser->content_length().has_value();
-    bool success = outcome.status >= 200 && outcome.status < 300;
+    if (!receive_buffer) receive_buffer = std::make_unique_for_overwrite<char[]>(kReceiveBuffer);
+    ResponseParser parser(sink, {receive_buffer.get(), kReceiveBuffer});
+    auto failed = [&](HttpOutcome outcome) {
+      close();
+      return outcome;
+    };
     // The low-speed limit: the body must bring low_speed_limit bytes/s on average over every
     // low_speed_time window.
     auto window_start = Clock::now();
     std::uint64_t window_bytes = 0;
-
-    // The body: large socket reads fed to Beast's parser (its composed read would go
-    // 64 KiB at a time), which writes the decoded body bytes into receive_buffer.
-    auto deliver = [&](std::size_t got) {
-      if (got == 0) return true;
-      if (success) {
-        if (!sink(receive_buffer.data(), got)) return false;
-        outcome.body_bytes += got;
-      } else if (outcome.error_body.size() < kErrorBodyLimit) {
-        outcome.error_body.append(receive_buffer.data(),
-                                  std::min(got, kErrorBodyLimit - outcome.error_body.size()));
-      }
-      return true;
-    };
-    while (!parser->is_done()) {
-      while (buffer.size() > 0 && !parser->is_done()) {
-        parser->get().body().data = receive_buffer.data();
-        parser->get().body().size = receive_buffer.size();
-        std::size_t used = parser->put(buffer.data(), ec);
+    const auto header_deadline = Clock::now() + timeouts.first_byte;
+    for (;;) {
+      ResponseParser::Step step = ResponseParser::Step::kMore;
+      if (buffer.size() > 0) {
+        std::size_t used = 0;
+        step = parser.feed(static_cast<const char*>(buffer.data().data()), buffer.size(), &used);
         buffer.consume(used);
-        std::size_t got = receive_buffer.size() - parser->get().body().size;
-        if (ec == http::error::need_buffer) ec = {};
-        if (!deliver(got)) {
-          close();
-          outcome.error = TransportError::kSinkRefused;
-          outcome.detail = "the receiver refused the bytes";
-          return outcome;
-        }
-        if (ec == http::error::need_more) {
-          ec = {};
-          break;
-        }
-        if (ec) {
-          close();
-          outcome.error = TransportError::kProtocol;
-          outcome.detail = "malformed response body: " + ec.message();
-          return outcome;
-        }
-        if (used == 0 && got == 0) break;
       }
-      if (parser->is_done()) break;
-      done = false;
+      if (parser.header_done() && *nothing_received) {
+        *nothing_received = false;
+        window_start = Clock::now();
+        window_bytes = 0;
+      }
+      if (step == ResponseParser::Step::kDone) break;
+      if (step == ResponseParser::Step::kFailed) return failed(parser.outcome());
+
+      bool done = false;
+      beast::error_code ec;
       std::size_t received = 0;
       with_stream([&](auto& stream) {
         stream.async_read_some(buffer.prepare(kReceiveBuffer),
@@ -449,53 +411,50 @@ struct HttpConnection::Impl {
                                  done = true;
                                });
       });
-      if (auto why = run(done, Clock::now() + timeouts.idle, cancel);
-          why != TransportError::kNone) {
-        outcome.error = why;
-        outcome.detail = why == TransportError::kTimeout ? "the body stalled past the idle timeout"
-                                                         : "cancelled";
-        return outcome;
+      // The whole header must come within first_byte (a byte now and then does not extend
+      // it); after it, each read must come within idle.
+      bool header_done = parser.header_done();
+      auto deadline = header_done ? Clock::now() + timeouts.idle : header_deadline;
+      if (auto why = run(done, deadline, cancel); why != TransportError::kNone) {
+        return failure(why, why == TransportError::kCancelled ? "cancelled"
+                            : header_done ? "the body stalled past the idle timeout"
+                                          : "no response within the first-byte timeout");
       }
       buffer.commit(received);
-      if (ec == net::error::eof && buffer.size() == 0) {
-        // A body delimited by the close (HTTP/1.0 style) ends here; any other body is cut.
-        beast::error_code eof_error;
-        parser->put_eof(eof_error);
-        if (!eof_error) {
-          close();
-          break;
-        }
+      if (ec == net::error::eof) {
+        if (parser.end_of_stream() == ResponseParser::Step::kFailed)
+          return failed(parser.outcome());
+        close();
+        break;
       }
       if (ec) {
-        close();
-        outcome.error = TransportError::kBroken;
-        outcome.detail = "reading the body: " + ec.message();
-        return outcome;
+        return failed(failure(
+            TransportError::kBroken,
+            (header_done ? "reading the body: " : "reading the response header: ") + ec.message()));
       }
       window_bytes += received;
-      if (timeouts.low_speed_limit > 0 && Clock::now() - window_start >= timeouts.low_speed_time) {
+      if (header_done && timeouts.low_speed_limit > 0 &&
+          Clock::now() - window_start >= timeouts.low_speed_time) {
         auto seconds = std::chrono::duration<double>(Clock::now() - window_start).count();
         if (static_cast<double>(window_bytes) <
             static_cast<double>(timeouts.low_speed_limit) * seconds) {
-          close();
-          outcome.error = TransportError::kTimeout;
-          outcome.detail = "the body came slower than " + std::to_string(timeouts.low_speed_limit) +
-                           " bytes/s for " + std::to_string(timeouts.low_speed_time.count()) +
-                           " ms";
-          return outcome;
+          return failed(failure(TransportError::kTimeout,
+                                "the body came slower than " +
+                                    std::to_string(timeouts.low_speed_limit) + " bytes/s for " +
+                                    std::to_string(timeouts.low_speed_time.count()) + " ms"));
         }
         window_start = Clock::now();
         window_bytes = 0;
       }
     }
     // Only a reply read to its end leaves the connection reusable.
-    if (!parser->keep_alive() || !parser->is_done()) close();
-    return outcome;
+    if (!parser.keep_alive()) close();
+    return parser.outcome();
   }
 };
 
-HttpConnection::HttpConnection(const DaemonAddress& address)
-    : impl_(std::make_unique<Impl>(address)) {}
+HttpConnection::HttpConnection(const DaemonAddress& address, StreamConnector connector)
+    : impl_(std::make_unique<Impl>(address, std::move(connector))) {}
 HttpConnection::~HttpConnection() { impl_->close(); }
 
 bool HttpConnection::is_open() const { return impl_->open(); }

@@ -65,9 +65,14 @@ struct HttpOutcome {
 // Receives body bytes of a 2xx response. Return false to stop (the connection is closed).
 using BodySink = std::function<bool(const char* data, std::size_t size)>;
 
+// Opens a connected stream socket and returns its fd (-1 on failure), in place of resolving
+// and connecting to the address. The fuzzer uses it to answer from memory through a
+// socketpair; a connection made this way is always plain HTTP.
+using StreamConnector = std::function<int()>;
+
 class HttpConnection {
  public:
-  explicit HttpConnection(const DaemonAddress& address);
+  explicit HttpConnection(const DaemonAddress& address, StreamConnector connector = {});
   ~HttpConnection();
   HttpConnection(const HttpConnection&) = delete;
   HttpConnection& operator=(const HttpConnection&) = delete;

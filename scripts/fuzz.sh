@@ -10,7 +10,7 @@ seconds=${FUZZ_SECONDS:-30}
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
   -DKACHERYFS_FUZZ=ON \
   -DKACHERYFS_WERROR=OFF > /dev/null
-targets=(jsonsocket manifest names options address partial_file http_response)
+targets=(jsonsocket manifest names options address partial_file http_response daemon_client)
 build_args=()
 for target in "${targets[@]}"; do build_args+=(--target "fuzz_$target"); done
 cmake --build build-fuzz -j "$(nproc)" "${build_args[@]}"

@@ -1,100 +1,62 @@
-// libFuzzer target: the daemon client's HTTP response path, raw bytes in, result out. A
-// loopback server answers every connection with the fuzz input and closes; the client runs
-// a range download and a probe against it (status line, headers, chunked framing, bodies,
-// JSON), which must end in a typed result, never a crash or a hang.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <chrono>
+// libFuzzer target: the HTTP response parser from memory, as fast as it parses. The first
+// byte says how the rest arrives: whole (0) or in pieces of that many bytes, the way socket
+// reads split it. The rest is a stream of pipelined responses, parsed one after another
+// until it fails or ends, then end-of-file. Checks what the connection relies on.
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
 #include <string>
-#include <thread>
 
-#include "daemon_client.h"
+#include "response_parser.h"
 
 namespace {
 
-std::mutex input_mutex;
-std::string input;
-int listen_fd = -1;
-std::uint16_t port = 0;
-
-void serve() {
-  for (;;) {
-    int fd = accept(listen_fd, nullptr, nullptr);
-    if (fd < 0) continue;
-    timeval tv{0, 200000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    std::string request;
-    char buffer[4096];
-    // The request: headers, then a JSON body of at most a few hundred bytes.
-    while (request.find("\r\n\r\n") == std::string::npos || request.back() != '}') {
-      ssize_t n = read(fd, buffer, sizeof(buffer));
-      if (n <= 0) break;
-      request.append(buffer, static_cast<std::size_t>(n));
-      if (request.starts_with("GET") && request.find("\r\n\r\n") != std::string::npos) break;
-    }
-    std::string answer;
-    {
-      std::lock_guard lock(input_mutex);
-      answer = input;
-    }
-    std::size_t sent = 0;
-    while (sent < answer.size()) {
-      ssize_t n = send(fd, answer.data() + sent, answer.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) break;
-      sent += static_cast<std::size_t>(n);
-    }
-    close(fd);
-  }
-}
-
-void start_server() {
-  listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(listen_fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  listen(listen_fd, 16);
-  socklen_t length = sizeof(address);
-  getsockname(listen_fd, reinterpret_cast<sockaddr*>(&address), &length);
-  port = ntohs(address.sin_port);
-  std::thread(serve).detach();
-}
+char decode_buffer[4096];  // small, so that long bodies take many passes
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  static std::once_flag started;
-  std::call_once(started, start_server);
-  {
-    std::lock_guard lock(input_mutex);
-    input.assign(reinterpret_cast<const char*>(data), size);
+  if (size < 1) return 0;
+  const std::size_t piece = data[0] == 0 ? size : data[0];
+  const char* stream = reinterpret_cast<const char*>(data + 1);
+  const std::size_t stream_size = size - 1;
+  std::size_t arrived = 0;   // bytes of the stream the "socket" has delivered so far
+  std::size_t consumed = 0;  // of those, the bytes parsers have used
+  auto arrive = [&] {
+    std::size_t n = std::min(piece, stream_size - arrived);
+    arrived += n;
+    return n > 0;
+  };
+  for (int response = 0; response < 64; ++response) {
+    std::uint64_t sunk = 0;
+    kacheryfs::BodySink sink = [&](const char*, std::size_t n) {
+      if (n == 0 || n > sizeof(decode_buffer)) __builtin_trap();
+      sunk += n;
+      return true;
+    };
+    kacheryfs::ResponseParser parser(sink, decode_buffer);
+    using Step = kacheryfs::ResponseParser::Step;
+    Step step = Step::kMore;
+    for (;;) {
+      std::size_t used = 0;
+      step = parser.feed(stream + consumed, arrived - consumed, &used);
+      if (used > arrived - consumed) __builtin_trap();
+      consumed += used;
+      if (step != Step::kMore) break;
+      if (!arrive()) {
+        step = parser.end_of_stream();
+        break;
+      }
+    }
+    const kacheryfs::HttpOutcome& outcome = parser.outcome();
+    if (outcome.body_bytes != sunk) __builtin_trap();
+    if (outcome.error_body.size() > 64 * 1024) __builtin_trap();
+    if (step == Step::kFailed && outcome.error == kacheryfs::TransportError::kNone)
+      __builtin_trap();
+    if (outcome.detail.find('\n') != std::string::npos) __builtin_trap();
+    if (step == Step::kDone &&
+        (outcome.status < 200 && outcome.status != 101 && outcome.status >= 100))
+      __builtin_trap();  // 1xx replies are skipped, never the answer
+    if (step != Step::kDone || !parser.keep_alive()) break;
   }
-  kacheryfs::DaemonClientConfig config;
-  config.address.host = "127.0.0.1";
-  config.address.port = port;
-  config.timeouts = {std::chrono::milliseconds(500), std::chrono::milliseconds(300),
-                     std::chrono::milliseconds(300), 0, std::chrono::milliseconds(1000)};
-  config.retries = 0;
-  kacheryfs::DaemonClient client(config);
-  std::uint64_t received = 0;
-  kacheryfs::FetchResult result = client.read_range(
-      std::string(40, 'a'), 0, 1000,
-      [&](const char*, std::size_t n) {
-        received += n;
-        return true;
-      },
-      kacheryfs::NeverCancelled());
-  if (received > 1000) __builtin_trap();  // never more than the range asked
-  if (result.ok() && result.detail.find('\n') != std::string::npos) __builtin_trap();
-  kacheryfs::ProbeInfo info;
-  if (client.probe(&info, kacheryfs::NeverCancelled()).ok() && info.node_id.size() != 64)
-    __builtin_trap();
   return 0;
 }

@@ -1,0 +1,47 @@
+// One HTTP/1.1 response parsed from bytes pushed in, with no I/O of its own: 1xx replies
+// are skipped, the body is decoded (chunked or Content-Length or up to the close) into a
+// sink for a 2xx and kept (its first 64 KiB) for any other status. HttpConnection feeds it
+// from the socket; the http_response fuzzer feeds it from memory. Beast stays behind it.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <span>
+
+#include "http_connection.h"
+
+namespace kacheryfs {
+
+class ResponseParser {
+ public:
+  enum class Step { kMore, kDone, kFailed };
+
+  // Decoded body bytes pass through decode_buffer (the caller's, reused across responses)
+  // on their way to the sink.
+  ResponseParser(const BodySink& sink, std::span<char> decode_buffer);
+  ~ResponseParser();
+  ResponseParser(const ResponseParser&) = delete;
+  ResponseParser& operator=(const ResponseParser&) = delete;
+
+  // Takes bytes from the front of [data, data+size) and sets *used to how many. kMore: give
+  // the bytes not used again, with more after them (a header is parsed whole). kDone: the
+  // response ended; bytes after *used belong to the next one. kFailed: see outcome().
+  Step feed(const char* data, std::size_t size, std::size_t* used);
+  // The peer closed the connection: ends a body delimited by the close, fails otherwise.
+  Step end_of_stream();
+
+  // The final (non-1xx) status line and headers have arrived.
+  bool header_done() const;
+  // The connection may carry another response after this one.
+  bool keep_alive() const;
+  // What arrived: status, body bytes and error body so far; on kFailed, the error.
+  const HttpOutcome& outcome() const { return outcome_; }
+
+ private:
+  struct Impl;
+  Step fail(TransportError error, std::string detail);
+  std::unique_ptr<Impl> impl_;
+  HttpOutcome outcome_;
+};
+
+}  // namespace kacheryfs
