@@ -22,7 +22,13 @@ EMPTY_SHA1 = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
 
 
 def sha1_path(root, sha1):
+    """Where a kachery storage dir (or a mount) keeps sha1."""
     return os.path.join(root, "sha1", sha1[0:2], sha1[2:4], sha1[4:6], sha1)
+
+
+def cached_path(cache, sha1):
+    """Where a kacheryfs cache dir keeps a complete sha1: objects/ab/<sha1>."""
+    return os.path.join(cache, "objects", sha1[0:2], sha1)
 
 
 def put_bytes(storage, data):

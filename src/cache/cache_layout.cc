@@ -12,6 +12,11 @@
 namespace kacheryfs {
 
 std::filesystem::path CacheLayout::complete_path(std::string_view sha1) const {
+  if (legacy_) return legacy_complete_path(sha1);
+  return complete_dir() / std::string(sha1.substr(0, 2)) / std::string(sha1);
+}
+
+std::filesystem::path CacheLayout::legacy_complete_path(std::string_view sha1) const {
   return root_ / storage_relpath(sha1);
 }
 
@@ -23,6 +28,11 @@ std::string CacheLayout::sha1_of_partial_data(std::string_view file_name) {
 
 CacheLayout::CacheLayout(std::filesystem::path root)
     : root_(std::move(root)),
+      legacy_([this] {
+        std::error_code ec;
+        return !std::filesystem::exists(complete_dir(), ec) &&
+               std::filesystem::is_directory(legacy_complete_dir(), ec);
+      }()),
       root_fd_(std::make_shared<const UniqueFd>(
           ::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC))) {}
 

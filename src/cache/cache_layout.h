@@ -1,6 +1,10 @@
 // CacheLayout: the one place that names the files of a cache dir. Everything else asks it.
-//   ROOT/sha1/ab/cd/ef/<sha1>     complete, verified content (the kachery storage layout, so
-//                                 ROOT also works as KACHERY_OFFLINE_STORAGE_DIR)
+//   ROOT/objects/ab/<sha1>        complete, verified content, one directory level deep (256
+//                                 directories in all), so that a small object costs one
+//                                 file system block and not one per directory level
+//   ROOT/sha1/ab/cd/ef/<sha1>     the same in the layout of earlier versions; a writable
+//                                 open moves such objects to objects/ (a read-only one
+//                                 reads them where they are)
 //   ROOT/partial/<sha1>.data      a large file being streamed: sparse, full size
 //   ROOT/partial/<sha1>.blocks    its page map, one byte per 64 KiB page (1 = present)
 //   ROOT/partial/<sha1>.chunks    its verified manifest chunks, one byte each
@@ -29,8 +33,13 @@ class CacheLayout {
   explicit CacheLayout(std::filesystem::path root);
 
   const std::filesystem::path& root() const { return root_; }
-  std::filesystem::path complete_dir() const { return root_ / "sha1"; }
+  std::filesystem::path complete_dir() const { return root_ / "objects"; }
+  // Where complete objects were kept before objects/ existed.
+  std::filesystem::path legacy_complete_dir() const { return root_ / "sha1"; }
+  // True when the root holds only the earlier layout (a cache not yet opened for writing).
+  bool legacy() const { return legacy_; }
   std::filesystem::path complete_path(std::string_view sha1) const;
+  std::filesystem::path legacy_complete_path(std::string_view sha1) const;
   std::filesystem::path partial_dir() const { return root_ / "partial"; }
   std::filesystem::path partial_data(std::string_view sha1) const {
     return partial_dir() / (std::string(sha1) + std::string(kDataSuffix));
@@ -63,6 +72,7 @@ class CacheLayout {
   static constexpr std::string_view kPageMapSuffix = ".blocks";
   static constexpr std::string_view kChunksSuffix = ".chunks";
   std::filesystem::path root_;
+  bool legacy_ = false;
   std::shared_ptr<const UniqueFd> root_fd_;  // O_PATH of root_; invalid if it did not exist
 };
 

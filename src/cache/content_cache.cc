@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 #include <system_error>
 
@@ -62,6 +64,42 @@ ContentCache::ContentCache(fs::path root_dir, bool read_only) : layout_(std::mov
     throw std::system_error(errno, std::generic_category(), "cache dir " + root().string());
   }
   remove_stale_temp_files();
+  move_legacy_objects();
+}
+
+void ContentCache::move_legacy_objects() const {
+  const fs::path legacy = layout_.legacy_complete_dir();
+  std::error_code ec;
+  if (!fs::is_directory(legacy, ec)) return;
+  std::size_t moved = 0, left = 0;
+  auto two_hex = [](const std::string& name) { return name.size() == 2 && is_lower_hex(name); };
+  for (const std::string& a : directory_names(legacy)) {
+    if (!two_hex(a)) continue;
+    for (const std::string& b : directory_names(legacy / a)) {
+      if (!two_hex(b)) continue;
+      for (const std::string& c : directory_names(legacy / a / b)) {
+        if (!two_hex(c)) continue;
+        fs::path dir = legacy / a / b / c;
+        for (const std::string& name : directory_names(dir)) {
+          if (!is_sha1_name(name) || !name.starts_with(a + b + c)) continue;
+          fs::path target = complete_path(name);
+          fs::create_directories(target.parent_path(), ec);
+          if (rename((dir / name).c_str(), target.c_str()) == 0)
+            ++moved;
+          else
+            ++left;
+        }
+        rmdir(dir.c_str());  // only when empty, as every rmdir here
+      }
+      rmdir((legacy / a / b).c_str());
+    }
+    rmdir((legacy / a).c_str());
+  }
+  if (rmdir(legacy.c_str()) != 0) ++left;
+  if (moved > 0 || left > 0) {
+    spdlog::info("cache {}: moved {} objects from sha1/ab/cd/ef/ to objects/ab/{}", root().string(),
+                 moved, left > 0 ? "; " + legacy.string() + " still holds other files" : "");
+  }
 }
 
 void ContentCache::remove_stale_temp_files() const {
@@ -149,23 +187,46 @@ Result<UniqueFd> ContentCache::open_complete(std::string_view sha1) const {
 }
 
 std::vector<std::string> ContentCache::list_level(std::string_view prefix) const {
-  fs::path dir = layout_.complete_dir();
-  for (std::size_t i = 0; i < prefix.size(); i += 2) dir /= std::string(prefix.substr(i, 2));
-  std::vector<std::string> names;
-  for (std::string& name : directory_names(dir)) {
-    bool wanted = prefix.size() == 6 ? is_sha1_name(name) && name.starts_with(prefix)
-                                     : name.size() == 2 && is_lower_hex(name);
-    if (wanted) names.push_back(std::move(name));
+  auto two_hex = [](const std::string& name) { return name.size() == 2 && is_lower_hex(name); };
+  if (layout_.legacy()) {
+    fs::path dir = layout_.legacy_complete_dir();
+    for (std::size_t i = 0; i < prefix.size(); i += 2) dir /= std::string(prefix.substr(i, 2));
+    std::vector<std::string> names;
+    for (std::string& name : directory_names(dir)) {
+      bool wanted =
+          prefix.size() == 6 ? is_sha1_name(name) && name.starts_with(prefix) : two_hex(name);
+      if (wanted) names.push_back(std::move(name));
+    }
+    return names;
   }
-  return names;
+  if (prefix.empty()) {
+    std::vector<std::string> names = directory_names(layout_.complete_dir());
+    std::erase_if(names, [&](const std::string& name) { return !two_hex(name); });
+    return names;
+  }
+  // The levels below the first are spans of the names in objects/<first two>/.
+  std::set<std::string> names;
+  for (std::string& name :
+       directory_names(layout_.complete_dir() / std::string(prefix.substr(0, 2)))) {
+    if (!is_sha1_name(name) || !name.starts_with(prefix)) continue;
+    names.insert(prefix.size() == 6 ? std::move(name) : name.substr(prefix.size(), 2));
+  }
+  return {names.begin(), names.end()};
 }
 
 std::vector<std::string> ContentCache::list_all() const {
   std::vector<std::string> all;
-  for (const std::string& a : list_level(""))
-    for (const std::string& b : list_level(a))
-      for (const std::string& c : list_level(a + b))
-        for (std::string& name : list_level(a + b + c)) all.push_back(std::move(name));
+  if (layout_.legacy()) {
+    for (const std::string& a : list_level(""))
+      for (const std::string& b : list_level(a))
+        for (const std::string& c : list_level(a + b))
+          for (std::string& name : list_level(a + b + c)) all.push_back(std::move(name));
+    return all;
+  }
+  for (const std::string& a : list_level("")) {
+    for (std::string& name : directory_names(layout_.complete_dir() / a))
+      if (is_sha1_name(name) && name.starts_with(a)) all.push_back(std::move(name));
+  }
   return all;
 }
 

@@ -1,5 +1,5 @@
-// The persistent local cache of complete, verified content, laid out like a kachery
-// storage dir: ROOT/sha1/ab/cd/ef/<sha1> (so ROOT also works as KACHERY_OFFLINE_STORAGE_DIR).
+// The persistent local cache of complete, verified content, in the files CacheLayout names
+// (complete objects at ROOT/objects/ab/<sha1>).
 // Bytes arrive through a Transaction: a temp file under ROOT/tmp that becomes visible in the
 // layout only by an atomic rename after it was verified and synced. Used by the fetcher.
 #pragma once
@@ -55,8 +55,9 @@ class ContentCache {
   // Opens the complete entry read-only (-ENOENT when not cached).
   Result<UniqueFd> open_complete(std::string_view sha1) const;
 
-  // Names under sha1/ at the given hex prefix of length 0, 2, 4 or 6: the next level's
-  // two-character directories, or (for length 6) the complete sha1 names.
+  // What the mount's sha1/ab/cd/ef/ tree lists for a hex prefix of length 0, 2, 4 or 6: the
+  // next level's two-character names among the complete objects, or (for length 6) their
+  // sha1 names.
   std::vector<std::string> list_level(std::string_view prefix) const;
   // Every complete sha1 in the cache.
   std::vector<std::string> list_all() const;
@@ -103,6 +104,9 @@ class ContentCache {
  private:
   static constexpr std::string_view kUnnamed = "unnamed";
   void remove_stale_temp_files() const;
+  // Moves complete objects of the earlier sha1/ab/cd/ef/ layout to objects/ab/ (renames, so
+  // a crash midway loses nothing: the next writable open moves the rest).
+  void move_legacy_objects() const;
   CacheLayout layout_;
 };
 

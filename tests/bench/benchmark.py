@@ -31,7 +31,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import (Emulator, Mount, PeakRss, put_bytes, put_manifest, put_sparse_file,  # noqa: E402
+from kacheryfs_testlib import (cached_path, Emulator, Mount, PeakRss, put_bytes, put_manifest, put_sparse_file,  # noqa: E402
                               require_fuse, sha1_path)
 
 
@@ -292,8 +292,8 @@ class Bench:
                 cache = os.path.join(self.tmp, "stat-cache")
                 if not os.path.exists(cache):
                     for s in smalls:
-                        os.makedirs(os.path.dirname(sha1_path(cache, s)), exist_ok=True)
-                        shutil.copyfile(sha1_path(self.storage, s), sha1_path(cache, s))
+                        os.makedirs(os.path.dirname(cached_path(cache, s)), exist_ok=True)
+                        shutil.copyfile(sha1_path(self.storage, s), cached_path(cache, s))
                 m, cache = self.mount(cache)
                 paths = [os.path.join(m.mountpoint, "sha1", s) for s in smalls]
                 locals_ = [sha1_path(self.storage, s) for s in smalls]
@@ -315,7 +315,7 @@ class Bench:
                 self.done_with(m, cache, keep_cache=True)
                 m, cache = self.mount(cache)
                 paths = [os.path.join(m.mountpoint, "sha1", s) for s in run_many]
-                cached = [sha1_path(cache, s) for s in run_many]
+                cached = [cached_path(cache, s) for s in run_many]
                 drop_page_cache()
                 rows["many_cached"].append(timed(lambda: [read_all(p) for p in paths]))
                 drop_page_cache()

@@ -9,7 +9,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import MountTestCase, is_mounted, put_random_file, sha1_path  # noqa: E402
+from kacheryfs_testlib import cached_path, MountTestCase, is_mounted, put_random_file, sha1_path  # noqa: E402
 
 MB = 1_000_000
 
@@ -31,9 +31,9 @@ class CacheQuota(MountTestCase):
             for sha1, original in files[1:]:
                 self.assertSameBytes(self.content(sha1), original)
                 time.sleep(1.1)  # distinct last-access seconds
-            cached = [s for s, _ in files if os.path.exists(sha1_path(self.cache, s))]
+            cached = [s for s, _ in files if os.path.exists(cached_path(self.cache, s))]
             self.assertIn(first, cached, "an open file was evicted")
-            total = sum(os.path.getsize(sha1_path(self.cache, s)) for s in cached)
+            total = sum(os.path.getsize(cached_path(self.cache, s)) for s in cached)
             self.assertLessEqual(total, 50 * (1 << 20))
             self.assertIn(files[-1][0], cached, "the most recent file was evicted")
             self.assertNotIn(files[1][0], cached, "the least recently used file was kept")
@@ -56,7 +56,7 @@ class CacheQuota(MountTestCase):
         for sha1, original in files:
             self.assertSameBytes(self.content(sha1), original)
         self.assertNotIn("EIO", m.output())
-        cached = [s for s, _ in files if os.path.exists(sha1_path(os.path.join(small_fs, "cache"), s))]
+        cached = [s for s, _ in files if os.path.exists(cached_path(os.path.join(small_fs, "cache"), s))]
         self.assertLess(len(cached), 4)
         self.assertIn(files[-1][0], cached)
 

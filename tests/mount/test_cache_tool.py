@@ -8,7 +8,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import KACHERYFS, MountTestCase, put_random_file, sha1_path  # noqa: E402
+from kacheryfs_testlib import cached_path, KACHERYFS, MountTestCase, put_random_file, sha1_path  # noqa: E402
 
 TOOL = os.environ.get("KACHERYFS_CACHE_BIN", os.path.join(os.path.dirname(KACHERYFS), "kacheryfs-cache"))
 MB = 1_000_000
@@ -101,7 +101,7 @@ class CacheTool(MountTestCase):
         r = subprocess.run([TOOL, "-o", "cache_dir=" + self.cache, "pin", sha1],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(subprocess.run(["cmp", sha1_path(self.cache, sha1), original]).returncode, 0)
+        self.assertEqual(subprocess.run(["cmp", cached_path(self.cache, sha1), original]).returncode, 0)
         r = subprocess.run([TOOL, "--version"], capture_output=True, text=True)
         self.assertEqual(r.returncode, 0)
         self.assertRegex(r.stdout, r"^kacheryfs-cache \d+\.\d+\.\d+\n$")
@@ -113,7 +113,7 @@ class CacheTool(MountTestCase):
         self.assertIn("pinned " + small, r.stdout)
         self.assertRegex(r.stdout, large + r" \d+% of 30000000 bytes")  # plain progress lines (no terminal)
         for sha1, original in ((small, small_original), (large, large_original)):
-            self.assertEqual(subprocess.run(["cmp", sha1_path(self.cache, sha1), original]).returncode, 0)
+            self.assertEqual(subprocess.run(["cmp", cached_path(self.cache, sha1), original]).returncode, 0)
         status = self.tool_json("status")
         self.assertEqual((status["objects"], status["pinned"], status["partial"]), (2, 2, 0))
         self.assertEqual(status["bytes"], 33 * MB)
@@ -126,8 +126,8 @@ class CacheTool(MountTestCase):
         self.tool("unpin", large)
         gc = self.tool_json("gc", options=["cache_max=10M"])
         self.assertEqual(gc["freed_bytes"], 30 * MB)
-        self.assertFalse(os.path.exists(sha1_path(self.cache, large)))
-        self.assertTrue(os.path.exists(sha1_path(self.cache, small)))
+        self.assertFalse(os.path.exists(cached_path(self.cache, large)))
+        self.assertTrue(os.path.exists(cached_path(self.cache, small)))
         r = self.tool("unpin", "0" * 40, check=False)
         self.assertEqual(r.returncode, 1)
         self.assertIn("not in the cache", r.stderr)
@@ -158,11 +158,11 @@ class CacheTool(MountTestCase):
             held.seek(0)
             for sha1, original in others[1:]:
                 self.assertSameBytes(self.content(sha1), original)
-            self.assertTrue(os.path.exists(sha1_path(self.cache, held_sha1)), "an open file was evicted")
+            self.assertTrue(os.path.exists(cached_path(self.cache, held_sha1)), "an open file was evicted")
             self.assertEqual(held.read(), open(held_original, "rb").read())
         finally:
             held.close()
-        self.assertTrue(os.path.exists(sha1_path(self.cache, pinned)), "a pinned file was evicted")
+        self.assertTrue(os.path.exists(cached_path(self.cache, pinned)), "a pinned file was evicted")
         self.assertSameBytes(self.content(pinned), pinned_original)
         status = self.tool_json("status")  # the tool works while the mount runs
         self.assertEqual(status["pinned"], 1)
@@ -182,7 +182,7 @@ class CacheTool(MountTestCase):
         good, _ = put_random_file(self.storage, 1 * MB, 5, self.originals)
         bad, _ = put_random_file(self.storage, 1 * MB, 6, self.originals)
         self.tool("pin", good, bad)
-        with open(sha1_path(self.cache, bad), "r+b") as f:  # bit rot on disk
+        with open(cached_path(self.cache, bad), "r+b") as f:  # bit rot on disk
             f.seek(1000)
             f.write(b"X")
         r = self.tool("--json", "verify", check=False)
@@ -194,7 +194,7 @@ class CacheTool(MountTestCase):
         self.assertNotIn(bad, [e["sha1"] for e in self.tool_json("ls")])
         self.assertEqual(self.tool("verify").returncode, 0)
         # the index is repaired when a file disappeared behind its back
-        os.unlink(sha1_path(self.cache, good))
+        os.unlink(cached_path(self.cache, good))
         report = self.tool_json("verify")
         self.assertEqual(report["index_entries_repaired"], 1)
         self.assertEqual(self.tool_json("ls"), [])

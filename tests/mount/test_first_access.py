@@ -11,7 +11,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import (CACHE_TOOL, MountTestCase, fetched_ranges, put_bytes,  # noqa: E402
+from kacheryfs_testlib import (cached_path, CACHE_TOOL, MountTestCase, fetched_ranges, put_bytes,  # noqa: E402
                                put_random_file, put_sparse_file, round_trips, sha1_path)
 
 LINK_PROXY = os.path.join(os.environ.get("KACHERYFS_BUILD_DIR", "build"), "tests", "link-proxy")
@@ -55,9 +55,9 @@ class FirstAccess(MountTestCase):
         # The log has a line per answered request: what had come when the read returned.
         fetched = completed_bytes(self.emulator.downloads(sha1))
         self.assertLess(fetched, 45_000_000 // 4, "the read waited for much of the file")
-        self.assertFalse(os.path.exists(sha1_path(self.cache, sha1)))
+        self.assertFalse(os.path.exists(cached_path(self.cache, sha1)))
         # Once read, a file up to whole_max is fetched whole in the background.
-        self.wait_for(lambda: os.path.exists(sha1_path(self.cache, sha1)), "the background fetch")
+        self.wait_for(lambda: os.path.exists(cached_path(self.cache, sha1)), "the background fetch")
         self.assertSameBytes(path, original)
 
     def test_the_end_of_a_file_waits_for_its_verification(self):
@@ -69,7 +69,7 @@ class FirstAccess(MountTestCase):
             f.seek(20_000_000 - 4096)
             last = f.read(4096)
             # The read that returned the last bytes waited for the whole-file check.
-            self.assertTrue(os.path.exists(sha1_path(self.cache, sha1)), "EOF served unverified")
+            self.assertTrue(os.path.exists(cached_path(self.cache, sha1)), "EOF served unverified")
         with open(original, "rb") as f:
             f.seek(20_000_000 - 4096)
             self.assertEqual(last, f.read())
@@ -86,7 +86,7 @@ class FirstAccess(MountTestCase):
                 f.read()
         self.assertEqual(raised.exception.errno, errno.EIO)
         self.wait_for(lambda: "sha1 mismatch" in m.output(), "the mismatch to be logged")
-        self.assertFalse(os.path.exists(sha1_path(self.cache, sha1)), "a corrupt file was cached")
+        self.assertFalse(os.path.exists(cached_path(self.cache, sha1)), "a corrupt file was cached")
         self.assertEqual([n for n in os.listdir(os.path.join(self.cache, "partial")) if n.startswith(sha1)], [],
                          "its pages were kept")
 
@@ -134,7 +134,7 @@ class FirstAccess(MountTestCase):
         self.assertEqual(by_sha1[missing]["error"], "the node does not have it")
         for s in good:
             self.assertTrue(by_sha1[s]["ok"], by_sha1[s])
-            self.assertTrue(os.path.exists(sha1_path(self.cache, s)))
+            self.assertTrue(os.path.exists(cached_path(self.cache, s)))
         self.assertIn("cannot pin %s: the node does not have it" % missing, r.stderr)
 
 

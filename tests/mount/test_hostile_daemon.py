@@ -11,7 +11,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import (Emulator, HostileServer, Mount, put_bytes, put_random_file,  # noqa: E402
+from kacheryfs_testlib import (cached_path, Emulator, HostileServer, Mount, put_bytes, put_random_file,  # noqa: E402
                                require_fuse, sha1_path)
 
 class HostileDaemon(unittest.TestCase):
@@ -100,7 +100,7 @@ class HostileDaemon(unittest.TestCase):
         self.assertEioWithin(20, lambda: self.read(self.small))
         self.assertLessEqual(len(self.requests()), 5, self.requests())
         self.assertIn("more than the", m.output())
-        self.assertFalse(os.path.exists(sha1_path(self.cache, self.small)))
+        self.assertFalse(os.path.exists(cached_path(self.cache, self.small)))
 
     def test_size_discovery_is_bounded(self):
         self.mount("endless-size")
@@ -177,7 +177,7 @@ def matrix_case(mode, action, options, cause):
         else:
             self.assertEioWithin(DEADLINE, lambda: open(target, "rb").read())
             if action == "read":
-                self.assertFalse(os.path.exists(sha1_path(self.cache, self.small)), "nothing unverified cached")
+                self.assertFalse(os.path.exists(cached_path(self.cache, self.small)), "nothing unverified cached")
         self.assertTrue(os.listdir(self.mnt), "the mount survives")
         pid = m.proc.pid
         with open("/proc/%d/status" % pid) as f:

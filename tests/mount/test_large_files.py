@@ -13,7 +13,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import (PAGE, MountTestCase, PeakRss, discovery_bytes, fetched_ranges,  # noqa: E402
+from kacheryfs_testlib import (cached_path, PAGE, MountTestCase, PeakRss, discovery_bytes, fetched_ranges,  # noqa: E402
                               is_mounted, overlaps, put_manifest, put_random_file, put_sparse_file,
                               round_trips, sha1_path, tool_sha1)
 
@@ -58,7 +58,7 @@ class LargeFiles(MountTestCase):
         self.assertEqual(xattr(path, "user.kachery.sha1"), sha1)
         data_file = os.path.join(self.cache, "partial", sha1 + ".data")
         self.assertLess(os.stat(data_file).st_blocks * 512, size // 10, "the partial file is sparse")
-        self.assertFalse(os.path.exists(sha1_path(self.cache, sha1)), "a partial file is never complete")
+        self.assertFalse(os.path.exists(cached_path(self.cache, sha1)), "a partial file is never complete")
 
     def test_sequential_read_streams_and_ends_verified(self):
         sha1, original = put_random_file(self.storage, 150_000_000, 1, self.originals)
@@ -76,10 +76,10 @@ class LargeFiles(MountTestCase):
         subprocess.run("head -c 30000000 '%s' > %s" % (path, head), shell=True, check=True)
         self.assertSameBytes(head, self.cut(original, 30_000_000))
         self.wait_for(lambda: xattr(path, "user.kachery.verified") == "partial", "chunk 0 verified")
-        self.assertFalse(os.path.exists(sha1_path(self.cache, sha1)))
+        self.assertFalse(os.path.exists(cached_path(self.cache, sha1)))
         self.assertSameBytes(self.content(sha1), original)  # the rest, through the plain name
-        self.wait_for(lambda: os.path.exists(sha1_path(self.cache, sha1)), "the verified file in the cache")
-        self.assertEqual(tool_sha1(sha1_path(self.cache, sha1)), sha1)
+        self.wait_for(lambda: os.path.exists(cached_path(self.cache, sha1)), "the verified file in the cache")
+        self.assertEqual(tool_sha1(cached_path(self.cache, sha1)), sha1)
         self.assertEqual(xattr(path, "user.kachery.verified"), "yes")
         self.assertEqual(xattr(path, "user.kachery.cached_bytes"), str(150_000_000))
         self.assertEqual(os.listdir(os.path.join(self.cache, "partial")), [])
@@ -119,7 +119,7 @@ class LargeFiles(MountTestCase):
             self.assertEqual(ctx.exception.errno, errno.EIO, m.output())
         finally:
             os.close(fd)
-        self.assertFalse(os.path.exists(sha1_path(self.cache, sha1)))
+        self.assertFalse(os.path.exists(cached_path(self.cache, sha1)))
         self.assertEqual(os.listdir(os.path.join(self.cache, "partial")), [], "the blocks are dropped")
         line = next(l for l in m.output().splitlines() if "mismatch for " + sha1 in l)
         self.assertIn("EIO", line)
@@ -136,7 +136,7 @@ class LargeFiles(MountTestCase):
             with self.assertRaises(OSError) as ctx:
                 f.read(4096)
             self.assertEqual(ctx.exception.errno, errno.EIO)
-        self.assertFalse(os.path.exists(sha1_path(self.cache, sha1)))
+        self.assertFalse(os.path.exists(cached_path(self.cache, sha1)))
 
     def test_strict_mode_without_manifest_verifies_the_whole_file_first(self):
         good, good_original = put_random_file(self.storage, 80_000_000, 4, self.originals)
@@ -150,8 +150,8 @@ class LargeFiles(MountTestCase):
         r = subprocess.run(["head", "-c", "100", self.content(good)], capture_output=True)
         self.assertEqual(r.returncode, 0)
         self.assertEqual(r.stdout, open(good_original, "rb").read(100))
-        self.assertTrue(os.path.exists(sha1_path(self.cache, good)), "verified before the first byte")
-        self.assertFalse(os.path.exists(sha1_path(self.cache, bad)))
+        self.assertTrue(os.path.exists(cached_path(self.cache, good)), "verified before the first byte")
+        self.assertFalse(os.path.exists(cached_path(self.cache, bad)))
 
     def test_kill_9_then_remount_reuses_present_blocks(self):
         sha1, original = put_random_file(self.storage, 200_000_000, 6, self.originals)
@@ -173,7 +173,7 @@ class LargeFiles(MountTestCase):
         refetched = [(start, end) for start, end in fetched_ranges(self.emulator.downloads(sha1)[before:])
                      if present & set(range(start // PAGE, (end + PAGE - 1) // PAGE))]
         self.assertEqual(refetched, [], "pages present before kill -9 were fetched again")
-        self.wait_for(lambda: os.path.exists(sha1_path(self.cache, sha1)), "verified completion")
+        self.wait_for(lambda: os.path.exists(cached_path(self.cache, sha1)), "verified completion")
 
     def test_concurrent_readers_share_block_fetches(self):
         sha1, original = put_random_file(self.storage, 120_000_000, 8, self.originals)

@@ -7,7 +7,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import (KACHERYFS, MountTestCase, put_manifest, put_random_file,  # noqa: E402
+from kacheryfs_testlib import (cached_path, KACHERYFS, MountTestCase, put_manifest, put_random_file,  # noqa: E402
                               sha1_path)
 
 TOOL = os.environ.get("KACHERYFS_CACHE_BIN", os.path.join(os.path.dirname(KACHERYFS), "kacheryfs-cache"))
@@ -56,7 +56,7 @@ class LoadFile(MountTestCase):
         self.assertEqual(len(loads), 1, log)
         self.assertIn("result=loaded", loads[0])
         self.assertTrue([l for l in log if "/downloadFileData sha1=" + manifest in l], "the manifest was fetched")
-        self.assertEqual(subprocess.run(["cmp", sha1_path(self.cache, sha1), original]).returncode, 0)
+        self.assertEqual(subprocess.run(["cmp", cached_path(self.cache, sha1), original]).returncode, 0)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import KACHERYFS, MountTestCase, put_random_file, sha1_path  # noqa: E402
+from kacheryfs_testlib import cached_path, KACHERYFS, MountTestCase, put_random_file, sha1_path  # noqa: E402
 
 
 class LocalSecurity(MountTestCase):
@@ -37,7 +37,7 @@ class LocalSecurity(MountTestCase):
         outside = os.path.join(self.tmp, "secret")
         with open(outside, "w") as f:
             f.write("not for readers of the mount")
-        planted = sha1_path(self.cache, sha1)
+        planted = cached_path(self.cache, sha1)
         os.makedirs(os.path.dirname(planted))
         os.symlink(outside, planted)
         self.mount()

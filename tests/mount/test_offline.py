@@ -11,7 +11,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import (KACHERYFS, Emulator, MountTestCase, free_port, is_mounted,  # noqa: E402
+from kacheryfs_testlib import (cached_path, KACHERYFS, Emulator, MountTestCase, free_port, is_mounted,  # noqa: E402
                               put_random_file, sha1_path, tool_sha1)
 
 TOOL = os.environ.get("KACHERYFS_CACHE_BIN", os.path.join(os.path.dirname(KACHERYFS), "kacheryfs-cache"))
@@ -82,7 +82,7 @@ class Offline(MountTestCase):
             r.wait()
         self.mounts.remove(m)
         m.log.close()
-        self.assertFalse(os.path.exists(sha1_path(self.cache, small)), "complete before the kill")
+        self.assertFalse(os.path.exists(cached_path(self.cache, small)), "complete before the kill")
         self.assertTrue(pages_present(small), "the small file's pages were lost")
         self.assertTrue(pages_present(large), "the large file's pages were lost")
 
@@ -91,11 +91,11 @@ class Offline(MountTestCase):
         self.mount("cache_max=100M")  # the rest of both downloads must evict the earlier files
         self.assertSameBytes(self.content(small), small_original)
         self.assertSameBytes(self.content(large), large_original)
-        self.wait_for(lambda: os.path.exists(sha1_path(self.cache, large)), "the large file to complete")
+        self.wait_for(lambda: os.path.exists(cached_path(self.cache, large)), "the large file to complete")
         r = subprocess.run([TOOL, "-o", "cache_dir=" + self.cache, "verify"], capture_output=True, text=True)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("0 bad", r.stdout)
-        self.assertTrue(any(not os.path.exists(sha1_path(self.cache, s)) for s, _ in earlier), "nothing was evicted")
+        self.assertTrue(any(not os.path.exists(cached_path(self.cache, s)) for s, _ in earlier), "nothing was evicted")
 
     def test_the_node_id_file_appears_once_the_node_answers(self):
         # A typo'd port and a fresh cache: ls -la of the root shows no '?????????' entry;
@@ -113,16 +113,20 @@ class Offline(MountTestCase):
                 open(os.path.join(self.storage, "kachery-node-id")) as expected:
             self.assertEqual(f.read(), expected.read())
 
-    def test_the_cache_is_a_kachery_offline_storage_dir(self):
+    def test_with_the_daemon_down_the_mount_is_a_kachery_offline_storage_dir(self):
         sha1, original = put_random_file(self.storage, 3_000_000, 5, self.originals)
         self.mount()
         self.assertSameBytes(self.content(sha1), original)
-        # Where the stock kachery client looks with KACHERY_OFFLINE_STORAGE_DIR=<cache dir>:
+        # The cache keeps it one level deep, under objects/.
+        self.assertEqual(tool_sha1(os.path.join(self.cache, "objects", sha1[0:2], sha1)), sha1)
+        self.emulator.stop()
+        # Where the stock kachery client looks with KACHERY_OFFLINE_STORAGE_DIR=<mount>:
         # $KACHERY_OFFLINE_STORAGE_DIR/sha1/<h[0:2]>/<h[2:4]>/<h[4:6]>/<h>, the full content.
-        env = dict(os.environ, KACHERY_OFFLINE_STORAGE_DIR=self.cache)
+        env = dict(os.environ, KACHERY_OFFLINE_STORAGE_DIR=self.mnt)
         path = subprocess.run(["sh", "-c", 'h=%s; echo "$KACHERY_OFFLINE_STORAGE_DIR/sha1/$(echo $h | cut -c1-2)/'
                                '$(echo $h | cut -c3-4)/$(echo $h | cut -c5-6)/$h"' % sha1],
                               env=env, capture_output=True, text=True, check=True).stdout.strip()
+        self.assertTrue(os.path.exists(path), path)
         self.assertEqual(tool_sha1(path), sha1)
         self.assertEqual(os.path.getsize(path), 3_000_000)
 

@@ -64,9 +64,9 @@ class ReadByHash(MountTestCase):
             self.assertEqual(int(line.split()[4]), size)
             self.assertTrue(line.startswith("-r--r--r--"), line)
 
-        # the cache holds the kachery storage layout with full content
+        # the cache holds the full content at objects/ab/<sha1>
         for sha1, (size, original) in files.items():
-            cached = os.path.join(self.cache, "sha1", sha1[0:2], sha1[2:4], sha1[4:6], sha1)
+            cached = os.path.join(self.cache, "objects", sha1[0:2], sha1)
             self.assertEqual(tool_sha1(cached), sha1)
 
         # downloads were bounded ranges, never a whole file

@@ -221,7 +221,7 @@ class Workstation(MountTestCase):
         r = run("runuser", "-u", USER, "--", "sha1sum", self.content(self.sha1))
         self.assertEqual(r.stdout.split()[0], self.sha1, r.stderr)
         home = os.path.expanduser("~" + USER)
-        self.assertTrue(os.path.exists(os.path.join(home, ".cache", "kacheryfs", "sha1", self.sha1[0:2])))
+        self.assertTrue(os.path.exists(os.path.join(home, ".cache", "kacheryfs", "objects", self.sha1[0:2])))
         self.assertEqual(run("runuser", "-u", USER, "--", "fusermount3", "-u", self.mnt).returncode, 0)
         # allow_other needs user_allow_other in /etc/fuse.conf: one clear line says so
         r = run("runuser", "-u", USER, "--", "kacheryfs", self.spec(), self.mnt,
@@ -344,12 +344,12 @@ class Workstation(MountTestCase):
         if os.path.exists(root_cache):
             os.rename(root_cache, saved)
             self.addCleanup(os.rename, saved, root_cache)
-        os.makedirs(os.path.join(root_cache, "sha1"))
-        with open(os.path.join(root_cache, "sha1", "object"), "w") as f:
+        os.makedirs(os.path.join(root_cache, "objects"))
+        with open(os.path.join(root_cache, "objects", "object"), "w") as f:
             f.write("cached")
         self.addCleanup(shutil.rmtree, root_cache, ignore_errors=True)
         self.assertEqual(run("dpkg", "--remove", "kacheryfs").returncode, 0)
-        self.assertTrue(os.path.exists(os.path.join(root_cache, "sha1", "object")), "remove took the cache")
+        self.assertTrue(os.path.exists(os.path.join(root_cache, "objects", "object")), "remove took the cache")
         self.assertEqual(run("dpkg", "-i", self.deb).returncode, 0)
         self.assertEqual(run("dpkg", "--purge", "kacheryfs").returncode, 0)
         self.assertFalse(os.path.exists(root_cache), "purge left root's cache dir")

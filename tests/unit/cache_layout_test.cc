@@ -21,7 +21,7 @@ class CacheLayoutTest : public TempDirTest {};
 TEST_F(CacheLayoutTest, NamesFollowTheKacheryStorageLayout) {
   CacheLayout layout(root_);
   const std::string sha1 = "0123456789abcdef0123456789abcdef01234567";
-  EXPECT_EQ(layout.complete_path(sha1), root_ / "sha1" / "01" / "23" / "45" / sha1);
+  EXPECT_EQ(layout.complete_path(sha1), root_ / "objects" / "01" / sha1);
   EXPECT_EQ(layout.partial_data(sha1), root_ / "partial" / (sha1 + ".data"));
   EXPECT_EQ(layout.page_map(sha1), root_ / "partial" / (sha1 + ".blocks"));
   EXPECT_EQ(layout.verified_chunks(sha1), root_ / "partial" / (sha1 + ".chunks"));
