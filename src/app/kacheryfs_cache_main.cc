@@ -27,6 +27,7 @@
 
 #include "app/client_config.h"
 #include "app/mount_assembly.h"
+#include "app/tool_flags.h"
 #include "kachery/hash_name.h"
 #include "kachery/sha1_hasher.h"
 #include "support/logging.h"
@@ -55,10 +56,10 @@ commands:
                          kachery client does, and put their bytes straight into this cache
   metrics [FILE]         the Prometheus text format of the cache, its nodes and counters;
                          with FILE, written to it atomically (node_exporter's textfile dir)
-options: -o takes the mount's options (cache_dir=, auth_file=, cache_max=, cache_min_free=,
-timeout=, ...); --json prints JSON for scripts; --create makes a missing cache dir (else an
-error); -V prints the version. Without --daemon and auth_file=, the daemon and auth file
-that the cache dir's mount last used are used.
+)";
+const char* kUsageEnd =
+    R"(Without --daemon and auth_file=, the daemon and auth file that the cache dir's mount last
+used are used. Usage errors exit 2, failures 1.
 )";
 
 // What every command works on: the same assembly as a mount's, without the FUSE session.
@@ -646,60 +647,33 @@ int store(Tool& tool, const std::vector<std::string>& files) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  Tool tool;
-  std::vector<std::string> option_args = {"kacheryfs"};
-  std::string source;
-  std::vector<std::string> rest;
-  bool create = false;
-  unsigned jobs = 1;
-  std::string targets_from;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "-h" || args[i] == "--help") {
-      std::cout << kUsage;
-      return 0;
-    } else if (args[i] == "-V" || args[i] == "--version") {
-      std::cout << "kacheryfs-cache " KACHERYFS_VERSION "\n";
-      return 0;
-    } else if (args[i] == "--create") {
-      create = true;
-    } else if (args[i] == "--json") {
-      tool.as_json = true;
-    } else if (args[i] == "-j" && i + 1 < args.size()) {
-      const std::string& value = args[++i];
-      char* end = nullptr;
-      unsigned long n = std::strtoul(value.c_str(), &end, 10);
-      if (value.empty() || *end != '\0' || n < 1 || n > 256) {
-        std::cerr << "kacheryfs-cache: -j takes a number of parallel fetches from 1 to 256, not '"
-                  << value << "'\n";
-        return 2;
-      }
-      jobs = static_cast<unsigned>(n);
-    } else if (args[i] == "--from" && i + 1 < args.size()) {
-      targets_from = args[++i];
-    } else if ((args[i] == "-o" || args[i] == "--daemon") && i + 1 < args.size()) {
-      if (args[i] == "-o") {
-        option_args.push_back("-o");
-        option_args.push_back(args[++i]);
-      } else {
-        source = args[++i];
-      }
-    } else {
-      rest.push_back(args[i]);
-    }
+  ToolArgs args = parse_tool_args({argv + 1, argv + argc});
+  if (args.help) {
+    std::cout << kUsage << "\nflags:\n" << tool_flags_help() << kUsageEnd;
+    return 0;
   }
-  if (rest.empty()) {
-    std::cerr << kUsage;
+  if (args.version) {
+    std::cout << "kacheryfs-cache " KACHERYFS_VERSION "\n";
+    return 0;
+  }
+  if (!args.errors.empty()) {
+    for (const auto& error : args.errors) std::cerr << "kacheryfs-cache: " << error << "\n";
     return 2;
   }
+  if (args.command.empty()) {
+    std::cerr << kUsage << "\nflags:\n" << tool_flags_help() << kUsageEnd;
+    return 2;
+  }
+  Tool tool;
+  tool.as_json = args.json;
+  std::string source = args.daemon;
+  const std::vector<std::string>& rest = args.command;
   // A cache dir that a mount uses records that mount's daemon and auth file: use them
   // unless told otherwise, so that status and pin need no repeated options.
   auto parse = [&](const std::vector<std::string>& extra) {
-    std::vector<std::string> all = option_args;
-    all.insert(all.end(), extra.begin(), extra.end());
-    if (!source.empty()) all.push_back(source);
-    all.push_back("/");  // the mount point the shared option parser expects
-    return parse_command_line(all, process_env);
+    std::vector<std::string> lists = args.option_lists;
+    lists.insert(lists.end(), extra.begin(), extra.end());
+    return parse_tool_options(lists, source, process_env);
   };
   ParsedCommandLine parsed = parse({});
   if (!parsed.errors.empty()) {
@@ -707,7 +681,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string& cache_dir = parsed.options.cache_dir;
-  if (!std::filesystem::is_directory(cache_dir) && !create) {
+  if (!std::filesystem::is_directory(cache_dir) && !args.create) {
     std::cerr << "kacheryfs-cache: cache dir '" << cache_dir
               << "' does not exist (give --create to make an empty one)\n";
     return 1;
@@ -719,7 +693,7 @@ int main(int argc, char** argv) {
   };
   std::vector<std::string> from_mount;
   if (parsed.options.auth_file.empty() && !meta("mount-auth-file").empty())
-    from_mount = {"-o", "auth_file=" + meta("mount-auth-file")};
+    from_mount = {"auth_file=" + meta("mount-auth-file")};
   if (source.empty() && process_env("KACHERY_DAEMON_HOST").value_or("").empty() &&
       !meta("mount-daemon").empty())
     source = meta("mount-daemon");
@@ -755,7 +729,7 @@ int main(int argc, char** argv) {
   if (command == "verify" && targets.empty()) return verify(tool);
   if (command == "store" && !targets.empty()) return store(tool, targets);
   if (command == "pin" || command == "unpin") {
-    if (!read_targets(targets_from, targets)) return 1;
+    if (!read_targets(args.targets_from, targets)) return 1;
     if (targets.empty()) {
       std::cerr << "kacheryfs-cache: " << command
                 << " needs URIs or hashes (arguments, - or --from FILE)\n";
@@ -769,7 +743,7 @@ int main(int argc, char** argv) {
         return 2;
       }
     }
-    return command == "pin" ? pin(tool, targets, jobs) : unpin(tool, targets);
+    return command == "pin" ? pin(tool, targets, args.jobs) : unpin(tool, targets);
   }
   std::cerr << "kacheryfs-cache: unknown command or wrong arguments: " << command
             << " (see --help)\n";

@@ -448,6 +448,39 @@ MountOptions default_mount_options() {
   return o;
 }
 
+namespace {
+
+// Applies "a=1,b,c=2" through the option table.
+void apply_option_list(std::string_view list, MountOptions& o, std::vector<std::string>& errors,
+                       std::vector<std::string>& unknown) {
+  std::size_t start = 0;
+  while (start <= list.size()) {
+    std::size_t comma = list.find(',', start);
+    if (comma == std::string_view::npos) comma = list.size();
+    apply_option(list.substr(start, comma - start), o, errors, unknown);
+    start = comma + 1;
+  }
+}
+
+// What follows from the options given: the nodes, the defaults that depend on the
+// environment, the auth file per node and the FUSE options.
+void complete_options(ParsedCommandLine& parsed, const EnvLookup& env);
+
+}  // namespace
+
+ParsedCommandLine parse_tool_options(const std::vector<std::string>& option_lists,
+                                     const std::string& source, const EnvLookup& env) {
+  ParsedCommandLine parsed;
+  parsed.options = default_mount_options();
+  std::vector<std::string> unknown;
+  for (const std::string& list : option_lists)
+    apply_option_list(list, parsed.options, parsed.errors, unknown);
+  parsed.errors.insert(parsed.errors.end(), unknown.begin(), unknown.end());
+  parsed.options.source = source;
+  complete_options(parsed, env);
+  return parsed;
+}
+
 ParsedCommandLine parse_command_line(const std::vector<std::string>& args, const EnvLookup& env) {
   ParsedCommandLine parsed;
   parsed.options = default_mount_options();
@@ -455,15 +488,7 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, const
   std::vector<std::string>& errors = parsed.errors;
   std::vector<std::string> positional;
   std::vector<std::string> unknown;
-  auto apply_list = [&](std::string_view list) {
-    std::size_t start = 0;
-    while (start <= list.size()) {
-      std::size_t comma = list.find(',', start);
-      if (comma == std::string_view::npos) comma = list.size();
-      apply_option(list.substr(start, comma - start), o, errors, unknown);
-      start = comma + 1;
-    }
-  };
+  auto apply_list = [&](std::string_view list) { apply_option_list(list, o, errors, unknown); };
   for (std::size_t i = 1; i < args.size(); ++i) {
     const std::string& arg = args[i];
     if (arg == "-o") {
@@ -508,7 +533,15 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, const
   } else {
     errors.push_back("too many arguments: expected [NODE[,NODE...]] MOUNTPOINT");
   }
+  complete_options(parsed, env);
+  return parsed;
+}
 
+namespace {
+
+void complete_options(ParsedCommandLine& parsed, const EnvLookup& env) {
+  MountOptions& o = parsed.options;
+  std::vector<std::string>& errors = parsed.errors;
   std::string address_error;
   o.nodes = parse_daemon_addresses(o.source, env("KACHERY_DAEMON_HOST").value_or(""),
                                    env("KACHERY_DAEMON_PORT").value_or(""), &address_error);
@@ -567,8 +600,9 @@ ParsedCommandLine parse_command_line(const std::vector<std::string>& args, const
     o.fuse_options.push_back("fsname=" + escaped);
   }
   o.fuse_options.push_back("subtype=kacheryfs");
-  return parsed;
 }
+
+}  // namespace
 
 std::string usage_text(std::string_view program) {
   std::ostringstream out;

@@ -101,6 +101,10 @@ using EnvLookup = std::function<std::optional<std::string>(const char* name)>;
 std::optional<std::string> process_env(const char* name);
 
 ParsedCommandLine parse_command_line(const std::vector<std::string>& args, const EnvLookup& env);
+// The same options in kacheryfs-cache's form: -o lists and a node spec ("" = from the
+// environment), no mount point and no flags of the mount's.
+ParsedCommandLine parse_tool_options(const std::vector<std::string>& option_lists,
+                                     const std::string& source, const EnvLookup& env);
 
 // "4096", "64K", "4M", "4MiB", "1G", "1T" (binary multiples). nullopt if malformed.
 std::optional<std::uint64_t> parse_size(std::string_view text);

@@ -31,7 +31,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import (cached_path, Emulator, Mount, PeakRss, put_bytes, put_manifest, put_sparse_file,  # noqa: E402
+from kacheryfs_testlib import (cached_path, Emulator, Mount, PeakRss, put_bytes, put_manifest, put_sparse_file, rss_kib,  # noqa: E402
                               require_fuse, sha1_path)
 
 
@@ -184,6 +184,7 @@ class Bench:
         rows = {k: [] for k in ("warm", "cat", "passthrough", "cold", "curl", "curl4", "cpu", "first", "first_base", "first_requests",
                                 "first_manifest", "first_manifest_requests",
                                 "stat", "stat_base", "stat_again", "opens", "opens_base",
+                                "rss_touched", "rss_forgotten", "inodes_held", "inodes_left",
                                 "many_cold", "many_cold_base", "many_cached", "many_cached_base",
                                 "many_warm", "many_warm_base", "many_passthrough")}
         random_p50, random_p99, base_p50, base_p99, peaks = [], [], [], [], []
@@ -297,9 +298,23 @@ class Bench:
                 m, cache = self.mount(cache)
                 paths = [os.path.join(m.mountpoint, "sha1", s) for s in smalls]
                 locals_ = [sha1_path(self.storage, s) for s in smalls]
+                rss_before = rss_kib(m.proc.pid)
                 rows["stat"].append(timed(lambda: [os.stat(p) for p in paths]))
+                rss_touched = rss_kib(m.proc.pid)
                 rows["stat_again"].append(timed(lambda: [os.stat(p) for p in paths]))
                 rows["stat_base"].append(timed(lambda: [os.stat(p) for p in locals_]))
+                # The mount's memory per object touched, and what it holds once the kernel
+                # forgets them (dentries and inodes dropped: FUSE forgets reach the mount).
+                held = int(os.getxattr(m.mountpoint, "user.kachery.inodes"))
+                with open("/proc/sys/vm/drop_caches", "w") as f:
+                    f.write("2\n")
+                deadline = time.time() + 10
+                while int(os.getxattr(m.mountpoint, "user.kachery.inodes")) > held // 10 and time.time() < deadline:
+                    time.sleep(0.05)
+                rows["rss_touched"].append((rss_touched - rss_before) * 1e5 / a.entries / 1024)
+                rows["rss_forgotten"].append((rss_kib(m.proc.pid) - rss_before) * 1e5 / a.entries / 1024)
+                rows["inodes_held"].append(held)
+                rows["inodes_left"].append(int(os.getxattr(m.mountpoint, "user.kachery.inodes")))
                 self.done_with(m, cache, keep_cache=True)
 
                 # Last in the run: these rows drop the page cache.
@@ -390,6 +405,11 @@ class Bench:
         print("%-34s %11.2f us %11.2f us %8.2f  (kernel dentry/attr cache: day-long timeouts)" %
               ("stat of a cached entry, again", med["stat_again"] / a.entries * 1e6, med["stat_base"] / a.entries * 1e6, med["stat_again"] / med["stat_base"]))
         print("%-34s %10.1f MiB %14s %8s  limit 100 MiB" % ("peak RSS streaming %d MiB" % a.huge_mb, max(peaks), "", ""))
+        print("%-34s %10.1f MiB %14s %8s  RSS growth per 10^5 objects looked up (%d entries)" %
+              ("RSS per 10^5 objects touched", med["rss_touched"], "", "", a.entries))
+        print("%-34s %10.1f MiB %14s %8s  the same once the kernel forgot them: inodes %d -> %d (freed memory is "
+              "reused, not returned)" % ("RSS per 10^5, forgotten", med["rss_forgotten"], "", "",
+                                         med["inodes_held"], med["inodes_left"]))
 
 
 def main():
