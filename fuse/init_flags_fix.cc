@@ -60,7 +60,16 @@ ssize_t splice_through(int in, off_t* in_offset, int out, off_t* out_offset, siz
 }  // namespace
 
 int install_parallel_dirops_fix(fuse_session* session) {
-  static const fuse_custom_io io = {write_reply, read_request, splice_through, splice_through};
+  // By field name, value-initialized: libfuse 3.17 added clone_fd (left null: libfuse then
+  // clones /dev/fuse itself for its worker threads).
+  static const fuse_custom_io io = [] {
+    fuse_custom_io hooks{};
+    hooks.writev = write_reply;
+    hooks.read = read_request;
+    hooks.splice_receive = splice_through;
+    hooks.splice_send = splice_through;
+    return hooks;
+  }();
   return fuse_session_custom_io(session, &io, fuse_session_fd(session));
 }
 

@@ -6,10 +6,17 @@
 # the network benchmark's baselines (sshfs with an sshd it starts itself on loopback, and
 # h5py for its HDF5 row), and the metrics test's parser (python3-prometheus-client).
 set -euo pipefail
+# The fuzzers' runtime matches the release's default clang: 14 on Debian 12, 19 on Debian 13.
+clang_major() {
+  case "$(cut -d. -f1 /etc/debian_version 2>/dev/null)" in
+    13) echo 19 ;;
+    *) echo 14 ;;
+  esac
+}
 packages=(build-essential cmake pkg-config libfuse3-dev fuse3 libboost-dev nlohmann-json3-dev
           libssl-dev libspdlog-dev libgtest-dev libgmock-dev python3 curl iproute2
           openssl socat libsqlite3-dev bsdutils
-          dpkg-dev lintian binutils attr passwd autofs clang libclang-rt-14-dev
+          dpkg-dev lintian binutils attr passwd autofs clang "libclang-rt-$(clang_major)-dev"
           sshfs openssh-server python3-h5py python3-prometheus-client)
 missing=()
 for p in "${packages[@]}"; do

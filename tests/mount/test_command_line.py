@@ -181,7 +181,9 @@ class CommandLine(MountTestCase):
                 self.assertNotIn("logging to", r.stderr)
             else:  # no syslog socket: a file, named on the terminal
                 self.assertIn("no syslog socket (/dev/log); logging to " + fallback, r.stderr)
-                self.wait_for(lambda: "mounted on" in open(fallback).read(), "the fallback log")
+                # The daemonized child opens the log after the parent has returned.
+                self.wait_for(lambda: os.path.exists(fallback) and "mounted on" in open(fallback).read(),
+                              "the fallback log")
         finally:
             subprocess.run(["fusermount3", "-u", self.mnt])
 
