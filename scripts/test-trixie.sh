@@ -38,7 +38,7 @@ mount --rbind /dev "$root/dev" && mount --make-rslave "$root/dev" && bound+=("$r
 # The checkout as committed (plus local edits), and ../shared beside it as CI has it.
 rm -rf "$root/src" && mkdir -p "$root/src/main"
 git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$root/src/main"
-[ -d "$repo/../shared" ] && cp -r "$repo/../shared" "$root/src/shared"
+[ -d "$repo/../shared" ] && cp -rL "$repo/../shared" "$root/src/shared"  # -L: it may be a link
 
 in_tree() { chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin \
   LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive bash -c "$1"; }
