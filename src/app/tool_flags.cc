@@ -29,6 +29,18 @@ std::optional<std::string> parse_jobs(ToolArgs& args, const std::string& value) 
   return std::nullopt;
 }
 
+// A flag that only sets a field, to true or to its value.
+template <bool ToolArgs::*field>
+std::optional<std::string> set_true(ToolArgs& args, const std::string&) {
+  args.*field = true;
+  return std::nullopt;
+}
+template <std::string ToolArgs::*field>
+std::optional<std::string> set_value(ToolArgs& args, const std::string& value) {
+  args.*field = value;
+  return std::nullopt;
+}
+
 constexpr ToolFlag kFlags[] = {
     {"-o", "", "OPT[,OPT...]",
      "the mount's options: cache_dir=, auth_file=, cache_max=, timeout=, ...",
@@ -38,36 +50,15 @@ constexpr ToolFlag kFlags[] = {
      }},
     {"", "--daemon", "NODE[,NODE...]",
      "the nodes to ask (default: those the cache dir's mount last used)",
-     [](ToolArgs& a, const std::string& v) -> std::optional<std::string> {
-       a.daemon = v;
-       return std::nullopt;
-     }},
-    {"", "--json", "", "print JSON for scripts",
-     [](ToolArgs& a, const std::string&) -> std::optional<std::string> {
-       a.json = true;
-       return std::nullopt;
-     }},
+     set_value<&ToolArgs::daemon>},
+    {"", "--json", "", "print JSON for scripts", set_true<&ToolArgs::json>},
     {"", "--create", "", "make a missing cache dir (else it is an error)",
-     [](ToolArgs& a, const std::string&) -> std::optional<std::string> {
-       a.create = true;
-       return std::nullopt;
-     }},
+     set_true<&ToolArgs::create>},
     {"-j", "", "N", "pin: fetch N at once (1 to 256; default 1)", parse_jobs},
     {"", "--from", "FILE", "pin, unpin: read URIs or hashes from FILE, one per line (- is stdin)",
-     [](ToolArgs& a, const std::string& v) -> std::optional<std::string> {
-       a.targets_from = v;
-       return std::nullopt;
-     }},
-    {"-V", "--version", "", "print the version",
-     [](ToolArgs& a, const std::string&) -> std::optional<std::string> {
-       a.version = true;
-       return std::nullopt;
-     }},
-    {"-h", "--help", "", "this help",
-     [](ToolArgs& a, const std::string&) -> std::optional<std::string> {
-       a.help = true;
-       return std::nullopt;
-     }},
+     set_value<&ToolArgs::targets_from>},
+    {"-V", "--version", "", "print the version", set_true<&ToolArgs::version>},
+    {"-h", "--help", "", "this help", set_true<&ToolArgs::help>},
 };
 
 const ToolFlag* find_flag(std::string_view name) {

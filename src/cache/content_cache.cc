@@ -38,6 +38,9 @@ std::vector<std::string> directory_names(const fs::path& dir) {
   return names;
 }
 
+// A directory of the storage layout's levels: two lower-case hex digits.
+bool is_level_name(const std::string& name) { return name.size() == 2 && is_lower_hex(name); }
+
 // Temp files are named <sha1>.<pid>.<counter>.tmp, so a new process can tell which
 // leftovers belong to processes that no longer run.
 std::string temp_name(std::string_view sha1) {
@@ -72,13 +75,12 @@ void ContentCache::move_legacy_objects() const {
   std::error_code ec;
   if (!fs::is_directory(legacy, ec)) return;
   std::size_t moved = 0, left = 0;
-  auto two_hex = [](const std::string& name) { return name.size() == 2 && is_lower_hex(name); };
   for (const std::string& a : directory_names(legacy)) {
-    if (!two_hex(a)) continue;
+    if (!is_level_name(a)) continue;
     for (const std::string& b : directory_names(legacy / a)) {
-      if (!two_hex(b)) continue;
+      if (!is_level_name(b)) continue;
       for (const std::string& c : directory_names(legacy / a / b)) {
-        if (!two_hex(c)) continue;
+        if (!is_level_name(c)) continue;
         fs::path dir = legacy / a / b / c;
         for (const std::string& name : directory_names(dir)) {
           if (!is_sha1_name(name) || !name.starts_with(a + b + c)) continue;
@@ -187,21 +189,20 @@ Result<UniqueFd> ContentCache::open_complete(std::string_view sha1) const {
 }
 
 std::vector<std::string> ContentCache::list_level(std::string_view prefix) const {
-  auto two_hex = [](const std::string& name) { return name.size() == 2 && is_lower_hex(name); };
   if (layout_.legacy()) {
     fs::path dir = layout_.legacy_complete_dir();
     for (std::size_t i = 0; i < prefix.size(); i += 2) dir /= std::string(prefix.substr(i, 2));
     std::vector<std::string> names;
     for (std::string& name : directory_names(dir)) {
       bool wanted =
-          prefix.size() == 6 ? is_sha1_name(name) && name.starts_with(prefix) : two_hex(name);
+          prefix.size() == 6 ? is_sha1_name(name) && name.starts_with(prefix) : is_level_name(name);
       if (wanted) names.push_back(std::move(name));
     }
     return names;
   }
   if (prefix.empty()) {
     std::vector<std::string> names = directory_names(layout_.complete_dir());
-    std::erase_if(names, [&](const std::string& name) { return !two_hex(name); });
+    std::erase_if(names, [&](const std::string& name) { return !is_level_name(name); });
     return names;
   }
   // The levels below the first are spans of the names in objects/<first two>/.
