@@ -10,7 +10,9 @@
 #include <cerrno>
 #include <ctime>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fuse_cancel_token.h"
@@ -75,6 +77,7 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   conn->max_read = ctx->max_read;
   // Lookups and readdirs of one directory (sha1/) run in parallel in the kernel.
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  if (ctx->passthrough != nullptr) ctx->passthrough->negotiate(conn);
   spdlog::info(
       "FUSE protocol {}.{}: max_read={} max_readahead={} splice_write={} parallel_dirops={} "
       "max_background={}",
@@ -209,8 +212,22 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   } else {
     fi->keep_cache = 1;  // content is immutable: keep the page cache across opens
   }
+  fi->noflush = 1;  // nothing to flush in a read-only tree: a close sends no FLUSH
   fi->fh = reinterpret_cast<std::uint64_t>(handle.get());
-  if (fuse_reply_open(req, fi) == 0) handle.release();  // else the opener went away: drop it
+  Passthrough* passthrough = context(req).passthrough;
+  std::int32_t backing_id = 0;
+  if (passthrough != nullptr) {
+    // Only a complete, verified cache file can back an open: the kernel never asks for a
+    // page it lacks.
+    const OpenContent& content = file->content;
+    int backing_fd = !file->direct && !content.partial ? content.fd.get() : -1;
+    backing_id = passthrough->begin_open(req, ino, backing_fd, content.size);
+  }
+  if (Passthrough::reply_open(req, fi, backing_id) == 0) {
+    handle.release();
+  } else if (passthrough != nullptr) {
+    passthrough->end_open(req, ino);  // the opener went away: drop it
+  }
 }
 
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_info* fi) {
@@ -254,7 +271,30 @@ void reply_xattr_value(fuse_req_t req, const std::string& value, size_t size) {
   }
 }
 
+// Root xattrs that the FUSE layer answers: the passthrough mode in force, the backing files
+// registered now, and the opens not yet released.
+constexpr const char* kPassthroughXattr = "user.kachery.passthrough";
+constexpr const char* kBackingFilesXattr = "user.kachery.backing_files";
+constexpr const char* kOpenFilesXattr = "user.kachery.open_files";
+
+std::optional<std::string> fuse_root_xattr(fuse_req_t req, std::string_view name) {
+  const Passthrough* passthrough = context(req).passthrough;
+  if (name == kPassthroughXattr)
+    return passthrough != nullptr ? passthrough->status() : "off: not built in";
+  if (name == kBackingFilesXattr)
+    return std::to_string(passthrough != nullptr ? passthrough->backing_files() : 0);
+  if (name == kOpenFilesXattr && passthrough != nullptr)
+    return std::to_string(passthrough->open_files());
+  return std::nullopt;
+}
+
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  if (ino == FUSE_ROOT_ID) {
+    if (std::optional<std::string> value = fuse_root_xattr(req, name)) {
+      reply_xattr_value(req, *value, size);
+      return;
+    }
+  }
   std::string value;
   int error = interruptible(req, [&](const CancelToken& cancel) {
     return context(req).filesystem->get_xattr(ino, name, value, cancel);
@@ -273,12 +313,18 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
     fuse_reply_err(req, -error);
     return;
   }
+  if (ino == FUSE_ROOT_ID) {
+    names.emplace_back(kPassthroughXattr);
+    names.emplace_back(kBackingFilesXattr);
+    if (context(req).passthrough != nullptr) names.emplace_back(kOpenFilesXattr);
+  }
   std::string list;
   for (const std::string& name : names) list.append(name).push_back('\0');
   reply_xattr_value(req, list, size);
 }
 
-void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (Passthrough* passthrough = context(req).passthrough) passthrough->end_open(req, ino);
   // The last user closes its cache file and ends its hold on the object.
   reinterpret_cast<FileHandle*>(fi->fh)->let_go();
   fuse_reply_err(req, 0);

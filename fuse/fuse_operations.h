@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "passthrough.h"
 #include "support/late_callback.h"
 #include "tree/filesystem.h"
 
@@ -29,6 +30,8 @@ struct FuseContext {
   std::uint32_t umask = 0;
   // Attached by the session runner: drops the kernel's cached pages of an inode.
   LateCallback<std::uint64_t>* invalidate_inode = nullptr;
+  // Kernel passthrough of complete cache files; nullptr: never.
+  Passthrough* passthrough = nullptr;
 };
 
 const fuse_lowlevel_ops& kacheryfs_operations();

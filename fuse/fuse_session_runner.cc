@@ -9,7 +9,7 @@
 #include <string>
 #include <thread>
 
-#include "init_flags_fix.h"
+#include "session_io_hook.h"
 
 namespace kacheryfs {
 
@@ -83,7 +83,9 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
     spdlog::error("cannot mount on {} (see the message above)", config.mountpoint);
     return 1;
   }
-  if (int error = install_parallel_dirops_fix(session); error != 0)
+  if (context.passthrough != nullptr)
+    context.passthrough->attach_session_fd(fuse_session_fd(session));
+  if (int error = install_session_io_hook(session); error != 0)
     spdlog::warn("lookups in one directory stay serialized (custom FUSE I/O: {})", error);
   if (fuse_daemonize(config.foreground ? 1 : 0) != 0) {
     detach_invalidation();

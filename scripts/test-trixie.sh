@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds and tests kacheryfs on Debian 13 (trixie), in a tree made with debootstrap from
-# Debian's own archive under ./build-trixie/root (reused while it exists). Inside it, with
+# Debian's own archive under /var/cache/kacheryfs-ci/trixie (KACHERYFS_TRIXIE_ROOT), kept
+# outside the checkout so that a machine that keeps /var/cache reuses it from one clean
+# clone to the next (a tree that is not Debian 13 is made again). Inside it, with
 # /proc, /sys, /dev and /dev/pts bound in: the dependencies from scripts/install-deps.sh, a
 # build, the CTest suite except what needs the host's systemd and package state or takes
 # long (mount.workstation, mount.soak, bench.*), and a .deb that is built, installed with
@@ -8,18 +10,31 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
-root=${KACHERYFS_TRIXIE_ROOT:-$repo/build-trixie/root}
+root=${KACHERYFS_TRIXIE_ROOT:-/var/cache/kacheryfs-ci/trixie}
 mirror=${KACHERYFS_TRIXIE_MIRROR:-http://deb.debian.org/debian}
 started=$(date +%s)
 [ "$(id -u)" -eq 0 ] || { echo "test-trixie: needs root (debootstrap, chroot, mounts)"; exit 1; }
 command -v debootstrap > /dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap > /dev/null
 
+# A run killed before its cleanup leaves /proc, /sys and /dev bound in the tree: unmount
+# them before anything is removed, and never remove across a file system boundary.
+unmount_leftovers() {
+  local target
+  while read -r target; do umount -R -l "$target" 2>/dev/null || true; done < <(
+    awk -v root="$root/" 'index($2, root) == 1 { print $2 }' /proc/self/mounts | sort -r)
+  if awk -v root="$root/" 'index($2, root) == 1 { found = 1 } END { exit !found }' /proc/self/mounts; then
+    echo "test-trixie: file systems are still mounted under $root"
+    exit 1
+  fi
+}
+mkdir -p "$(dirname "$root")"
+unmount_leftovers
 if [[ "$(cut -d. -f1 "$root/etc/debian_version" 2>/dev/null)" != 13 ]]; then
-  rm -rf "$root"
+  rm -rf --one-file-system "$root"
   mkdir -p "$root"
   echo "test-trixie: debootstrap trixie into $root"
-  debootstrap --variant=minbase trixie "$root" "$mirror" > "$repo/build-trixie/debootstrap.log" 2>&1 ||
-    { tail -n 20 "$repo/build-trixie/debootstrap.log"; exit 1; }
+  debootstrap --variant=minbase trixie "$root" "$mirror" > "$root.debootstrap.log" 2>&1 ||
+    { tail -n 20 "$root.debootstrap.log"; exit 1; }
 fi
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 

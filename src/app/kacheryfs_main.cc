@@ -124,6 +124,10 @@ int main(int argc, char** argv) {
   context.gid = options.gid;
   context.umask = options.umask;
   context.invalidate_inode = &mount.invalidate_inode();
+  Passthrough passthrough(
+      options.passthrough ? Passthrough::Setting::kAuto : Passthrough::Setting::kOff,
+      kPassthroughMinSize);
+  context.passthrough = &passthrough;
   FuseMountConfig config{options.mountpoint, options.fuse_options, options.foreground,
                          options.debug, options.single_threaded};
   int result = run_fuse_session(config, context, [&](bool daemonized) {

@@ -267,6 +267,18 @@ std::vector<OptionRow> make_option_table() {
          return "";
        },
        [](const MountOptions& o) -> std::string { return o.verify_strict ? "strict" : "normal"; }});
+  rows.push_back(
+      {"passthrough", "MODE", "auto", "", "auto off",
+       "auto: the kernel reads complete cached files itself (FUSE passthrough: Linux 6.9+, "
+       "a root mount)",
+       false,
+       [](Value value, MountOptions& o) -> std::string {
+         if (!value || (*value != "auto" && *value != "off"))
+           return "expected passthrough=auto or passthrough=off";
+         o.passthrough = *value == "auto";
+         return "";
+       },
+       [](const MountOptions& o) -> std::string { return o.passthrough ? "auto" : "off"; }});
   rows.push_back({"cache_max", "SIZE", "", "a quarter of the cache's file system", ">= 1M",
                   "evict least recently used files beyond SIZE", false,
                   [](Value value, MountOptions& o) -> std::string {

@@ -61,6 +61,7 @@ struct MountOptions {
   std::uint64_t whole_max = 0;       // once read, files up to this size are fetched whole
   std::uint64_t max_readahead = 0;   // largest readahead window
   bool verify_strict = false;        // -o verify=strict: serve only verified bytes
+  bool passthrough = true;           // -o passthrough=auto: kernel passthrough where it works
   std::uint64_t cache_max = 0;       // 0: a quarter of the cache's file system
   std::uint64_t cache_min_free = 0;  // bytes; 0: use cache_min_free_fraction
   double cache_min_free_fraction = 0;

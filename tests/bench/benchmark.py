@@ -8,6 +8,8 @@ chunks, 400 MB/s a download, 700 MB/s in all, 1 ms a request), so that no row is
 
 It creates its data, starts the emulator on loopback, mounts, and prints:
   warm sequential read (1 GiB)   `cat` through the mount again   vs `cat` of the local file (page cache)
+  warm read, passthrough on/off  a remount with -o passthrough=auto and =off, `cat` again, vs the same;
+                                 and the page cache two reads leave (Cached), auto vs off
   cold sequential read (1 GiB)   fresh cache + mount, `cat`      vs `curl` of the whole file from the emulator
   cold first 4 KiB (1 GiB file)  fresh mount: `head -c 4096`     vs one `curl` range request
   cold random 4 KiB (4 GiB file) 200 offsets, p50 and p99        vs single range requests (keep-alive)
@@ -50,6 +52,14 @@ def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def meminfo_kib(field):
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
 
 
 def drop_page_cache():
@@ -100,12 +110,26 @@ class Bench:
         self.emulator = None
         self.count = 0
 
-    def mount(self, cache=None):
+    def mount(self, cache=None, options=()):
         self.count += 1
         mnt = os.path.join(self.tmp, "mnt%d" % self.count)
         cache = cache or os.path.join(self.tmp, "cache%d" % self.count)
-        opts = ["auth_file=" + self.emulator.auth_file] + ([self.a.o] if self.a.o else [])
+        opts = ["auth_file=" + self.emulator.auth_file] + list(options) + ([self.a.o] if self.a.o else [])
         return Mount(self.emulator.address, mnt, cache, opts), cache
+
+    def warm_passthrough_rows(self, cache, path_of, rows, mode):
+        """On a remount of a cache holding the 1 GiB file, with -o passthrough=mode: its warm
+        `cat` (after one `cat`), and the page cache that two reads leave, from a dropped
+        page cache (Cached in /proc/meminfo)."""
+        m, _ = self.mount(cache, ["passthrough=" + mode])
+        path = path_of(m)
+        drop_page_cache()
+        before = meminfo_kib("Cached")
+        run_quiet(["cat", path])
+        rows["warm_" + mode].append(timed(lambda: run_quiet(["cat", path])))
+        rows["held_" + mode].append((meminfo_kib("Cached") - before) / 1024)
+        rows["status_" + mode].append(os.getxattr(m.mountpoint, "user.kachery.passthrough").decode())
+        self.done_with(m, cache, keep_cache=True)
 
     def done_with(self, m, cache, keep_cache=False):
         m.unmount()
@@ -186,7 +210,8 @@ class Bench:
                                 "stat", "stat_base", "stat_again", "opens", "opens_base",
                                 "rss_touched", "rss_forgotten", "inodes_held", "inodes_left",
                                 "many_cold", "many_cold_base", "many_cached", "many_cached_base",
-                                "many_warm", "many_warm_base", "many_passthrough")}
+                                "many_warm", "many_warm_base", "many_passthrough", "many_warm_off",
+                                "warm_auto", "warm_off", "held_auto", "held_off", "status_auto", "status_off")}
         random_p50, random_p99, base_p50, base_p99, peaks = [], [], [], [], []
         try:
             run_quiet(["cat", big_original])
@@ -234,7 +259,13 @@ class Bench:
                 rows["cold"].append(timed(lambda: run_quiet(["cat", path])))
                 rows["cpu"].append((cpu_seconds(m.proc.pid) - cpu_before) / (big_size / (1 << 30)))
                 rows["warm"].append(timed(lambda: run_quiet(["cat", path])))
-                self.done_with(m, cache)
+                self.done_with(m, cache, keep_cache=True)
+                for mode in ("auto", "off"):
+                    self.warm_passthrough_rows(cache, lambda m: os.path.join(m.mountpoint, "sha1", big), rows, mode)
+                shutil.rmtree(cache, ignore_errors=True)
+                drop_page_cache()
+                for original in (big_original, huge_original):  # the emulator's files, as before
+                    run_quiet(["cat", original])
                 rows["passthrough"].append(self.passthrough_warm(big_original))
                 # 4 parallel curl ranges of the whole file
                 quarter = big_size // 4
@@ -337,6 +368,11 @@ class Bench:
                 rows["many_cached_base"].append(timed(lambda: [read_all(p) for p in cached]))
                 rows["many_warm"].append(timed(lambda: [read_all(p) for p in paths]))
                 rows["many_warm_base"].append(timed(lambda: [read_all(p) for p in cached]))
+                self.done_with(m, cache, keep_cache=True)
+                m, cache = self.mount(cache, ["passthrough=off"])
+                paths = [os.path.join(m.mountpoint, "sha1", s) for s in run_many]
+                [read_all(p) for p in paths]
+                rows["many_warm_off"].append(timed(lambda: [read_all(p) for p in paths]))
                 self.done_with(m, cache)
                 flat = os.path.join(self.tmp, "flat")
                 shutil.rmtree(flat, ignore_errors=True)
@@ -352,7 +388,8 @@ class Bench:
             self.emulator.stop()
             shutil.rmtree(self.tmp, ignore_errors=True)
 
-        med = {k: statistics.median(v) for k, v in rows.items() if k not in ("passthrough", "many_passthrough")}
+        med = {k: statistics.median(v) for k, v in rows.items()
+               if k not in ("passthrough", "many_passthrough", "status_auto", "status_off")}
         print("kacheryfs benchmark: %d runs, medians; emulator %s; files %d MiB and %d MiB; %d random reads; %d entries%s" %
               (a.runs, a.emulator, a.big_mb, a.huge_mb, a.random_reads, a.entries, " (QUICK: smoke test only)" if a.quick else ""))
         print("%-34s %14s %14s %8s" % ("", "kacheryfs", "baseline", "ratio"))
@@ -366,6 +403,14 @@ class Bench:
                   ("warm read, FUSE passthrough", mb / pt, mb / med["cat"], med["cat"] / pt))
             print("%-34s %9.0f MB/s %9.0f MB/s %8.2f  kacheryfs vs that passthrough: what FUSE itself allows" %
                   ("warm read, kacheryfs vs passthrough", mb / med["warm"], mb / pt, pt / med["warm"]))
+        print("%-34s %9.0f MB/s %9.0f MB/s %8.2f  a remount, passthrough=auto (%s), vs the same cat" %
+              ("warm read, kernel passthrough", mb / med["warm_auto"], mb / med["cat"], med["cat"] / med["warm_auto"],
+               rows["status_auto"][-1]))
+        print("%-34s %9.0f MB/s %9.0f MB/s %8.2f  a remount, passthrough=off, vs the same cat" %
+              ("warm read, passthrough=off", mb / med["warm_off"], mb / med["cat"], med["cat"] / med["warm_off"]))
+        print("%-34s %10.0f MiB %10.0f MiB %8.2f  page cache after two reads of the %d MiB file: auto vs off" %
+              ("page cache held, warm file", med["held_auto"], med["held_off"], med["held_auto"] / med["held_off"],
+               a.big_mb))
         print("%-34s %9.0f MB/s %9.0f MB/s %8.2f  speed vs curl of the whole file" %
               ("cold sequential read", mb / med["cold"], mb / med["curl"], med["curl"] / med["cold"]))
         print("%-34s %9.0f MB/s %9.0f MB/s %8.2f  speed vs 4 parallel curl ranges" %
@@ -390,6 +435,9 @@ class Bench:
         print("%-34s %11.1f us %11.1f us %8.2f  per file, vs the cache files (page cache)" %
               ("%d small files, warm" % n, med["many_warm"] / n * 1e6, med["many_warm_base"] / n * 1e6,
                med["many_warm"] / med["many_warm_base"]))
+        print("%-34s %11.1f us %11.1f us %8.2f  per file, passthrough=auto (files under 32 KiB: the normal path) "
+              "vs off" % ("%d small files, warm, auto vs off" % n, med["many_warm"] / n * 1e6,
+                          med["many_warm_off"] / n * 1e6, med["many_warm"] / med["many_warm_off"]))
         many_pt = [t for t in rows["many_passthrough"] if t is not None]
         if many_pt:
             pt = statistics.median(many_pt)

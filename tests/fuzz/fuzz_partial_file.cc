@@ -28,8 +28,7 @@ const kacheryfs::CacheLayout& fuzz_layout() {
 }
 
 // Replaces the file's bytes with `length` bytes of `bytes`, then sets its size to `size`.
-void rewrite(const fs::path& path, const std::uint8_t* bytes, std::size_t length,
-             off_t size) {
+void rewrite(const fs::path& path, const std::uint8_t* bytes, std::size_t length, off_t size) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) __builtin_trap();
   if (length > 0 && ::write(fd, bytes, length) != static_cast<ssize_t>(length)) __builtin_trap();

@@ -77,7 +77,7 @@ class HostileDaemon(unittest.TestCase):
     def test_lookups_of_different_files_in_sha1_reach_the_node_at_once(self):
         # The server answers the first 4 downloads only when all 4 are in flight together:
         # lookups that the kernel (or kacheryfs) serializes cannot pass. Debian's libfuse
-        # 3.14 never tells the kernel FUSE_PARALLEL_DIROPS; kacheryfs adds it (init_flags_fix).
+        # 3.14 never tells the kernel FUSE_PARALLEL_DIROPS; kacheryfs adds it (session_io_hook).
         files = [put_bytes(self.storage, os.urandom(3000)) for _ in range(4)]
         m = self.mount("rendezvous", "retries=0")
         results = {}
