@@ -8,6 +8,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
+#include <utility>
 
 #include "session_io_hook.h"
 
@@ -42,10 +44,14 @@ bool has_sys_admin() {
   return (data[CAP_SYS_ADMIN / 32].effective & (1u << (CAP_SYS_ADMIN % 32))) != 0;
 }
 
-// Errors of a backing ioctl that hold for every file, not only this one.
-bool refuses_every_file(int error) {
-  return error == EPERM || error == ENOTTY || error == EOPNOTSUPP || error == EINVAL ||
-         error == ENOSYS;
+// Errors of a backing ioctl that hold for every file, not only this one (every cache file
+// is on the cache dir's file system): "" for one that may be this file's alone.
+std::string refusal_for_every_file(int error) {
+  if (error == ELOOP) return "the cache dir is on a stacked file system (such as overlayfs)";
+  if (error == EPERM || error == ENOTTY || error == EOPNOTSUPP || error == EINVAL ||
+      error == ENOSYS)
+    return std::string("the kernel refused a backing file: ") + std::strerror(error);
+  return "";
 }
 
 }  // namespace
@@ -142,8 +148,8 @@ std::int32_t Passthrough::register_backing(fuse_req_t req, int fd) {
     ++backing_files_;
     return id;
   }
-  if (refuses_every_file(error)) {
-    turn_off(std::string("the kernel refused a backing file: ") + std::strerror(error));
+  if (std::string why = refusal_for_every_file(error); !why.empty()) {
+    turn_off(std::move(why));
   } else {
     spdlog::debug("passthrough: a backing file was refused ({}); this open is a normal one",
                   std::strerror(error));

@@ -5,8 +5,9 @@ them itself: with the mount's process stopped (SIGSTOP), an open file still read
 Many opens share one backing id, closed at the last release: afterwards the kernel knows no
 id of the mount (checked on the mount's own /dev/fuse fd, taken with pidfd_getfd). mmap
 works; a file that completes while open is served right before and after and switches at
-its next first open; eviction never takes a file with a live passthrough open;
-passthrough=off and a plain user's mount keep the normal path and say why."""
+its next first open; eviction never takes a file with a live passthrough open; a backing
+file the kernel refuses (a cache dir on overlayfs) and passthrough=off and a plain user's
+mount keep the normal path and say why."""
 import ctypes
 import errno
 import fcntl
@@ -168,6 +169,30 @@ class Passthrough(MountTestCase):
         with open(self.content(self.sha1), "rb") as f:
             self.assertEqual(xattr(self.mnt, "backing_files"), "1")
             self.assertReadsWhileStopped(f, m.proc.pid)
+
+    def test_a_refused_backing_file_leaves_the_normal_path(self):
+        # A cache dir on overlayfs: the kernel refuses its files as backing files (ELOOP,
+        # stacked too deep), and says so for every file of that file system.
+        layers = {name: os.path.join(self.tmp, name) for name in ("lower", "upper", "work", "overlay")}
+        for path in layers.values():
+            os.makedirs(path)
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o", "lowerdir=%(lower)s,upperdir=%(upper)s,"
+                        "workdir=%(work)s" % layers, layers["overlay"]], check=True)
+        # (a failed test may leave the mount holding files of it: detach it then)
+        self.addCleanup(lambda: subprocess.run(["umount", layers["overlay"]], capture_output=True).returncode == 0
+                        or subprocess.run(["umount", "-l", layers["overlay"]], check=True))
+        self.cache = os.path.join(layers["overlay"], "cache")
+        self.cache_completely()
+        m = self.mount()
+        self.assertEqual(xattr(self.mnt, "passthrough"), "on")
+        with open(self.content(self.sha1), "rb") as f:
+            self.assertEqual(f.read(), self.data)
+            self.assertEqual(xattr(self.mnt, "backing_files"), "0")
+        self.assertEqual(xattr(self.mnt, "passthrough"),
+                         "off: the cache dir is on a stacked file system (such as overlayfs)")
+        self.assertIn("passthrough: off: the cache dir is on a stacked file system", m.output())
+        self.assertSameBytes(self.content(self.sha1), self.original)
+        self.unmount(m)
 
     def test_passthrough_off_keeps_the_normal_path(self):
         self.cache_completely()
