@@ -157,6 +157,26 @@ OptionRow text_row(std::string_view name, std::string_view value_name,
           [=](const MountOptions& o) { return (o.*field).empty() ? "(none)" : o.*field; }};
 }
 
+// "-o name=ON" or "-o name=OFF" (two words, given as string literals) sets a bool.
+OptionRow choice_row(std::string_view name, bool MountOptions::*field, std::string_view on,
+                     std::string_view off, bool default_on, std::string_view help) {
+  return {name,
+          "MODE",
+          default_on ? on : off,
+          "",
+          std::string(on) + " " + std::string(off),
+          help,
+          false,
+          [=](Value value, MountOptions& o) -> std::string {
+            if (!value || (*value != on && *value != off))
+              return "expected " + std::string(name) + "=" + std::string(on) + " or " +
+                     std::string(name) + "=" + std::string(off);
+            o.*field = *value == on;
+            return "";
+          },
+          [=](const MountOptions& o) { return std::string(o.*field ? on : off); }};
+}
+
 // "-o name" with no value sets a bool; shown as yes/no.
 OptionRow flag_row(std::string_view name, bool MountOptions::*field, std::string_view help) {
   return {name,
@@ -257,28 +277,11 @@ std::vector<OptionRow> make_option_table() {
                            "range requests in flight for prefetching"));
   rows.push_back(size_row("max_readahead", &MO::max_readahead, 0, T, "64M", "0..1T",
                           "largest readahead window of a sequential reader"));
-  rows.push_back(
-      {"verify", "MODE", "normal", "", "strict normal",
-       "strict: serve no byte before it is verified", false,
-       [](Value value, MountOptions& o) -> std::string {
-         if (!value || (*value != "strict" && *value != "normal"))
-           return "expected verify=strict or verify=normal";
-         o.verify_strict = *value == "strict";
-         return "";
-       },
-       [](const MountOptions& o) -> std::string { return o.verify_strict ? "strict" : "normal"; }});
-  rows.push_back(
-      {"passthrough", "MODE", "auto", "", "auto off",
-       "auto: the kernel reads complete cached files itself (FUSE passthrough: Linux 6.9+, "
-       "a root mount)",
-       false,
-       [](Value value, MountOptions& o) -> std::string {
-         if (!value || (*value != "auto" && *value != "off"))
-           return "expected passthrough=auto or passthrough=off";
-         o.passthrough = *value == "auto";
-         return "";
-       },
-       [](const MountOptions& o) -> std::string { return o.passthrough ? "auto" : "off"; }});
+  rows.push_back(choice_row("verify", &MO::verify_strict, "strict", "normal", false,
+                            "strict: serve no byte before it is verified"));
+  rows.push_back(choice_row("passthrough", &MO::passthrough, "auto", "off", true,
+                            "auto: the kernel reads complete cached files itself (FUSE "
+                            "passthrough: Linux 6.9+, a root mount)"));
   rows.push_back({"cache_max", "SIZE", "", "a quarter of the cache's file system", ">= 1M",
                   "evict least recently used files beyond SIZE", false,
                   [](Value value, MountOptions& o) -> std::string {
