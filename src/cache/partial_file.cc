@@ -132,6 +132,15 @@ PartialFile::WaitResult PartialFile::wait(std::uint64_t page, const CancelToken&
 
 void PartialFile::set_manifest(Manifest manifest) {
   std::lock_guard lock(mutex_);
+  set_manifest_locked(std::move(manifest));
+}
+
+void PartialFile::set_manifest_if_none(const Manifest& manifest) {
+  std::lock_guard lock(mutex_);
+  if (!manifest_) set_manifest_locked(manifest);
+}
+
+void PartialFile::set_manifest_locked(Manifest manifest) {
   std::size_t count = manifest.chunks.size();
   chunk_verified_.assign(count, 0);
   int chunks_fd = layout_->open_file(chunks_path_, O_RDWR | O_CREAT, 0644);

@@ -72,6 +72,8 @@ class PartialFile {
   // Verification state. Verified chunks are recorded in CACHE/partial/<sha1>.chunks, so
   // they stay verified after the file is closed or the mount restarts.
   void set_manifest(Manifest manifest);
+  // The same, unless the file has a manifest already (one check-and-set, under the lock).
+  void set_manifest_if_none(const Manifest& manifest);
   // The manifest, or null; it may be set while readers and the verifier use the file.
   std::shared_ptr<const Manifest> manifest() const {
     std::lock_guard lock(mutex_);
@@ -114,6 +116,7 @@ class PartialFile {
   void set_reported_bytes(std::uint64_t held) { indexed_bytes_ = held; }
 
  private:
+  void set_manifest_locked(Manifest manifest);  // mutex_ held
   PartialFile(std::string sha1, std::uint64_t size, std::uint64_t page_size);
 
   std::string sha1_;

@@ -69,29 +69,38 @@ Result<std::shared_ptr<PartialFile>> BlockFetcher::partial(const std::string& sh
                                                            std::uint64_t size,
                                                            const std::optional<Manifest>& manifest,
                                                            const OnCreate& on_create) {
-  std::shared_ptr<PartialFile> file;
-  {
-    std::lock_guard lock(registry_mutex_);
-    auto it = registry_.find(sha1);
-    if (it != registry_.end()) file = it->second.lock();
-    if (file && file->failed()) file.reset();
-    const bool created = !file;
-    if (created) {
-      auto opened = PartialFile::open(cache_.layout(), sha1, size, config_.page_size);
-      if (!opened.ok()) return opened.failure();
-      file = std::move(*opened);
-      file->keep_in_use(in_use_.hold(sha1));  // never evicted while someone streams it
-      registry_[sha1] = file;
-      file->set_reported_bytes(file->cached_bytes());
-      accounting_.partial(sha1, size, file->cached_bytes());
-      if (!file->all_present()) counters_.add(Counter::kMisses);  // bytes will be fetched
-    }
-    // Before anything can verify a new entry; a later reader may also bring the manifest of
-    // a file first opened without it (under the lock, so that only one of them sets it).
-    if (manifest && !file->manifest()) file->set_manifest(*manifest);
-    if (created && on_create) on_create(file);  // still under the lock: no other reader has it
+  std::shared_ptr<PartialFile> file = usable(sha1);
+  if (!file) {
+    // One reader makes the entry (opening its files and seeding it: disk I/O) with no lock
+    // held; other readers of the same file wait for it, and the others go on.
+    auto made = creations_.run(
+        sha1, [&] { return create(sha1, size, manifest, on_create); }, NeverCancelled());
+    if (!made) return fail(-EINTR, "interrupted");  // (a NeverCancelled follower waits)
+    if (!made->ok()) return made->failure();
+    file = **made;
   }
+  // A later reader may bring the manifest of a file first opened without it.
+  if (manifest) file->set_manifest_if_none(*manifest);
   schedule_verify(file);  // pages from an earlier mount are verified as they are found
+  return file;
+}
+
+Result<std::shared_ptr<PartialFile>> BlockFetcher::create(const std::string& sha1,
+                                                          std::uint64_t size,
+                                                          const std::optional<Manifest>& manifest,
+                                                          const OnCreate& on_create) {
+  if (auto file = usable(sha1)) return file;  // made by the flight before this one
+  auto opened = PartialFile::open(cache_.layout(), sha1, size, config_.page_size);
+  if (!opened.ok()) return opened.failure();
+  std::shared_ptr<PartialFile> file = std::move(*opened);
+  file->keep_in_use(in_use_.hold(sha1));  // never evicted while someone streams it
+  file->set_reported_bytes(file->cached_bytes());
+  accounting_.partial(sha1, size, file->cached_bytes());
+  if (!file->all_present()) counters_.add(Counter::kMisses);  // bytes will be fetched
+  if (manifest) file->set_manifest(*manifest);                // before anything can verify it
+  if (on_create) on_create(file);                             // no other reader has it yet
+  std::lock_guard lock(registry_mutex_);
+  registry_[sha1] = file;
   return file;
 }
 
@@ -99,6 +108,11 @@ std::shared_ptr<PartialFile> BlockFetcher::live(const std::string& sha1) {
   std::lock_guard lock(registry_mutex_);
   auto it = registry_.find(sha1);
   return it != registry_.end() ? it->second.lock() : nullptr;
+}
+
+std::shared_ptr<PartialFile> BlockFetcher::usable(const std::string& sha1) {
+  std::shared_ptr<PartialFile> file = live(sha1);
+  return file && !file->failed() ? file : nullptr;
 }
 
 std::uint64_t BlockFetcher::partial_bytes(const std::string& sha1, std::uint64_t size) {

@@ -28,6 +28,7 @@
 #include "cache/open_objects.h"
 #include "cache/partial_file.h"
 #include "fetch/blob_source.h"
+#include "fetch/single_flight.h"
 #include "support/cancel_token.h"
 #include "support/counters.h"
 #include "support/result.h"
@@ -64,7 +65,8 @@ class BlockFetcher {
 
   // The partial entry of sha1 shared by its readers (held in OpenObjects while it lives); a
   // failed one is replaced by a fresh one (the file is fetched again). A new entry is given
-  // to on_create before any other reader can see it (to seed bytes already in hand).
+  // to on_create before any other reader can see it (to seed bytes already in hand): one
+  // reader makes it, with no lock held, while the other readers of that file wait.
   using OnCreate = std::function<void(const std::shared_ptr<PartialFile>&)>;
   Result<std::shared_ptr<PartialFile>> partial(const std::string& sha1, std::uint64_t size,
                                                const std::optional<Manifest>& manifest,
@@ -107,6 +109,12 @@ class BlockFetcher {
   void schedule_verify(const std::shared_ptr<PartialFile>& file);
   // The entry of sha1 some reader holds now, or nullptr (then its files are read instead).
   std::shared_ptr<PartialFile> live(const std::string& sha1);
+  // The same, unless it has failed (a new one then replaces it).
+  std::shared_ptr<PartialFile> usable(const std::string& sha1);
+  // Makes and registers a new entry (partial's single flight).
+  Result<std::shared_ptr<PartialFile>> create(const std::string& sha1, std::uint64_t size,
+                                              const std::optional<Manifest>& manifest,
+                                              const OnCreate& on_create);
   void verify(PartialFile& file);
   void start_threads();
   void worker_loop();
@@ -121,9 +129,10 @@ class BlockFetcher {
   FailureCallback on_failure_;
 
   // Lock order: registry_mutex_, then queue_mutex_, then a PartialFile's own locks; none is
-  // held while bytes are fetched.
+  // held while bytes are fetched, and the registry's is held only to look up or insert.
   std::mutex registry_mutex_;
   std::unordered_map<std::string, std::weak_ptr<PartialFile>> registry_;
+  SingleFlight<Result<std::shared_ptr<PartialFile>>> creations_;
 
   std::once_flag started_;
   std::mutex queue_mutex_;

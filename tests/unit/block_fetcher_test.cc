@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "kachery/sha1_hasher.h"
 #include "test_support.h"
@@ -141,6 +142,45 @@ TEST_F(BlockFetcherTest, AMismatchDropsEverythingAndFailsReaders) {
   EXPECT_EQ(counters_.eio(EioSite::kBlockChecksum), 1u);
   auto again = *blocks.partial(sha1, 50000, std::nullopt);
   EXPECT_NE(again.get(), file.get()) << "a failed file is fetched afresh";
+}
+
+TEST_F(BlockFetcherTest, ConcurrentFirstReadersShareOneEntryMadeWithoutTheRegistryLock) {
+  MemorySource source;
+  const std::string sha1 = source.add(pattern(100000));
+  const std::string other = source.add(pattern(90000));
+  BlockFetcher blocks(source, *cache_, quota_, counters_, in_use_, config_);
+  std::atomic<int> created{0};
+  std::vector<std::shared_ptr<PartialFile>> seen(8);
+  std::vector<std::thread> readers;
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    readers.emplace_back([&, i] {
+      seen[i] = *blocks.partial(sha1, 100000, std::nullopt, [&](const auto&) {
+        ++created;
+        // The registry is free while an entry is made: another file's entry can be made
+        // (this deadlocked while creation held the registry lock).
+        EXPECT_TRUE(blocks.partial(other, 90000, std::nullopt).ok());
+      });
+    });
+  }
+  for (auto& reader : readers) reader.join();
+  EXPECT_EQ(created.load(), 1) << "one reader made the entry";
+  for (const auto& file : seen) EXPECT_EQ(file.get(), seen[0].get());
+}
+
+TEST_F(BlockFetcherTest, ALaterReaderBringsTheManifest) {
+  std::string data = pattern(30000);
+  MemorySource source;
+  const std::string sha1 = source.add(data);
+  Manifest manifest{30000, sha1, {{0, 30000, sha1}}};
+  BlockFetcher blocks(source, *cache_, quota_, counters_, in_use_, config_);
+  auto file = *blocks.partial(sha1, 30000, std::nullopt);
+  EXPECT_FALSE(file->manifest());
+  auto again = *blocks.partial(sha1, 30000, manifest);
+  ASSERT_EQ(again.get(), file.get());
+  ASSERT_TRUE(file->manifest());
+  Manifest other{30000, sha1, {{0, 15000, sha1}, {15000, 30000, sha1}}};
+  (void)*blocks.partial(sha1, 30000, other);
+  EXPECT_EQ(file->manifest()->chunks.size(), 1u) << "the first manifest stays";
 }
 
 TEST_F(BlockFetcherTest, ManifestChunksAreVerifiedAsTheyComplete) {
