@@ -3,7 +3,8 @@ through one mount, while the emulator answers 500, drops connections and stalls 
 (--chaos) and rotates its auth code every 2 s. Then kacheryfs-cache verify.
 
 Asserts: 0 wrong bytes; no reader past its deadline; no growth of the mount's fds or
-threads between two idle points (each once the mount's connections closed as idle); no temp file left; a verify that passes. EIO is allowed
+threads between two idle points (each once the kernel released every open and the mount's
+connections closed as idle); no temp file left; a verify that passes. EIO is allowed
 (a fault can outlast the retries) and counted.
 
   KFS_SOAK_SECONDS=600 python3 -m unittest test_soak     # a longer run, same checks"""
@@ -97,8 +98,12 @@ class Soak(MountTestCase):
             for t in threads:
                 t.join(seconds + 2 * DEADLINE)
             self.assertFalse(any(t.is_alive() for t in threads), "a reader hangs")
-            # Idle: background transfers end, the emulator closes idle keep-alive connections
-            # and the mount prunes them. A leaked connection never goes.
+            # Idle: the kernel's releases of the readers' opens have arrived (they are sent in
+            # the background, after close returns), background transfers end, the emulator
+            # closes idle keep-alive connections and the mount prunes them. A leaked
+            # connection never goes.
+            self.wait_for(lambda: os.getxattr(self.mnt, "user.kachery.open_files") == b"0",
+                          "the kernel to release the readers' opens")
             self.wait_for(lambda: connections(pid, port) == 0, "the mount's connections to close when idle")
             return counts(pid)
 
