@@ -3,8 +3,8 @@ through one mount, while the emulator answers 500, drops connections and stalls 
 (--chaos) and rotates its auth code every 2 s. Then kacheryfs-cache verify.
 
 Asserts: 0 wrong bytes; no reader past its deadline; no growth of the mount's fds or
-threads between two idle points (each once the kernel released every open and the mount's
-connections closed as idle); no temp file left; a verify that passes. EIO is allowed
+threads between two idle points (each once the kernel released every open, the mount's
+connections closed as idle and no object file is open); no temp file left; a verify that passes. EIO is allowed
 (a fault can outlast the retries) and counted.
 
   KFS_SOAK_SECONDS=600 python3 -m unittest test_soak     # a longer run, same checks"""
@@ -49,6 +49,17 @@ def counts(pid):
     fds = len(os.listdir("/proc/%d/fd" % pid))
     threads = len(os.listdir("/proc/%d/task" % pid))
     return fds, threads
+
+
+def fd_targets(pid):
+    """What the mount's fds point to (for the message of a failed check)."""
+    targets = []
+    for fd in sorted(os.listdir("/proc/%d/fd" % pid), key=int):
+        try:
+            targets.append(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except OSError:
+            pass
+    return targets
 
 
 class Soak(MountTestCase):
@@ -105,6 +116,12 @@ class Soak(MountTestCase):
             self.wait_for(lambda: os.getxattr(self.mnt, "user.kachery.open_files") == b"0",
                           "the kernel to release the readers' opens")
             self.wait_for(lambda: connections(pid, port) == 0, "the mount's connections to close when idle")
+            # ...and the background work on the objects (whole-file fetches, verification)
+            # has let go of their files: an idle mount holds no object open. An entry that
+            # leaked would keep its files open and fail here, naming them.
+            objects = (os.path.join(self.cache, "objects"), os.path.join(self.cache, "partial"))
+            self.wait_for(lambda: not [t for t in fd_targets(pid) if t.startswith(objects)],
+                          "the mount to let go of its object files when idle: %s" % fd_targets(pid))
             return counts(pid)
 
         # Two loads, each followed by an idle point: what a leak adds grows with the work
@@ -118,7 +135,7 @@ class Soak(MountTestCase):
         self.assertEqual(stats["wrong"], 0, "wrong bytes reached a reader")
         self.assertEqual(stats["late"], 0, "a read took longer than %d s" % DEADLINE)
         self.assertGreater(stats["reads"], 200)
-        self.assertLessEqual(fds_second, fds_first + 2, "file descriptors grow")
+        self.assertLessEqual(fds_second, fds_first + 2, "file descriptors grow: %s" % fd_targets(pid))
         self.assertLessEqual(threads_second, max(threads_first, 16) + 2, "threads grow")
         self.unmount(m)
         self.assertEqual(os.listdir(os.path.join(self.cache, "tmp")), [], "temp files left behind")
