@@ -80,11 +80,10 @@ void edit_init_reply(void* reply, std::size_t length) {
   store_at(reply, offsetof(fuse_init_out, flags), flags);
 }
 
+// (The caller cleared keep_cache and direct_io, which the kernel refuses beside it.)
 void edit_open_reply(void* reply) {
-  auto flags = load_at<std::uint32_t>(reply, kOpenOutFlagsOffset);
-  // The kernel refuses a passthrough open that also asks to keep or bypass the page cache.
-  flags &= ~static_cast<std::uint32_t>(FOPEN_KEEP_CACHE | FOPEN_DIRECT_IO);
-  store_at(reply, kOpenOutFlagsOffset, flags | kOpenPassthrough);
+  store_at(reply, kOpenOutFlagsOffset,
+           load_at<std::uint32_t>(reply, kOpenOutFlagsOffset) | kOpenPassthrough);
   store_at(reply, kOpenOutBackingIdOffset, pending_backing_id);
 }
 

@@ -28,7 +28,9 @@ bool kernel_offered_passthrough();
 void request_passthrough_in_init();
 
 // While alive on a thread, the OPEN reply that thread sends becomes a passthrough open of
-// backing_id. The reply is sent by the thread that calls fuse_reply_open, synchronously.
+// backing_id. The reply is sent by the thread that calls fuse_reply_open, synchronously;
+// its fuse_file_info must ask for neither keep_cache nor direct_io (Passthrough::reply_open
+// clears both).
 class PassthroughOpenReply {
  public:
   explicit PassthroughOpenReply(std::int32_t backing_id);
