@@ -277,14 +277,13 @@ constexpr const char* kPassthroughXattr = "user.kachery.passthrough";
 constexpr const char* kBackingFilesXattr = "user.kachery.backing_files";
 constexpr const char* kOpenFilesXattr = "user.kachery.open_files";
 
+// Without a Passthrough (never in the kacheryfs binary) the three do not exist.
 std::optional<std::string> fuse_root_xattr(fuse_req_t req, std::string_view name) {
   const Passthrough* passthrough = context(req).passthrough;
-  if (name == kPassthroughXattr)
-    return passthrough != nullptr ? passthrough->status() : "off: not built in";
-  if (name == kBackingFilesXattr)
-    return std::to_string(passthrough != nullptr ? passthrough->backing_files() : 0);
-  if (name == kOpenFilesXattr && passthrough != nullptr)
-    return std::to_string(passthrough->open_files());
+  if (passthrough == nullptr) return std::nullopt;
+  if (name == kPassthroughXattr) return passthrough->status();
+  if (name == kBackingFilesXattr) return std::to_string(passthrough->backing_files());
+  if (name == kOpenFilesXattr) return std::to_string(passthrough->open_files());
   return std::nullopt;
 }
 
@@ -313,10 +312,9 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
     fuse_reply_err(req, -error);
     return;
   }
-  if (ino == FUSE_ROOT_ID) {
-    names.emplace_back(kPassthroughXattr);
-    names.emplace_back(kBackingFilesXattr);
-    if (context(req).passthrough != nullptr) names.emplace_back(kOpenFilesXattr);
+  if (ino == FUSE_ROOT_ID && context(req).passthrough != nullptr) {
+    for (const char* name : {kPassthroughXattr, kBackingFilesXattr, kOpenFilesXattr})
+      names.emplace_back(name);
   }
   std::string list;
   for (const std::string& name : names) list.append(name).push_back('\0');
