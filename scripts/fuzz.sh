@@ -4,12 +4,13 @@
 # (tests/fuzz/corpus/<target>). Fails on the first crash, leak or sanitizer report, and
 # prints the executions per target. A longer run: FUZZ_SECONDS=600 bash scripts/fuzz.sh; a
 # run to a number of executions: FUZZ_RUNS=10000000 (no time limit then); a subset of the
-# targets: FUZZ_TARGETS="names http_response".
+# targets: FUZZ_TARGETS="names http_response". The fuzz build has ASan and most of UBSan
+# (CMakeLists.txt says which checks it leaves out); scripts/sanitize.sh runs all of UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 seconds=${FUZZ_SECONDS:-30}
-CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" \
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O2 -g1" \
   -DKACHERYFS_FUZZ=ON \
   -DKACHERYFS_WERROR=OFF > /dev/null
 read -r -a targets <<< "${FUZZ_TARGETS:-jsonsocket manifest names options address partial_file http_response daemon_client}"
@@ -27,8 +28,11 @@ for target in "${targets[@]}"; do
   # partial_file writes a small cache dir per input: on tmpfs, disk I/O does not limit it.
   scratch=${TMPDIR:-/tmp}
   [[ $target == partial_file && -d /dev/shm && -w /dev/shm ]] && scratch=/dev/shm
+  # The targets that read HTTP responses get the protocol's tokens as a dictionary.
+  dict=()
+  [[ $target == http_response || $target == daemon_client ]] && dict=(-dict=tests/fuzz/http.dict)
   # New inputs go to a scratch corpus; the committed seeds are read only.
-  if TMPDIR=$scratch "$binary" "${limits[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  if TMPDIR=$scratch "$binary" "${limits[@]}" "${dict[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
        -artifact_prefix="$work/$target-" "$work/$target" "tests/fuzz/corpus/$target" \
        > "$work/$target.log" 2>&1; then
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$work/$target.log" | grep -o '[0-9]*$')
