@@ -32,6 +32,29 @@ std::optional<FetchResult> misframed_download(const HttpOutcome& outcome) {
 // What the node said, fit for one log line: control bytes escaped, long text cut.
 std::string one_line(const std::string& text) { return printable(text, 200); }
 
+// A field of the node's JSON, read only when it has the expected type: nlohmann's value()
+// throws on `"success": "yes"` or `"type": 7`, and whatever the node sends may be wrong.
+const nlohmann::json* json_field(const nlohmann::json& json, const char* key) {
+  if (!json.is_object()) return nullptr;
+  auto it = json.find(key);
+  return it == json.end() ? nullptr : &*it;
+}
+
+bool json_true(const nlohmann::json& json, const char* key) {
+  const nlohmann::json* field = json_field(json, key);
+  return field && field->is_boolean() && field->get<bool>();
+}
+
+std::string json_text(const nlohmann::json& json, const char* key) {
+  const nlohmann::json* field = json_field(json, key);
+  return field && field->is_string() ? field->get<std::string>() : std::string();
+}
+
+std::uint64_t json_count(const nlohmann::json& json, const char* key) {
+  const nlohmann::json* field = json_field(json, key);
+  return field && field->is_number_unsigned() ? field->get<std::uint64_t>() : 0;
+}
+
 }  // namespace
 
 FetchResult classify_failure(const HttpOutcome& outcome) {
@@ -244,13 +267,8 @@ FetchResult DaemonClient::store(std::uint64_t length, const BodyProducer& produc
   if (outcome.error != TransportError::kNone || outcome.status != 200)
     return classify_failure(outcome);
   auto json = nlohmann::json::parse(body, nullptr, false);
-  auto text = [&](const char* key) {
-    return json.is_object() && json.contains(key) && json[key].is_string()
-               ? json[key].get<std::string>()
-               : std::string();
-  };
-  if (json.is_discarded() || !json.is_object() || !json.value("success", false) ||
-      !is_sha1_name(text("sha1"))) {
+  auto text = [&](const char* key) { return json_text(json, key); };
+  if (json.is_discarded() || !json_true(json, "success") || !is_sha1_name(text("sha1"))) {
     std::string error = text("error");
     return {FetchStatus::kServerError,
             "/store did not store the file: " + (error.empty() ? one_line(body) : error)};
@@ -304,30 +322,25 @@ FetchResult DaemonClient::probe(ProbeInfo* info, const CancelToken& cancel) {
   if (outcome.error != TransportError::kNone || outcome.status != 200)
     return classify_failure(outcome);
   auto json = nlohmann::json::parse(body, nullptr, false);
-  if (json.is_discarded() || !json.is_object() || !json.value("success", false) ||
-      !json.contains("nodeId") || !json["nodeId"].is_string()) {
+  if (json.is_discarded() || !json_true(json, "success") || json_text(json, "nodeId").empty()) {
     return {FetchStatus::kProtocolError,
             "/probe answered something that is not a kachery daemon's JSON"};
   }
   // Whatever the node says goes into logs, the cache's metadata and kachery-node-id: accept
   // only what a kachery daemon sends (a 64-hex node id, a short printable version).
-  std::string node_id = json["nodeId"].get<std::string>();
+  std::string node_id = json_text(json, "nodeId");
   bool hex64 = node_id.size() == 64 && is_lower_hex(node_id);
   if (!hex64) {
     return {FetchStatus::kProtocolError,
             "/probe answered a node id that is not 64 lower-case hex characters"};
   }
   info->node_id = node_id;
-  std::string version = json.contains("daemonVersion") && json["daemonVersion"].is_string()
-                            ? json["daemonVersion"].get<std::string>()
-                            : "";
+  std::string version = json_text(json, "daemonVersion");
   bool printable = version.size() <= 100 && std::all_of(version.begin(), version.end(), [](char c) {
                      return c >= 0x20 && c < 0x7f;
                    });
   info->daemon_version = printable ? version : "(unprintable version)";
-  if (json.contains("kacheryStorageDir") && json["kacheryStorageDir"].is_string()) {
-    info->storage_dir = json["kacheryStorageDir"].get<std::string>();
-  }
+  info->storage_dir = json_text(json, "kacheryStorageDir");
   return {};
 }
 
@@ -406,14 +419,14 @@ FetchResult DaemonClient::load_file(std::string_view sha1, const std::string& ch
       {"POST", "/loadFile", {}, body.dump(), {}, 0},
       [&](const char* data, std::size_t size) {
         for (const auto& message : parser.feed(std::string_view(data, size))) {
-          std::string type = message.value("type", "");
+          if (final_result) break;  // the first "finished" or "error" decides
+          std::string type = json_text(message, "type");
           if (type == "progress") {
-            on_progress({message.value<std::uint64_t>("bytesLoaded", 0),
-                         message.value<std::uint64_t>("bytesTotal", 0)});
+            on_progress({json_count(message, "bytesLoaded"), json_count(message, "bytesTotal")});
           } else if (type == "finished") {
             final_result = FetchResult{};
           } else if (type == "error") {
-            std::string text = message.value("error", "");
+            std::string text = json_text(message, "error");
             final_result =
                 FetchResult{text.starts_with("Unable to find file") ? FetchStatus::kNotFound
                                                                     : FetchStatus::kServerError,

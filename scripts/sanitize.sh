@@ -30,7 +30,7 @@ sanitized_run build-sanitize -DKACHERYFS_SANITIZE=ON \
 
 echo "== sanitize: TSan"
 sanitized_run build-tsan -DKACHERYFS_TSAN=ON \
-  "TSAN_OPTIONS=log_path=$reports/tsan:halt_on_error=0:second_deadlock_stack=1" \
+  "TSAN_OPTIONS=log_path=$reports/tsan:halt_on_error=0:second_deadlock_stack=1 KACHERYFS_SANITIZER=thread" \
   -R '^(unit\.|client\.|mount\.(read_by_hash|network_faults|large_files|client_replay|cache_quota|several_nodes|first_access|passthrough))' "$@"
 
 if compgen -G "$reports/*" > /dev/null; then

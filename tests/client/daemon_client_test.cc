@@ -2,6 +2,8 @@
 #include "daemon_client.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <fstream>
@@ -266,6 +268,89 @@ TEST(DaemonClient, LoadFileStoredMissingAndFromTheNetwork) {
   EXPECT_EQ(read(client, remote, 0, 200000).bytes, remote_data);
   EXPECT_EQ(client.load_file(sha1_hex_of("nowhere"), "testchannel", note, NeverCancelled()).status,
             FetchStatus::kNotFound);
+}
+
+// A client whose every connection reads `response` and then end-of-file: the node's bytes
+// without a node process, for answers no emulator mode sends.
+struct CannedNode {
+  explicit CannedNode(std::string reply) : response(std::move(reply)) {}
+  ~CannedNode() {
+    for (int fd : peers) ::close(fd);
+  }
+  DaemonClient client() {
+    DaemonClientConfig config;
+    config.address.host = "127.0.0.1";
+    config.address.port = 1;
+    config.retries = 0;
+    config.connector = [this] {
+      int pair[2];
+      if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return -1;
+      peers.push_back(pair[1]);
+      EXPECT_EQ(::send(pair[1], response.data(), response.size(), MSG_NOSIGNAL),
+                static_cast<ssize_t>(response.size()));
+      ::shutdown(pair[1], SHUT_WR);
+      return pair[0];
+    };
+    return DaemonClient(config);
+  }
+  std::string response;
+  std::vector<int> peers;
+};
+
+std::string json_reply(const std::string& body) {
+  return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+TEST(DaemonClient, JsonFieldsOfTheWrongTypeAreProtocolErrorsNotThrows) {
+  std::string node_id(64, 'a');
+  for (std::string body : std::vector<std::string>{
+           R"({"success":"/s"})", R"({"success":1,"nodeId":"x"})", R"({"success":true,"nodeId":7})",
+           R"([true])", R"({"success":true,"nodeId":")" + node_id + R"(","daemonVersion":[1]})"}) {
+    CannedNode node(json_reply(body));
+    DaemonClient client = node.client();
+    ProbeInfo info;
+    FetchResult result = client.probe(&info, NeverCancelled());
+    if (body.find("daemonVersion") != std::string::npos) {
+      ASSERT_TRUE(result.ok()) << body << ": " << result.detail;
+      EXPECT_EQ(info.node_id, node_id);
+      EXPECT_EQ(info.daemon_version, "");
+    } else {
+      EXPECT_EQ(result.status, FetchStatus::kProtocolError) << body;
+    }
+  }
+  for (std::string body : std::vector<std::string>{R"({"success":"yes","sha1":"x"})",
+                                                   R"({"success":true,"sha1":5})"}) {
+    CannedNode node(json_reply(body));
+    DaemonClient client = node.client();
+    StoreAnswer answer;
+    FetchResult result = client.store(
+        1, [](char* into, std::size_t) -> long { return (into[0] = 'x', 1); }, &answer,
+        NeverCancelled());
+    EXPECT_FALSE(result.ok()) << body;
+  }
+}
+
+TEST(DaemonClient, LoadFileMessagesOfTheWrongTypeAreIgnored) {
+  // JsonSocket framing: "<length>#<json>" per message; the last one says finished.
+  std::string stream;
+  for (std::string message : std::vector<std::string>{
+           R"({"type":7})", R"({"type":"progress","bytesLoaded":"x"})",
+           R"({"type":"progress","bytesLoaded":-1,"bytesTotal":2.5})",
+           R"({"type":"error","error":{}})", R"("progress")", R"({"type":"finished"})"})
+    stream += std::to_string(message.size()) + "#" + message;
+  CannedNode node("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(stream.size()) +
+                  "\r\n\r\n" + stream);
+  DaemonClient client = node.client();
+  std::vector<LoadProgress> progress;
+  FetchResult result = client.load_file(
+      std::string(40, 'b'), "", [&](const LoadProgress& p) { progress.push_back(p); },
+      NeverCancelled());
+  // The error message without a text ends the load as a server error, before "finished".
+  EXPECT_EQ(result.status, FetchStatus::kServerError) << result.detail;
+  ASSERT_EQ(progress.size(), 2u);
+  EXPECT_EQ(progress[0].bytes_loaded, 0u);
+  EXPECT_EQ(progress[1].bytes_total, 0u);
 }
 
 }  // namespace

@@ -1,8 +1,9 @@
 // libFuzzer target: the daemon client end to end, raw response bytes in, typed result out.
 // Each connection the client opens is one end of a socketpair whose other end already holds
 // the fuzz input, then end-of-file, so nothing waits. The client runs a range download and
-// a probe (HTTP framing as in fuzz_http_response, then the routes' checks and JSON), which
-// must end in a typed result, never a crash or a hang.
+// a probe, a /loadFile and a /store (HTTP framing as in fuzz_http_response, then the
+// routes' checks, JSON and JsonSocket framing), which must end in a typed result, never a
+// crash, a throw or a hang.
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -67,5 +68,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   kacheryfs::ProbeInfo info;
   if (client.probe(&info, kacheryfs::NeverCancelled()).ok() && info.node_id.size() != 64)
     __builtin_trap();
+  client.load_file(
+      std::string(40, 'b'), "", [](const kacheryfs::LoadProgress&) {}, kacheryfs::NeverCancelled());
+  kacheryfs::StoreAnswer stored;
+  bool produced = false;
+  kacheryfs::FetchResult store = client.store(
+      3,
+      [&](char* into, std::size_t) -> long {
+        if (produced) return 0;
+        produced = true;
+        into[0] = 'a', into[1] = 'b', into[2] = 'c';
+        return 3;
+      },
+      &stored, kacheryfs::NeverCancelled());
+  if (store.ok() && stored.sha1.size() != 40) __builtin_trap();
   return 0;
 }

@@ -205,7 +205,11 @@ class LargeFiles(MountTestCase):
         sha1, original = put_sparse_file(self.storage, size, [0, size // 2, size - 65536], 9, self.originals)
         m = self.mount()
         # What the streaming adds to the mounted process, not its whole RSS: a sanitizer's
-        # runtime alone (TSan's shadow memory) is most of 100 MiB before the first read.
+        # runtime alone is most of 100 MiB before the first read. Under ThreadSanitizer
+        # (scripts/sanitize.sh says so) its shadow and per-thread histories grow with the
+        # work done, +36 to +59 MiB here against +2 MiB without it: the bound then only
+        # catches a file held in memory whole.
+        bound_mib = 256 if os.environ.get("KACHERYFS_SANITIZER") == "thread" else 64
         os.stat(self.content(sha1))
         before_mib = rss_kib(m.proc.pid) / 1024
         with PeakRss(m.proc.pid) as rss:
@@ -213,7 +217,7 @@ class LargeFiles(MountTestCase):
         growth_mib = rss.peak_mib - before_mib
         print("RSS while streaming 1 GiB: %.1f MiB before, %.1f MiB peak, +%.1f MiB"
               % (before_mib, rss.peak_mib, growth_mib), file=sys.stderr)
-        self.assertLess(growth_mib, 64)
+        self.assertLess(growth_mib, bound_mib)
 
 
 if __name__ == "__main__":
