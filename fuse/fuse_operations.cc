@@ -148,7 +148,14 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   fi->fh = reinterpret_cast<std::uint64_t>(handle.get());
   fi->cache_readdir = 0;
-  if (fuse_reply_open(req, fi) == 0) handle.release();
+  // Registered before the reply: the release may come on another thread right after it.
+  OpenHandles& handles = context(req).open_handles;
+  handles.add(handle.get(), [held = handle.get()] { delete held; });
+  if (fuse_reply_open(req, fi) == 0) {
+    handle.release();
+  } else {
+    handles.remove(handle.get());
+  }
 }
 
 void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_info* fi) {
@@ -169,7 +176,9 @@ void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file
 }
 
 void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete reinterpret_cast<DirHandle*>(fi->fh);
+  auto* handle = reinterpret_cast<DirHandle*>(fi->fh);
+  context(req).open_handles.remove(handle);
+  delete handle;
   fuse_reply_err(req, 0);
 }
 
@@ -223,11 +232,15 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     int backing_fd = !file->direct && !content.partial ? content.fd.get() : -1;
     backing_id = passthrough->begin_open(req, ino, backing_fd, content.size);
   }
+  // Registered before the reply: the release may come on another thread right after it.
+  OpenHandles& handles = context(req).open_handles;
+  handles.add(handle.get(), [held = handle.get()] { held->let_go(); });
   if (Passthrough::reply_open(req, fi, backing_id) == 0) {
     handle.release();
-  } else if (passthrough != nullptr) {
-    passthrough->end_open(req, ino);  // the opener went away: drop it
+    return;
   }
+  handles.remove(handle.get());
+  if (passthrough != nullptr) passthrough->end_open(req, ino);  // the opener went away
 }
 
 void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t offset, fuse_file_info* fi) {
@@ -324,7 +337,9 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (Passthrough* passthrough = context(req).passthrough) passthrough->end_open(req, ino);
   // The last user closes its cache file and ends its hold on the object.
-  reinterpret_cast<FileHandle*>(fi->fh)->let_go();
+  auto* handle = reinterpret_cast<FileHandle*>(fi->fh);
+  context(req).open_handles.remove(handle);
+  handle->let_go();
   fuse_reply_err(req, 0);
 }
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "open_handles.h"
 #include "passthrough.h"
 #include "support/late_callback.h"
 #include "tree/filesystem.h"
@@ -32,6 +33,8 @@ struct FuseContext {
   LateCallback<std::uint64_t>* invalidate_inode = nullptr;
   // Kernel passthrough of complete cache files; nullptr: never.
   Passthrough* passthrough = nullptr;
+  // The file and directory handles the kernel holds; the runner frees what is left of them.
+  OpenHandles open_handles;
 };
 
 const fuse_lowlevel_ops& kacheryfs_operations();

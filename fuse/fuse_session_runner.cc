@@ -112,6 +112,12 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
     result = fuse_session_loop_mt(session, loop_config);
     fuse_loop_cfg_destroy(loop_config);
   }
+  // The loop's threads are gone. Opens the kernel never released (it drops a RELEASE still
+  // on its way at unmount, and every request of an aborted connection) are freed here:
+  // their cache files are closed and their objects no longer held.
+  if (std::size_t abandoned = context.open_handles.free_all(); abandoned > 0)
+    spdlog::info("freed {} open handles the kernel did not release before the session ended",
+                 abandoned);
   detach_invalidation();
   fuse_session_unmount(session);
   fuse_remove_signal_handlers(session);
