@@ -208,6 +208,18 @@ class Emulator:
         self.stats_requests = getattr(self, "stats_requests", 0) + 1
         return stats["requests"] - self.stats_requests  # less these /stats requests
 
+    def all_answered(self):
+        """True when the emulator has answered every request it has received (but the /stats
+        request that asks): a client's pipelined requests it has not read are logged too."""
+        import http.client
+        import json
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        conn.request("GET", "/stats", headers={"KACHERY-CLIENT-AUTH-CODE": self.auth_code()})
+        stats = json.loads(conn.getresponse().read())["stats"]
+        conn.close()
+        self.stats_requests = getattr(self, "stats_requests", 0) + 1
+        return stats["answered"] == stats["requests"] - 1
+
     def downloads(self, sha1=None):
         return [l for l in self.log_lines() if l.startswith("POST /downloadFileData") and (sha1 is None or ("sha1=%s " % sha1) in l)]
 

@@ -164,7 +164,8 @@ struct EmulatorServer::Impl {
   std::mutex chaos_mutex;  // guards chaos_random
   std::mt19937_64 chaos_random{faults.chaos_seed};
   std::mutex log_mutex;
-  std::atomic<std::uint64_t> requests{0};
+  std::atomic<std::uint64_t> requests{0};  // counted as they arrive
+  std::atomic<std::uint64_t> answered{0};  // ... and once their answer is written (or dropped)
   std::atomic<std::uint64_t> bytes_sent{0};
   std::atomic<std::uint64_t> connections{0};
 
@@ -263,6 +264,7 @@ struct EmulatorServer::Impl {
                    {"format", "json"},
                    {"stats",
                     {{"requests", requests.load()},
+                     {"answered", answered.load()},
                      {"bytesSent", bytes_sent.load()},
                      {"connections", connections.load()}}}};
       return send_simple(socket, request, 200, body.dump(), kJson);
@@ -627,7 +629,9 @@ struct EmulatorServer::Impl {
       beast::error_code ec;
       http::read(socket, buffer, parser, ec);
       if (ec) break;
-      if (!handle(socket, parser.get())) break;
+      bool keep_going = handle(socket, parser.get());
+      ++answered;
+      if (!keep_going) break;
     }
     beast::error_code ignored;
     socket.shutdown(tcp::socket::shutdown_both, ignored);

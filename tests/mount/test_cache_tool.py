@@ -174,6 +174,7 @@ class CacheTool(MountTestCase):
         sha1, original = put_random_file(self.storage, 2 * MB, 4, self.originals)
         self.mount()
         self.tool("pin", sha1)
+        self.wait_for(self.emulator.all_answered, "the node to answer what was sent")  # late log lines
         before = len(self.emulator.downloads(sha1))
         self.assertSameBytes(self.content(sha1), original)
         self.assertEqual(len(self.emulator.downloads(sha1)), before)

@@ -43,6 +43,7 @@ class LargeFiles(MountTestCase):
         path = self.content(sha1)
         self.assertEqual(os.stat(path).st_size, size)
         offsets = [o + rnd.randrange(0, 60000) for o in islands] + [rnd.randrange(0, size - 4096) for _ in range(60)]
+        self.wait_for(self.emulator.all_answered, "the node to answer what was sent")  # late log lines
         before = len(self.emulator.downloads(sha1))
         for offset in offsets:
             self.cmp_at(path, original, offset)

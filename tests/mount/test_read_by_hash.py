@@ -113,6 +113,9 @@ class ReadByHash(MountTestCase):
         sha1 = put_bytes(self.storage, b"some content\n")
         self.mount()
         os.stat(self.content(sha1))  # known to the mount: a path below it needs no request
+        # The lookup's size discovery returns with the head's answer; the node still logs the
+        # answers to the probes sent with it.
+        self.wait_for(self.emulator.all_answered, "the node to answer the lookup's requests")
         before = len(self.emulator.log_lines())
         junk = [sha1.upper(), sha1[:-1], sha1 + "0", "g" * 40, "hello", sha1[:2] + "/" + sha1,
                 "ZZ", "abc", sha1[0:2] + "/" + sha1[2:4] + "/" + sha1[4:6] + "/" + "0" * 40,
