@@ -322,13 +322,13 @@ FetchResult DaemonClient::probe(ProbeInfo* info, const CancelToken& cancel) {
   if (outcome.error != TransportError::kNone || outcome.status != 200)
     return classify_failure(outcome);
   auto json = nlohmann::json::parse(body, nullptr, false);
-  if (json.is_discarded() || !json_true(json, "success") || json_text(json, "nodeId").empty()) {
+  std::string node_id = json_text(json, "nodeId");
+  if (json.is_discarded() || !json_true(json, "success") || node_id.empty()) {
     return {FetchStatus::kProtocolError,
             "/probe answered something that is not a kachery daemon's JSON"};
   }
   // Whatever the node says goes into logs, the cache's metadata and kachery-node-id: accept
   // only what a kachery daemon sends (a 64-hex node id, a short printable version).
-  std::string node_id = json_text(json, "nodeId");
   bool hex64 = node_id.size() == 64 && is_lower_hex(node_id);
   if (!hex64) {
     return {FetchStatus::kProtocolError,

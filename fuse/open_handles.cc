@@ -24,9 +24,4 @@ std::size_t OpenHandles::free_all() {
   return left.size();
 }
 
-std::size_t OpenHandles::size() const {
-  std::lock_guard lock(mutex_);
-  return handles_.size();
-}
-
 }  // namespace kacheryfs

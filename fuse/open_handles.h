@@ -19,7 +19,6 @@ class OpenHandles {
   // After the session loop: no request is running, so no release can race this.
   // Returns how many the kernel had not released.
   std::size_t free_all();
-  std::size_t size() const;
 
  private:
   mutable std::mutex mutex_;  // a leaf

@@ -199,18 +199,16 @@ class Emulator:
     def requests_arrived(self):
         """Requests the emulator has begun to serve (GET /stats counts them on arrival; the
         request log has a line only once a request is answered)."""
-        import http.client
-        import json
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        conn.request("GET", "/stats", headers={"KACHERY-CLIENT-AUTH-CODE": self.auth_code()})
-        stats = json.loads(conn.getresponse().read())["stats"]
-        conn.close()
-        self.stats_requests = getattr(self, "stats_requests", 0) + 1
-        return stats["requests"] - self.stats_requests  # less these /stats requests
+        return self._stats()["requests"] - self.stats_requests  # less these /stats requests
 
     def all_answered(self):
         """True when the emulator has answered every request it has received (but the /stats
         request that asks): a client's pipelined requests it has not read are logged too."""
+        stats = self._stats()
+        return stats["answered"] == stats["requests"] - 1
+
+    def _stats(self):
+        """GET /stats, counted in stats_requests (each is a request the emulator counts)."""
         import http.client
         import json
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
@@ -218,7 +216,7 @@ class Emulator:
         stats = json.loads(conn.getresponse().read())["stats"]
         conn.close()
         self.stats_requests = getattr(self, "stats_requests", 0) + 1
-        return stats["answered"] == stats["requests"] - 1
+        return stats
 
     def downloads(self, sha1=None):
         return [l for l in self.log_lines() if l.startswith("POST /downloadFileData") and (sha1 is None or ("sha1=%s " % sha1) in l)]
