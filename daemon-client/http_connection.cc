@@ -109,8 +109,6 @@ struct HttpConnection::Impl {
   std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
   beast::flat_buffer buffer;
   std::size_t owed = 0;  // responses of pipelined requests the caller stopped reading
-  // Decoded body bytes, kReceiveBuffer of them, allocated at the first body and not zeroed.
-  std::unique_ptr<char[]> receive_buffer;
 
   beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
   bool open() const {
@@ -325,7 +323,7 @@ struct HttpConnection::Impl {
                                const HttpTimeouts& timeouts, const CancelToken& cancel) {
     bool nothing_received = true;
     http::request_serializer<http::buffer_body> serializer{request};
-    std::vector<char> pieces(kReceiveBuffer);
+    auto pieces = std::make_unique_for_overwrite<char[]>(kReceiveBuffer);
     auto send = [&](auto&& start) -> std::optional<HttpOutcome> {
       bool done = false;
       beast::error_code ec;
@@ -350,13 +348,13 @@ struct HttpConnection::Impl {
     if (auto failed = send(write_header)) return *failed;
     std::uint64_t remaining = length;
     while (remaining > 0) {
-      long got = produce(pieces.data(), std::min<std::uint64_t>(pieces.size(), remaining));
+      long got = produce(pieces.get(), std::min<std::uint64_t>(kReceiveBuffer, remaining));
       if (got <= 0) {
         close();
         return failure(TransportError::kSinkRefused, "the request body ended early");
       }
       remaining -= static_cast<std::uint64_t>(got);
-      request.body().data = pieces.data();
+      request.body().data = pieces.get();
       request.body().size = static_cast<std::size_t>(got);
       request.body().more = remaining > 0;
       auto write_piece = [&](auto& stream, beast::error_code& ec, bool& done) {
@@ -374,8 +372,7 @@ struct HttpConnection::Impl {
 
   HttpOutcome receive(const BodySink& sink, const HttpTimeouts& timeouts, const CancelToken& cancel,
                       bool* nothing_received) {
-    if (!receive_buffer) receive_buffer = std::make_unique_for_overwrite<char[]>(kReceiveBuffer);
-    ResponseParser parser(sink, {receive_buffer.get(), kReceiveBuffer});
+    ResponseParser parser(sink);
     auto failed = [&](HttpOutcome outcome) {
       close();
       return outcome;

@@ -1,12 +1,13 @@
 // One HTTP/1.1 response parsed from bytes pushed in, with no I/O of its own: 1xx replies
-// are skipped, the body is decoded (chunked or Content-Length or up to the close) into a
-// sink for a 2xx and kept (its first 64 KiB) for any other status. HttpConnection feeds it
+// are skipped, the body is decoded (chunked or Content-Length or up to the close) and handed
+// to a sink for a 2xx, straight from the bytes fed in, and kept (its first 64 KiB) for any
+// other status. Header fields are checked but not stored (only the status and the framing
+// matter here), and a header is at most 8 KiB however it arrives. HttpConnection feeds it
 // from the socket; the http_response fuzzer feeds it from memory. Beast stays behind it.
 #pragma once
 
 #include <cstddef>
 #include <memory>
-#include <span>
 
 #include "http_connection.h"
 
@@ -16,9 +17,7 @@ class ResponseParser {
  public:
   enum class Step { kMore, kDone, kFailed };
 
-  // Decoded body bytes pass through decode_buffer (the caller's, reused across responses)
-  // on their way to the sink.
-  ResponseParser(const BodySink& sink, std::span<char> decode_buffer);
+  explicit ResponseParser(const BodySink& sink);
   ~ResponseParser();
   ResponseParser(const ResponseParser&) = delete;
   ResponseParser& operator=(const ResponseParser&) = delete;
@@ -38,10 +37,18 @@ class ResponseParser {
   const HttpOutcome& outcome() const { return outcome_; }
 
  private:
-  struct Impl;
+  class Framing;
   Step fail(TransportError error, std::string detail);
-  std::unique_ptr<Impl> impl_;
+  // Where the body's decoded bytes go: the sink for a 2xx, the error body otherwise.
+  std::size_t take_body(const char* data, std::size_t size);
+
+  const BodySink& sink_;
+  std::unique_ptr<Framing> framing_;
   HttpOutcome outcome_;
+  bool header_done_ = false;
+  std::size_t header_bytes_ = 0;  // of the reply being parsed, fed so far
+  bool sink_refused_ = false;
+  int informational_ = 0;
 };
 
 }  // namespace kacheryfs

@@ -15,6 +15,7 @@ POST /downloadFileData with chunked bodies), except for what MODE breaks:
   content-length  a download answers "Content-Length: 5" and then 1 MB of body
   bad-chunk       a download's chunk size line is not hex
   header-flood    a reply starts with 10 MB of headers
+  header-drip     a reply's header never ends: a 1 KB field every 5 ms, each sent alone
   slow-status     the status line comes one byte every 2 s
   redirect        every reply is a 302 to elsewhere
   http10          downloads answer HTTP/1.0 with the body up to the close
@@ -104,8 +105,25 @@ class Handler(socketserver.BaseRequestHandler):
                 self.log("%s %s (header flood)" % (method, path))
                 self.send(b"HTTP/1.1 200 OK\r\n")
                 line = b"X-Flood: " + b"a" * 1000 + b"\r\n"
-                for _ in range(10000):
-                    self.send(line)
+                try:
+                    for _ in range(10000):
+                        self.send(line)
+                except OSError:
+                    pass  # the client gave up on the header
+                return
+            if mode == "header-drip":
+                self.log("%s %s (header drip)" % (method, path))
+                self.send(b"HTTP/1.1 200 OK\r\n")
+                line = b"X-Drip: " + b"d" * 1000 + b"\r\n"
+                sent = 0
+                try:
+                    while sent < 100000:
+                        self.send(line)
+                        sent += 1
+                        time.sleep(0.005)
+                except OSError:
+                    pass  # the client gave up on the header
+                self.log("header drip: %d fields sent" % sent)
                 return
             if mode == "redirect":
                 self.log("%s %s (redirect)" % (method, path))
@@ -230,7 +248,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--storage-dir", required=True)
     ap.add_argument("--mode", required=True, choices=[
-        "honest", "oversize", "endless-size", "trickle", "endless-body", "continue", "bad-probe", "content-length",
+        "honest", "header-drip", "oversize", "endless-size", "trickle", "endless-body", "continue", "bad-probe", "content-length",
         "bad-chunk", "header-flood", "slow-status", "redirect", "http10", "forbidden", "silent", "probe-not-json",
         "probe-huge", "probe-array", "load-endless", "load-huge", "rendezvous"])
     ap.add_argument("--port-file", required=True)

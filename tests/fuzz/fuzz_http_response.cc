@@ -8,12 +8,6 @@
 
 #include "response_parser.h"
 
-namespace {
-
-char decode_buffer[4096];  // small, so that long bodies take many passes
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 1) return 0;
   const std::size_t piece = data[0] == 0 ? size : data[0];
@@ -28,12 +22,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   };
   for (int response = 0; response < 64; ++response) {
     std::uint64_t sunk = 0;
-    kacheryfs::BodySink sink = [&](const char*, std::size_t n) {
-      if (n == 0 || n > sizeof(decode_buffer)) __builtin_trap();
+    kacheryfs::BodySink sink = [&](const char* bytes, std::size_t n) {
+      // Body bytes come straight from the stream, and only from what has arrived.
+      if (n == 0 || bytes < stream || bytes + n > stream + arrived) __builtin_trap();
       sunk += n;
       return true;
     };
-    kacheryfs::ResponseParser parser(sink, decode_buffer);
+    kacheryfs::ResponseParser parser(sink);
     using Step = kacheryfs::ResponseParser::Step;
     Step step = Step::kMore;
     for (;;) {

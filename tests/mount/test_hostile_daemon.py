@@ -148,6 +148,8 @@ class HostileDaemon(unittest.TestCase):
 MATRIX = [
     ("bad-chunk", "read", (), "malformed"),
     ("header-flood", "read", (), "header"),
+    # Fields that arrive one by one, each read parsed before the next arrives.
+    ("header-drip", "read", (), "header limit exceeded"),
     ("slow-status", "read", (), "first-byte timeout"),
     ("redirect", "read", (), "302"),
     ("http10", "read-ok", (), None),

@@ -19,15 +19,13 @@ struct Parsed {
 
 // Feeds `wire` in pieces of `piece` bytes, keeping the unused bytes as a socket buffer
 // would; `closed` adds end-of-file after the last byte.
-Parsed parse(const std::string& wire, std::size_t piece = 1 << 20, bool closed = true,
-             std::size_t decode_size = 16) {
+Parsed parse(const std::string& wire, std::size_t piece = 1 << 20, bool closed = true) {
   Parsed parsed{};
   BodySink sink = [&](const char* data, std::size_t size) {
     parsed.body.append(data, size);
     return true;
   };
-  std::string decode(decode_size, '\0');
-  ResponseParser parser(sink, decode);
+  ResponseParser parser(sink);
   std::size_t arrived = 0, consumed = 0;
   for (;;) {
     std::size_t used = 0;
@@ -102,7 +100,7 @@ TEST(ResponseParser, AnErrorBodyIsKeptNotSunkAndCapped) {
   std::string big(100 * 1024, 'x');
   Parsed parsed = parse(
       "HTTP/1.1 500 Internal\r\nContent-Length: " + std::to_string(big.size()) + "\r\n\r\n" + big,
-      1000, true, 4096);
+      1000, true);
   ASSERT_EQ(parsed.step, ResponseParser::Step::kDone);
   EXPECT_EQ(parsed.outcome.status, 500u);
   EXPECT_TRUE(parsed.body.empty());
@@ -144,13 +142,41 @@ TEST(ResponseParser, MalformedFramingFailsWithOneLine) {
 }
 
 TEST(ResponseParser, ASinkThatRefusesStopsTheBody) {
-  std::string decode(16, '\0');
   BodySink refuse = [](const char*, std::size_t) { return false; };
-  ResponseParser parser(refuse, decode);
+  ResponseParser parser(refuse);
   std::string wire = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc";
   std::size_t used = 0;
   EXPECT_EQ(parser.feed(wire.data(), wire.size(), &used), ResponseParser::Step::kFailed);
   EXPECT_EQ(parser.outcome().error, TransportError::kSinkRefused);
+}
+
+TEST(ResponseParser, BodyBytesReachTheSinkFromTheBytesFedNotACopy) {
+  std::string wire = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Other: 1\r\n\r\nhello";
+  const char* from = nullptr;
+  std::size_t sunk = 0;
+  BodySink sink = [&](const char* data, std::size_t size) {
+    from = data;
+    sunk = size;
+    return true;
+  };
+  ResponseParser parser(sink);
+  std::size_t used = 0;
+  ASSERT_EQ(parser.feed(wire.data(), wire.size(), &used), ResponseParser::Step::kDone);
+  EXPECT_EQ(sunk, 5u);
+  EXPECT_EQ(from, wire.data() + wire.size() - 5);
+}
+
+TEST(ResponseParser, AHeaderOver8KiBFailsHoweverItArrives) {
+  std::string wire = "HTTP/1.1 200 OK\r\n";
+  while (wire.size() < 9000) wire += "X-Padding: " + std::string(100, 'p') + "\r\n";
+  wire += "Content-Length: 0\r\n\r\n";
+  for (std::size_t piece : {std::size_t{1}, std::size_t{113}, std::size_t{500}, std::size_t{1000},
+                            std::size_t{4096}, std::size_t{1} << 20}) {
+    Parsed parsed = parse(wire, piece);
+    ASSERT_EQ(parsed.step, ResponseParser::Step::kFailed) << piece;
+    EXPECT_EQ(parsed.outcome.error, TransportError::kBroken);
+    EXPECT_NE(parsed.outcome.detail.find("header"), std::string::npos) << parsed.outcome.detail;
+  }
 }
 
 }  // namespace
