@@ -31,6 +31,8 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr std::size_t kReceiveBuffer = 256 * 1024;
+constexpr std::size_t kFirstRead =
+    16 * 1024;  // a header and a small body; reads grow to kReceiveBuffer
 
 net::ssl::context& shared_tls_context() {
   static net::ssl::context context = [] {
@@ -108,7 +110,8 @@ struct HttpConnection::Impl {
   std::unique_ptr<beast::tcp_stream> plain;
   std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
   beast::flat_buffer buffer;
-  std::size_t owed = 0;  // responses of pipelined requests the caller stopped reading
+  std::size_t read_size = kFirstRead;  // doubles while reads fill it, up to kReceiveBuffer
+  std::size_t owed = 0;                // responses of pipelined requests the caller stopped reading
 
   beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
   bool open() const {
@@ -401,12 +404,11 @@ struct HttpConnection::Impl {
       beast::error_code ec;
       std::size_t received = 0;
       with_stream([&](auto& stream) {
-        stream.async_read_some(buffer.prepare(kReceiveBuffer),
-                               [&](beast::error_code e, std::size_t n) {
-                                 ec = e;
-                                 received = n;
-                                 done = true;
-                               });
+        stream.async_read_some(buffer.prepare(read_size), [&](beast::error_code e, std::size_t n) {
+          ec = e;
+          received = n;
+          done = true;
+        });
       });
       // The whole header must come within first_byte (a byte now and then does not extend
       // it); after it, each read must come within idle.
@@ -418,6 +420,7 @@ struct HttpConnection::Impl {
                                           : "no response within the first-byte timeout");
       }
       buffer.commit(received);
+      if (received == read_size && read_size < kReceiveBuffer) read_size *= 2;
       if (ec == net::error::eof) {
         if (parser.end_of_stream() == ResponseParser::Step::kFailed)
           return failed(parser.outcome());
