@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include <csignal>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -123,6 +124,12 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
   fuse_remove_signal_handlers(session);
   if (readahead.joinable()) readahead.join();
   spdlog::info("unmounted {}", config.mountpoint);
+  // libfuse's signal handlers end the loop with the signal's number as its result: a stop
+  // asked for (SIGTERM, SIGINT, SIGHUP) is a clean exit, as for any daemon.
+  if (result == SIGTERM || result == SIGINT || result == SIGHUP) {
+    spdlog::info("stopped by signal {}", result);
+    return 0;
+  }
   return result == 0 ? 0 : 1;
 }
 
