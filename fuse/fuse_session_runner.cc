@@ -1,14 +1,15 @@
 #include "fuse_session_runner.h"
 
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
 
+#include <climits>
 #include <csignal>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
-#include <thread>
+#include <string_view>
 
 #include "session_io_hook.h"
 
@@ -16,13 +17,51 @@ namespace kacheryfs {
 
 namespace {
 
-// The kernel gives a FUSE mount 128 KiB of readahead and init() can only lower it; raise it
-// through the mount's backing device info once the mount answers (needs root; best effort).
-void raise_readahead(std::string mountpoint, std::uint32_t kib) {
-  struct stat st {};
-  if (stat(mountpoint.c_str(), &st) != 0) return;
-  std::string path = "/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
-                     std::to_string(minor(st.st_dev)) + "/read_ahead_kb";
+// A mount point as /proc/self/mountinfo writes it: space, tab, newline and backslash as
+// octal escapes.
+std::string unescape_mountinfo(std::string_view field) {
+  std::string out;
+  for (std::size_t i = 0; i < field.size(); ++i) {
+    if (field[i] == '\\' && i + 3 < field.size()) {
+      int value = 0;
+      bool octal = true;
+      for (std::size_t j = 1; j <= 3; ++j) {
+        char c = field[i + j];
+        octal = octal && c >= '0' && c <= '7';
+        value = value * 8 + (c - '0');
+      }
+      if (octal) {
+        out.push_back(static_cast<char>(value));
+        i += 3;
+        continue;
+      }
+    }
+    out.push_back(field[i]);
+  }
+  return out;
+}
+
+// The device number ("major:minor") of the newest mount on `path` (canonical), read from
+// /proc/self/mountinfo: a stat of the mount point would enter the mount, and an unmount
+// that came meanwhile would find it busy.
+std::string mounted_device(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string device;
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::string id, parent, major_minor, root, mount_point;
+    if (fields >> id >> parent >> major_minor >> root >> mount_point &&
+        unescape_mountinfo(mount_point) == path)
+      device = major_minor;
+  }
+  return device;
+}
+
+// The kernel gives a FUSE mount 128 KiB of readahead and its INIT reply can only lower it;
+// raise it through the mount's backing device info once that reply is in force (needs
+// root; best effort).
+void raise_readahead(const std::string& device, std::uint32_t kib) {
+  std::string path = "/sys/class/bdi/" + device + "/read_ahead_kb";
   std::ofstream out(path);
   out << kib;
   out.flush();
@@ -79,6 +118,10 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
     spdlog::error("cannot install signal handlers");
     return 1;
   }
+  // Resolved before the mount: afterwards a lookup of the path would enter the mount.
+  std::string canonical_mountpoint = config.mountpoint;
+  if (char resolved[PATH_MAX]; realpath(config.mountpoint.c_str(), resolved) != nullptr)
+    canonical_mountpoint = resolved;
   if (fuse_session_mount(session, config.mountpoint.c_str()) != 0) {
     fuse_remove_signal_handlers(session);
     spdlog::error("cannot mount on {} (see the message above)", config.mountpoint);
@@ -86,8 +129,18 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
   }
   if (context.passthrough != nullptr)
     context.passthrough->attach_session_fd(fuse_session_fd(session));
-  if (int error = install_session_io_hook(session); error != 0)
-    spdlog::warn("lookups in one directory stay serialized (custom FUSE I/O: {})", error);
+  if (int error = install_session_io_hook(session); error != 0) {
+    spdlog::warn(
+        "lookups in one directory stay serialized and readahead at the kernel's "
+        "128 KiB (custom FUSE I/O: {})",
+        error);
+  } else if (config.readahead_kib > 0) {
+    std::string device = mounted_device(canonical_mountpoint);
+    if (device.empty())
+      spdlog::debug("readahead stays at 128 KiB: {} is not in mountinfo", canonical_mountpoint);
+    else
+      call_after_init_reply([device, kib = config.readahead_kib] { raise_readahead(device, kib); });
+  }
   if (fuse_daemonize(config.foreground ? 1 : 0) != 0) {
     detach_invalidation();
     fuse_session_unmount(session);
@@ -95,11 +148,6 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
     return 1;
   }
   after_daemonize(!config.foreground);
-  // The stat of the mount point inside it is answered by the session loop below; the
-  // thread is joined once the session has ended.
-  std::thread readahead;
-  if (config.readahead_kib > 0)
-    readahead = std::thread(raise_readahead, config.mountpoint, config.readahead_kib);
   spdlog::info("mounted on {}", config.mountpoint);
 
   int result = 0;
@@ -122,7 +170,6 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
   detach_invalidation();
   fuse_session_unmount(session);
   fuse_remove_signal_handlers(session);
-  if (readahead.joinable()) readahead.join();
   spdlog::info("unmounted {}", config.mountpoint);
   // libfuse's signal handlers end the loop with the signal's number as its result: a stop
   // asked for (SIGTERM, SIGINT, SIGHUP) is a clean exit, as for any daemon.

@@ -8,6 +8,8 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <utility>
 
 namespace kacheryfs {
 
@@ -87,7 +89,11 @@ void edit_open_reply(void* reply) {
   store_at(reply, kOpenOutBackingIdOffset, pending_backing_id);
 }
 
+// Set before the session loop starts, called by the thread that wrote the INIT reply.
+std::function<void()> after_init_reply;
+
 ssize_t write_reply(int fd, iovec* iov, int count, void*) {
+  bool init_reply = false;
   if (count >= 2 && iov[0].iov_len == sizeof(fuse_out_header)) {
     fuse_out_header header;
     std::memcpy(&header, iov[0].iov_base, sizeof(header));
@@ -99,11 +105,15 @@ ssize_t write_reply(int fd, iovec* iov, int count, void*) {
                  header.unique == init_unique.load() &&
                  iov[1].iov_len >= offsetof(fuse_init_out, flags) + sizeof(std::uint32_t)) {
         init_answered = true;
+        init_reply = true;
         edit_init_reply(iov[1].iov_base, iov[1].iov_len);
       }
     }
   }
-  return ::writev(fd, iov, count);
+  ssize_t written = ::writev(fd, iov, count);
+  // The kernel applies an INIT reply while it is written: it is in force now.
+  if (init_reply && written >= 0 && after_init_reply) after_init_reply();
+  return written;
 }
 
 ssize_t splice_through(int in, off_t* in_offset, int out, off_t* out_offset, size_t length,
@@ -126,6 +136,8 @@ int install_session_io_hook(fuse_session* session) {
   }();
   return fuse_session_custom_io(session, &io, fuse_session_fd(session));
 }
+
+void call_after_init_reply(std::function<void()> action) { after_init_reply = std::move(action); }
 
 bool kernel_offered_passthrough() { return kernel_offers_passthrough.load(); }
 

@@ -8,6 +8,7 @@
 //     3.17 only), it also asks for FUSE_PASSTHROUGH with a backing stack depth of 1.
 //   - OPEN (before 3.17): a reply sent inside a PassthroughOpenReply scope becomes a
 //     passthrough open of that backing id (FOPEN_PASSTHROUGH, backing_id in fuse_open_out).
+// It can also run an action once the INIT reply is written (the kernel has applied it).
 // Call install_session_io_hook after fuse_session_mount and before the session loop.
 #pragma once
 
@@ -15,11 +16,16 @@
 #include <fuse_lowlevel.h>
 
 #include <cstdint>
+#include <functional>
 
 namespace kacheryfs {
 
 // 0, or a negative errno from fuse_session_custom_io (the session then runs unchanged).
 int install_session_io_hook(fuse_session* session);
+
+// Runs `action` on the thread that wrote the INIT reply, right after the write (when the
+// hook is installed). Set it before the session loop starts.
+void call_after_init_reply(std::function<void()> action);
 
 // What the kernel's INIT request offered; valid from the init operation on.
 bool kernel_offered_passthrough();

@@ -149,8 +149,11 @@ class CommandLine(MountTestCase):
             if r.returncode != 0:
                 refused.append((round, r.stderr))
                 continue
-            self.assertSameBytes(self.content(sha1), original)
-            self.assertEqual(subprocess.run(["umount", self.mnt]).returncode, 0)
+            # Odd rounds unmount at once: nothing of the mount's own (its readahead setup
+            # once stat'ed the mount point) may keep it busy.
+            if round % 2 == 0:
+                self.assertSameBytes(self.content(sha1), original)
+            self.assertEqual(subprocess.run(["umount", self.mnt]).returncode, 0, "round %d" % round)
         print("\nremounts: 50 rounds, %d refused" % len(refused), file=sys.stderr)
         self.assertEqual(refused, [])
 
