@@ -292,6 +292,9 @@ int verify(Tool& tool) {
     if (!present) {
       tool.index->remove(entry.sha1);
       ++repaired;
+      if (!tool.as_json)
+        std::cout << "repaired: " << entry.sha1 << ": the index had it "
+                  << (entry.complete ? "complete" : "partial") << ", the cache has no such files\n";
     }
   }
   for (const std::string& sha1 : tool.cache->list_all()) {
@@ -299,6 +302,9 @@ int verify(Tool& tool) {
     if (!entry || !entry->complete) {
       tool.keeper->complete(sha1, *tool.cache->complete_size(sha1));
       ++repaired;
+      if (!tool.as_json)
+        std::cout << "repaired: " << sha1 << ": complete in the cache, "
+                  << (entry ? "partial" : "absent") << " in the index\n";
     }
   }
   if (tool.as_json) {

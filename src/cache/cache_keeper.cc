@@ -87,8 +87,7 @@ std::uint64_t CacheKeeper::make_room(std::uint64_t incoming) {
   std::uint64_t freed = 0;
   for (const IndexEntry& entry : index_.eviction_candidates()) {
     if (fits()) break;
-    if (in_use_.held(entry.sha1)) continue;
-    freed += evict(entry);
+    if (!in_use_.unless_held(entry.sha1, [&] { freed += evict(entry); })) continue;
     {
       std::lock_guard free_lock(free_mutex_);
       free_checked_ = {};  // ask the file system again after deleting
@@ -111,11 +110,8 @@ std::uint64_t CacheKeeper::make_room_after_enospc(std::uint64_t needed) {
   std::uint64_t freed = 0;
   for (const IndexEntry& entry : index_.eviction_candidates()) {
     if (freed >= needed) break;
-    if (in_use_.held(entry.sha1)) {
+    if (!in_use_.unless_held(entry.sha1, [&] { freed += evict(entry); }))
       spdlog::debug("not evicting {}: in use", entry.sha1);
-      continue;
-    }
-    freed += evict(entry);
   }
   {
     std::lock_guard free_lock(free_mutex_);

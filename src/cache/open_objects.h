@@ -2,7 +2,7 @@
 // a stream being fetched), so that the keeper never evicts them. A Hold is an RAII claim;
 // the first and last claim of an object are reported to a callback (the mount records
 // them in the cache index, so that `kacheryfs-cache gc` in another process sees them too).
-// Thread-safe.
+// Take a hold before making or opening an object's files. Thread-safe.
 #pragma once
 
 #include <functional>
@@ -61,6 +61,17 @@ class OpenObjects {
   bool held(const std::string& sha1) const {
     std::lock_guard lock(mutex_);
     return counts_.count(sha1) > 0;
+  }
+
+  // Runs `remove` unless sha1 is held, with no hold beginning until it returns (an
+  // eviction: a reader that makes the object's files anew never sees them half removed).
+  // True when it ran. `remove` must not take a hold.
+  template <class Remove>
+  bool unless_held(const std::string& sha1, Remove&& remove) const {
+    std::lock_guard lock(mutex_);
+    if (counts_.count(sha1) > 0) return false;
+    remove();
+    return true;
   }
 
  private:

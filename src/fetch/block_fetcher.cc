@@ -68,13 +68,15 @@ void BlockFetcher::start_threads() {
 Result<std::shared_ptr<PartialFile>> BlockFetcher::partial(const std::string& sha1,
                                                            std::uint64_t size,
                                                            const std::optional<Manifest>& manifest,
-                                                           const OnCreate& on_create) {
+                                                           const std::vector<KnownPiece>& known) {
   std::shared_ptr<PartialFile> file = usable(sha1);
-  if (!file) {
+  if (file) {
+    for (const KnownPiece& piece : known) seed(file, piece.offset, piece.bytes);
+  } else {
     // One reader makes the entry (opening its files and seeding it: disk I/O) with no lock
     // held; other readers of the same file wait for it, and the others go on.
     auto made = creations_.run(
-        sha1, [&] { return create(sha1, size, manifest, on_create); }, NeverCancelled());
+        sha1, [&] { return create(sha1, size, manifest, known); }, NeverCancelled());
     if (!made) return fail(-EINTR, "interrupted");  // (a NeverCancelled follower waits)
     if (!made->ok()) return made->failure();
     file = **made;
@@ -88,17 +90,20 @@ Result<std::shared_ptr<PartialFile>> BlockFetcher::partial(const std::string& sh
 Result<std::shared_ptr<PartialFile>> BlockFetcher::create(const std::string& sha1,
                                                           std::uint64_t size,
                                                           const std::optional<Manifest>& manifest,
-                                                          const OnCreate& on_create) {
+                                                          const std::vector<KnownPiece>& known) {
   if (auto file = usable(sha1)) return file;  // made by the flight before this one
+  // Held before its files are opened: an eviction under way finishes first, and none
+  // starts while someone streams it.
+  OpenObjects::Hold hold = in_use_.hold(sha1);
   auto opened = PartialFile::open(cache_.layout(), sha1, size, config_.page_size);
   if (!opened.ok()) return opened.failure();
   std::shared_ptr<PartialFile> file = std::move(*opened);
-  file->keep_in_use(in_use_.hold(sha1));  // never evicted while someone streams it
+  file->keep_in_use(std::move(hold));
   file->set_reported_bytes(file->cached_bytes());
   accounting_.partial(sha1, size, file->cached_bytes());
-  if (!file->all_present()) counters_.add(Counter::kMisses);  // bytes will be fetched
-  if (manifest) file->set_manifest(*manifest);                // before anything can verify it
-  if (on_create) on_create(file);                             // no other reader has it yet
+  if (manifest) file->set_manifest(*manifest);  // before anything can verify it
+  for (const KnownPiece& piece : known)         // no other reader has it yet
+    seed(file, piece.offset, piece.bytes);
   std::lock_guard lock(registry_mutex_);
   registry_[sha1] = file;
   return file;

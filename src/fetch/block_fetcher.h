@@ -29,6 +29,7 @@
 #include "cache/partial_file.h"
 #include "fetch/blob_source.h"
 #include "fetch/single_flight.h"
+#include "fetch/size_discovery.h"
 #include "support/cancel_token.h"
 #include "support/counters.h"
 #include "support/result.h"
@@ -64,13 +65,13 @@ class BlockFetcher {
   void stop();
 
   // The partial entry of sha1 shared by its readers (held in OpenObjects while it lives); a
-  // failed one is replaced by a fresh one (the file is fetched again). A new entry is given
-  // to on_create before any other reader can see it (to seed bytes already in hand): one
-  // reader makes it, with no lock held, while the other readers of that file wait.
-  using OnCreate = std::function<void(const std::shared_ptr<PartialFile>&)>;
+  // failed one is replaced by a fresh one (the file is fetched again). Bytes already in
+  // hand (`known`: what size discovery brought) become its pages, in a new entry before
+  // any other reader can see it: one reader makes it, with no lock held, while the other
+  // readers of that file wait.
   Result<std::shared_ptr<PartialFile>> partial(const std::string& sha1, std::uint64_t size,
                                                const std::optional<Manifest>& manifest,
-                                               const OnCreate& on_create = {});
+                                               const std::vector<KnownPiece>& known = {});
 
   // Makes [offset, offset + length) of the file readable from its data fd. With
   // verified_only, also waits until the manifest chunks covering the range are verified.
@@ -114,7 +115,7 @@ class BlockFetcher {
   // Makes and registers a new entry (partial's single flight).
   Result<std::shared_ptr<PartialFile>> create(const std::string& sha1, std::uint64_t size,
                                               const std::optional<Manifest>& manifest,
-                                              const OnCreate& on_create);
+                                              const std::vector<KnownPiece>& known);
   void verify(PartialFile& file);
   void start_threads();
   void worker_loop();

@@ -38,24 +38,21 @@ int ContentAccess::open(const ContentRequest& request, OpenContent& out,
   if (sha1 == kEmptySha1) return 0;  // no fd: reads return nothing
   out.in_use = in_use_.hold(sha1);
   if (auto fd = cache_.open_complete(sha1); fd.ok()) {
-    // A file that the lookup's size discovery just fetched is that fetch's miss, not a hit.
-    if (!fetcher_.take_freshly_fetched(sha1)) counters_.add(Counter::kHits);
+    if (!request.fetched_by_lookup) counters_.add(Counter::kHits);
     accounting_.accessed(sha1);
     struct stat st {};
     out.size = fstat(fd->get(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
     out.fd = std::move(*fd);
     return 0;
   }
-  Result<std::uint64_t> size = fetcher_.blob_size(sha1, cancel);
+  Result<ContentSize> size = find_size(request, cancel);
   if (!size.ok()) return size.error();
-  out.size = *size;
-  if (auto fd = cache_.open_complete(sha1); fd.ok()) {
-    // Size discovery's head was the whole file: that fetch's miss, not a hit.
-    fetcher_.take_freshly_fetched(sha1);
+  out.size = size->size;
+  if (auto fd = cache_.open_complete(sha1); fd.ok()) {  // small files arrive with their size
     out.fd = std::move(*fd);
     return 0;
   }
-  if (int error = open_streamed(request, *size, out, cancel); error != 0 || out.partial) {
+  if (int error = open_streamed(request, size->size, out, cancel); error != 0 || out.partial) {
     return error;
   }
   auto fd = cache_.open_complete(sha1);
@@ -64,18 +61,30 @@ int ContentAccess::open(const ContentRequest& request, OpenContent& out,
   return 0;
 }
 
+Result<ContentSize> ContentAccess::find_size(const ContentRequest& request,
+                                             const CancelToken& cancel) {
+  Result<FoundSize> found = fetcher_.find_size(request.sha1, cancel);
+  if (!found.ok()) return found.failure();
+  if (!found->pieces.empty()) {
+    // Kept now, not at the open: the bytes are in the cache whether or not one follows.
+    auto kept = entry(request, found->size, found->pieces, cancel);
+    if (!kept.ok())
+      spdlog::debug("{}: the bytes size discovery brought are not kept: {}", request.sha1,
+                    kept.detail());
+  }
+  return ContentSize{found->size, found->fetched_whole};
+}
+
+Result<std::shared_ptr<PartialFile>> ContentAccess::entry(const ContentRequest& request,
+                                                          std::uint64_t size,
+                                                          const std::vector<KnownPiece>& known,
+                                                          const CancelToken& cancel) {
+  return blocks_.partial(request.sha1, size, manifest_for(request, size, cancel), known);
+}
+
 int ContentAccess::open_streamed(const ContentRequest& request, std::uint64_t size,
                                  OpenContent& out, const CancelToken& cancel) {
-  std::optional<Manifest> manifest = manifest_for(request, size, cancel);
-  // The bytes that size discovery (or the manifest's lookup) brought become the file's
-  // pages before another reader can claim and fetch them again.
-  auto partial = blocks_.partial(request.sha1, size, manifest,
-                                 [&](const std::shared_ptr<PartialFile>& created) {
-                                   if (auto known = fetcher_.take_discovered(request.sha1)) {
-                                     for (const KnownPiece& piece : *known)
-                                       blocks_.seed(created, piece.offset, piece.bytes);
-                                   }
-                                 });
+  auto partial = entry(request, size, {}, cancel);
   if (!partial.ok()) {
     return fetch_errno(
         counters_,
@@ -83,7 +92,9 @@ int ContentAccess::open_streamed(const ContentRequest& request, std::uint64_t si
                                        ": " + std::strerror(-partial.error())},
         EioSite::kCacheWrite, request.sha1);
   }
-  bool fetch_everything = request.intent == Intent::kPin || (streaming_.strict && !manifest);
+  if (!(*partial)->all_present()) counters_.add(Counter::kMisses);  // bytes will be fetched
+  bool fetch_everything =
+      request.intent == Intent::kPin || (streaming_.strict && !(*partial)->manifest());
   if (fetch_everything) {
     // A pin wants it all; strict mode without a manifest can verify nothing before the
     // whole file is: fetch every block (in parallel) and wait for the whole-file check.
@@ -133,7 +144,7 @@ std::optional<Manifest> ContentAccess::manifest_for(const ContentRequest& reques
   return manifest;
 }
 
-Result<std::uint64_t> ContentAccess::size(const std::string& sha1, const CancelToken& cancel) {
+Result<ContentSize> ContentAccess::size(const std::string& sha1, const CancelToken& cancel) {
   std::string manifest_sha1;
   {
     std::lock_guard lock(manifests_mutex_);
@@ -146,13 +157,23 @@ Result<std::uint64_t> ContentAccess::size(const std::string& sha1, const CancelT
     // While the manifest comes, so does the file's first page (the manifest is only written
     // for files too large to fetch whole): the first read, which nearly always follows,
     // then needs no request of its own.
-    auto head = std::async(std::launch::async,
-                           [&] { fetcher_.fetch_head(sha1, blocks_.config().page_size, cancel); });
+    auto head = std::async(std::launch::async, [&] {
+      return fetcher_.fetch_head(sha1, blocks_.config().page_size, cancel);
+    });
     auto manifest = load_manifest(sha1, manifest_sha1, cancel);
-    head.wait();
-    if (manifest) fetcher_.set_known_size(sha1, manifest->size);
+    std::string first_page = head.get();
+    if (manifest) {
+      fetcher_.set_known_size(sha1, manifest->size);
+      if (!first_page.empty()) {
+        auto kept =
+            blocks_.partial(sha1, manifest->size, manifest, {KnownPiece{0, std::move(first_page)}});
+        if (!kept.ok()) spdlog::debug("{}: its first page is not kept: {}", sha1, kept.detail());
+      }
+    }
   }
-  return fetcher_.blob_size(sha1, cancel);
+  ContentRequest request;
+  request.sha1 = sha1;
+  return find_size(request, cancel);
 }
 
 Result<int> ContentAccess::prepare_read(OpenContent& file, std::uint64_t offset,
@@ -212,9 +233,11 @@ Result<int> ContentAccess::prepare_read(OpenContent& file, std::uint64_t offset,
 Result<std::uint64_t> ContentAccess::cached_bytes(const std::string& sha1,
                                                   const CancelToken& cancel) {
   bool complete = sha1 == kEmptySha1 || cache_.complete_size(sha1).has_value();
-  Result<std::uint64_t> size = fetcher_.blob_size(sha1, cancel);
-  if (!size.ok()) return size;
-  return complete ? *size : blocks_.partial_bytes(sha1, *size);
+  ContentRequest request;
+  request.sha1 = sha1;
+  Result<ContentSize> size = find_size(request, cancel);
+  if (!size.ok()) return size.failure();
+  return complete ? size->size : blocks_.partial_bytes(sha1, size->size);
 }
 
 std::string ContentAccess::verified(const std::string& sha1) {

@@ -8,9 +8,11 @@
 //     means fetching the whole file at open). Once read, a file up to whole_max is fetched
 //     whole in the background; a larger one is read ahead of a sequential reader;
 //   - kPin: fetched whole and verified, whatever its size.
+// Finding a size (a lookup) keeps what it fetched at once: a small file is cached whole,
+// and a larger file's head (and last window) become the pages of its block-cache entry.
 // A manifest named by a URI (`?manifest=`) or by a lookup name verifies chunks as they
-// arrive. Counts hits (opens served from the complete cache); misses are counted by the
-// fetchers where bytes arrive. Thread-safe.
+// arrive. Counts hits (opens served from the complete cache, unless their lookup fetched
+// it) and misses (opens that stream, and whole files fetched by a lookup). Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -48,6 +50,9 @@ struct ContentRequest {
   // kPin of a streamed file: called with its entry before its blocks are fetched (the
   // tool's progress bar watches cached_bytes()).
   std::function<void(std::shared_ptr<const PartialFile> file)> on_stream;
+  // The lookup before this open fetched the whole file (ContentSize::fetched): the miss
+  // was counted there, so the open is not a hit.
+  bool fetched_by_lookup = false;
 };
 
 // What an open of content holds: the complete cache file, or the stream of a large file.
@@ -64,6 +69,11 @@ struct OpenContent {
   bool whole_file_queued = false;  // a file up to whole_max: its whole fetch is queued
 };
 
+struct ContentSize {
+  std::uint64_t size = 0;
+  bool fetched = false;  // finding it fetched the whole file (a miss)
+};
+
 class ContentAccess {
  public:
   ContentAccess(ContentCache& cache, ContentFetcher& fetcher, BlockFetcher& blocks,
@@ -75,7 +85,7 @@ class ContentAccess {
 
   // The blob's size; with a known manifest (named as ?manifest=), the manifest states it
   // and no size discovery is needed.
-  Result<std::uint64_t> size(const std::string& sha1, const CancelToken& cancel);
+  Result<ContentSize> size(const std::string& sha1, const CancelToken& cancel);
 
   // Makes the content present for the request's intent and fills `out`: 0 or -errno.
   int open(const ContentRequest& request, OpenContent& out, const CancelToken& cancel);
@@ -90,6 +100,13 @@ class ContentAccess {
   std::string verified(const std::string& sha1);
 
  private:
+  // The size, from the fetcher; bytes its discovery brought of a file larger than its head
+  // go into the file's block-cache entry (with the request's manifest) before it returns.
+  Result<ContentSize> find_size(const ContentRequest& request, const CancelToken& cancel);
+  // The block-cache entry of a file, with the request's manifest and the bytes in hand.
+  Result<std::shared_ptr<PartialFile>> entry(const ContentRequest& request, std::uint64_t size,
+                                             const std::vector<KnownPiece>& known,
+                                             const CancelToken& cancel);
   int open_streamed(const ContentRequest& request, std::uint64_t size, OpenContent& out,
                     const CancelToken& cancel);
   // The manifest manifest_sha1, fetched (whole, verified) and checked to describe sha1.

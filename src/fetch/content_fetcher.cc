@@ -24,36 +24,17 @@ ContentFetcher::ContentFetcher(BlobSource& source, ContentCache& cache, CacheAcc
 
 namespace {
 
-constexpr std::size_t kKeptDiscoveries = 4;
 constexpr int kMaxDiscoveries = 4;  // a head that fails verification: one per distrusted node
 
 }  // namespace
 
-void ContentFetcher::keep_discovered_locked(const std::string& sha1, DiscoveredBytes bytes) {
-  if (discovered_.size() >= kKeptDiscoveries) discovered_.pop_front();
-  discovered_.emplace_back(sha1, std::move(bytes));
-}
-
-std::optional<ContentFetcher::DiscoveredBytes> ContentFetcher::take_discovered(
-    const std::string& sha1) {
-  std::lock_guard lock(mutex_);
-  for (auto it = discovered_.begin(); it != discovered_.end(); ++it) {
-    if (it->first != sha1) continue;
-    DiscoveredBytes bytes = std::move(it->second);
-    discovered_.erase(it);
-    return bytes;
-  }
-  return std::nullopt;
-}
-
-void ContentFetcher::fetch_head(const std::string& sha1, std::uint64_t length,
-                                const CancelToken& cancel) {
+std::string ContentFetcher::fetch_head(const std::string& sha1, std::uint64_t length,
+                                       const CancelToken& cancel) {
   std::string head;
   FetchResult result = source_.read_range(sha1, 0, length, append_to(head), cancel);
-  if (!result.ok()) return;
+  if (!result.ok()) return {};
   counters_.add(Counter::kBytesFetched, head.size());
-  std::lock_guard lock(mutex_);
-  keep_discovered_locked(sha1, {KnownPiece{0, std::move(head)}});
+  return head;
 }
 
 std::optional<std::uint64_t> ContentFetcher::known_size(const std::string& sha1) {
@@ -71,19 +52,9 @@ std::optional<std::uint64_t> ContentFetcher::known_size(const std::string& sha1)
   return std::nullopt;
 }
 
-bool ContentFetcher::take_freshly_fetched(const std::string& sha1) {
-  std::lock_guard lock(mutex_);
-  return fresh_.erase(sha1) > 0;
-}
-
 void ContentFetcher::fetched_complete(const std::string& sha1, std::uint64_t size) {
   counters_.add(Counter::kMisses);
   accounting_.complete(sha1, size);
-  std::lock_guard lock(mutex_);
-  // Objects fetched but never opened (a stat) would pile up here: bounded, at the price of
-  // counting the first open of a forgotten one as a hit.
-  if (fresh_.size() >= kMaxRememberedSizes) fresh_.clear();
-  fresh_.insert(sha1);
 }
 
 bool ContentFetcher::known_missing(const std::string& sha1) {
@@ -96,13 +67,9 @@ bool ContentFetcher::known_missing(const std::string& sha1) {
 }
 
 void ContentFetcher::remember_size(const std::string& sha1, std::uint64_t size) {
-  std::lock_guard lock(mutex_);
-  remember_size_locked(sha1, size);
-}
-
-void ContentFetcher::remember_size_locked(const std::string& sha1, std::uint64_t size) {
   // A memo of what the index keeps (found_size): bounded, so that a mount that looks up
   // millions of objects over months does not keep them all.
+  std::lock_guard lock(mutex_);
   if (sizes_.size() >= kMaxRememberedSizes) sizes_.clear();
   sizes_[sha1] = size;
 }
@@ -118,10 +85,9 @@ FetchResult ContentFetcher::read_with_load(const std::string& sha1, std::uint64_
   return source_.read_range(sha1, start, end, sink, cancel);
 }
 
-Result<std::uint64_t> ContentFetcher::blob_size(std::string_view sha1_view,
-                                                const CancelToken& cancel) {
+Result<FoundSize> ContentFetcher::find_size(std::string_view sha1_view, const CancelToken& cancel) {
   std::string sha1(sha1_view);
-  if (auto size = known_size(sha1)) return *size;
+  if (auto size = known_size(sha1)) return FoundSize{*size, false, {}};
   if (known_missing(sha1)) return fail(-ENOENT);
   for (;;) {
     auto answer = size_flights_.run(
@@ -133,8 +99,8 @@ Result<std::uint64_t> ContentFetcher::blob_size(std::string_view sha1_view,
   }
 }
 
-Result<std::uint64_t> ContentFetcher::discover_size(const std::string& sha1,
-                                                    const CancelToken& cancel, int attempt) {
+Result<FoundSize> ContentFetcher::discover_size(const std::string& sha1, const CancelToken& cancel,
+                                                int attempt) {
   DiscoveredSize found;
   FetchResult result = discovery_.discover(sha1, found, cancel);
   if (result.status == FetchStatus::kNotFound && config_.load_missing) {
@@ -178,18 +144,17 @@ Result<std::uint64_t> ContentFetcher::discover_size(const std::string& sha1,
       return fail(report_eio(counters_, EioSite::kDownloadChecksum, sha1,
                              "the bytes from " + from + " hash to " + actual + "; nothing cached"));
     }
+    bool cached = false;
     if (auto tx = cache_.begin(sha1); tx.ok()) {
-      if ((*tx)->append(head.data(), head.size()) == 0 && (*tx)->commit() == 0)
-        fetched_complete(sha1, head.size());
+      cached = (*tx)->append(head.data(), head.size()) == 0 && (*tx)->commit() == 0;
+      if (cached) fetched_complete(sha1, head.size());
     }  // not committed (a full disk): the read fetches it again
     remember_size(sha1, found.size);
-    return found.size;
+    return FoundSize{found.size, cached, {}};
   }
   accounting_.size_found(sha1, found.size);
-  std::lock_guard lock(mutex_);
-  remember_size_locked(sha1, found.size);
-  keep_discovered_locked(sha1, std::move(found.pieces));
-  return found.size;
+  remember_size(sha1, found.size);
+  return FoundSize{found.size, false, std::move(found.pieces)};
 }
 
 int ContentFetcher::ensure_cached(std::string_view sha1_view, const CancelToken& cancel) {
@@ -200,10 +165,10 @@ int ContentFetcher::ensure_cached(std::string_view sha1_view, const CancelToken&
         sha1,
         [&] {
           if (cache_.complete_size(sha1)) return 0;  // a previous leader just finished
-          Result<std::uint64_t> size = blob_size(sha1, cancel);
-          if (!size.ok()) return size.error();
+          Result<FoundSize> found = find_size(sha1, cancel);
+          if (!found.ok()) return found.error();
           if (cache_.complete_size(sha1)) return 0;  // small blobs arrive with their size
-          return download(sha1, *size, cancel);
+          return download(sha1, *found, cancel);
         },
         cancel);
     if (!error) return -EINTR;
@@ -212,19 +177,27 @@ int ContentFetcher::ensure_cached(std::string_view sha1_view, const CancelToken&
   }
 }
 
-int ContentFetcher::download(const std::string& sha1, std::uint64_t size,
+int ContentFetcher::download(const std::string& sha1, const FoundSize& found,
                              const CancelToken& cancel) {
   constexpr int kMaxAttempts = 4;  // at most one per distrusted node, and a final one
+  // The head that size discovery brought is the first download's first bytes (hashed and
+  // verified with the rest like any other); a retry fetches everything.
+  std::string head;
+  if (!found.pieces.empty() && found.pieces.front().offset == 0 &&
+      found.pieces.front().bytes.size() <= found.size)
+    head = found.pieces.front().bytes;
   for (int attempt = 1;; ++attempt) {
     bool worth_retrying = false;
-    int error = download_once(sha1, size, cancel, &worth_retrying);
+    int error = download_once(sha1, found.size, head, cancel, &worth_retrying);
+    head.clear();
     if (error == 0 || !worth_retrying || attempt == kMaxAttempts) return error;
     spdlog::info("fetching {} again, from another node", sha1);
   }
 }
 
 int ContentFetcher::download_once(const std::string& sha1, std::uint64_t size,
-                                  const CancelToken& cancel, bool* worth_retrying) {
+                                  const std::string& head, const CancelToken& cancel,
+                                  bool* worth_retrying) {
   accounting_.make_room(size);
   auto begun = cache_.begin(sha1);
   if (!begun.ok()) {
@@ -248,11 +221,7 @@ int ContentFetcher::download_once(const std::string& sha1, std::uint64_t size,
     return write_error == 0;
   };
   std::uint64_t offset = 0;
-  // The head that size discovery brought is the download's first bytes (and is hashed and
-  // verified with the rest like any other).
-  auto known = take_discovered(sha1);
-  if (known && known->front().offset == 0 && known->front().bytes.size() <= size) {
-    const std::string& head = known->front().bytes;
+  if (!head.empty()) {
     if (!sink(head.data(), head.size())) {
       return fetch_errno(counters_,
                          {FetchStatus::kLocalError,

@@ -2,7 +2,10 @@
 // talking to a BlobSource and hiding it behind the cache (as CVMFS's fetcher does).
 // Sizes come from the cache, from memory, or from size discovery (SizeDiscovery: rounds of
 // ranges sent at once; a small file's head already carries its bytes, and is committed at
-// once). Downloads go in bounded ranges, are SHA-1 verified while they stream,
+// once). Finding a size reports what it fetched: a file no larger than its head is
+// cached whole (that lookup is the miss), and a larger file's head and last window come
+// back to the caller, which keeps them in the block cache; nothing is stashed here.
+// Downloads go in bounded ranges, are SHA-1 verified while they stream,
 // and become visible only by the cache's atomic commit. Concurrent calls for one blob
 // share one transfer. Errors come back as a negative errno; each EIO is counted at its site.
 // Lock order: a SingleFlight's own lock is never held while mutex_ is taken.
@@ -12,13 +15,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "cache/cache_accounting.h"
@@ -39,52 +40,48 @@ struct FetcherConfig {
   bool load_missing = false;            // ask the source to load blobs it lacks (/loadFile)
 };
 
+// What finding a blob's size found, and fetched on the way.
+struct FoundSize {
+  std::uint64_t size = 0;
+  bool fetched_whole = false;      // this call cached the whole blob (a miss counted)
+  std::vector<KnownPiece> pieces;  // bytes it brought of a blob larger than its head
+};
+
 class ContentFetcher {
  public:
   ContentFetcher(BlobSource& source, ContentCache& cache, CacheAccounting& accounting,
                  Counters& counters, FetcherConfig config);
 
-  // The blob's size: from the cache, from memory, or by size discovery.
-  Result<std::uint64_t> blob_size(std::string_view sha1, const CancelToken& cancel);
+  // The blob's size: from the cache, from memory, or by size discovery (which reports
+  // what it fetched). Concurrent callers share one discovery and each get its pieces.
+  Result<FoundSize> find_size(std::string_view sha1, const CancelToken& cancel);
   // 0 once ROOT/sha1/ab/cd/ef/<sha1> holds verified content; else -ENOENT, -EIO or -EINTR.
   int ensure_cached(std::string_view sha1, const CancelToken& cancel);
-  // True (once) when this fetcher fetched sha1 complete since it was last asked: the open
-  // that follows a lookup's size discovery is then not a cache hit (the miss was counted).
-  bool take_freshly_fetched(const std::string& sha1);
-  // The size blob_size gives without asking the source (the cache, memory, a partial
+  // The size find_size gives without asking the source (the cache, memory, a partial
   // file's page map), or nullopt.
   std::optional<std::uint64_t> known_size(const std::string& sha1);
   // A size learnt elsewhere (a verified manifest states it): no discovery is needed.
   void set_known_size(const std::string& sha1, std::uint64_t size) { remember_size(sha1, size); }
 
-  // The bytes that size discovery brought of a blob too large to keep whole: its head and
-  // the last window it read. The first read of a streamed file is then served from them
-  // instead of being fetched again. Handed out once.
-  using DiscoveredBytes = std::vector<KnownPiece>;
-  std::optional<DiscoveredBytes> take_discovered(const std::string& sha1);
-  // Fetches the blob's first `length` bytes and keeps them as its discovered head (for
-  // take_discovered), for a blob whose size comes from elsewhere. Best effort: a failure
-  // is left for the read that needs those bytes to meet and report.
-  void fetch_head(const std::string& sha1, std::uint64_t length, const CancelToken& cancel);
+  // The blob's first `length` bytes (counted as fetched), for a blob whose size comes
+  // from elsewhere (a manifest); "" when they cannot be had: the read that needs them
+  // meets and reports the failure.
+  std::string fetch_head(const std::string& sha1, std::uint64_t length, const CancelToken& cancel);
 
  private:
   // A head that is the whole file but fails verification is asked for again while the
   // source says another node may serve it (attempt counts the tries).
-  Result<std::uint64_t> discover_size(const std::string& sha1, const CancelToken& cancel,
-                                      int attempt);
-  // Downloads and verifies; bytes that fail verification are fetched again while the
-  // source says another node may serve them.
-  int download(const std::string& sha1, std::uint64_t size, const CancelToken& cancel);
-  int download_once(const std::string& sha1, std::uint64_t size, const CancelToken& cancel,
-                    bool* worth_retrying);
+  Result<FoundSize> discover_size(const std::string& sha1, const CancelToken& cancel, int attempt);
+  // Downloads and verifies, starting with the head that size discovery brought (if any);
+  // bytes that fail verification are fetched again while the source says another node may
+  // serve them.
+  int download(const std::string& sha1, const FoundSize& found, const CancelToken& cancel);
+  int download_once(const std::string& sha1, std::uint64_t size, const std::string& head,
+                    const CancelToken& cancel, bool* worth_retrying);
   FetchResult read_with_load(const std::string& sha1, std::uint64_t start, std::uint64_t end,
                              const ByteSink& sink, const CancelToken& cancel);
   bool known_missing(const std::string& sha1);
-  // Keeps a blob's discovered bytes for take_discovered (the newest kKeptDiscoveries).
-  // Requires mutex_.
-  void keep_discovered_locked(const std::string& sha1, DiscoveredBytes bytes);
   void remember_size(const std::string& sha1, std::uint64_t size);
-  void remember_size_locked(const std::string& sha1, std::uint64_t size);  // mutex_ held
   void fetched_complete(const std::string& sha1, std::uint64_t size);
 
   BlobSource& source_;
@@ -94,15 +91,12 @@ class ContentFetcher {
   FetcherConfig config_;
   SizeDiscovery discovery_;
 
-  std::mutex mutex_;  // a leaf; guards sizes_, missing_until_ and fresh_
-  static constexpr std::size_t kMaxRememberedSizes = 4096;  // bounds sizes_ and fresh_
+  std::mutex mutex_;  // a leaf; guards sizes_ and missing_until_
+  static constexpr std::size_t kMaxRememberedSizes = 4096;  // bounds sizes_
   std::unordered_map<std::string, std::uint64_t> sizes_;
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> missing_until_;
-  std::unordered_set<std::string> fresh_;
-  // At most kKeptDiscoveries blobs' bytes (2 MiB each at most), newest last.
-  std::deque<std::pair<std::string, DiscoveredBytes>> discovered_;
 
-  SingleFlight<Result<std::uint64_t>> size_flights_;
+  SingleFlight<Result<FoundSize>> size_flights_;
   SingleFlight<int> download_flights_;
 };
 

@@ -145,10 +145,11 @@ int Filesystem::attributes_of(std::uint64_t ino, const Node& node, Attributes& o
       return 0;
     }
     case NodeKind::kContent: {
-      Result<std::uint64_t> size = content_.size(node.key, cancel);
+      Result<ContentSize> size = content_.size(node.key, cancel);
       if (!size.ok()) return size.error();
+      if (size->fetched) tree_.mark_fetched(ino);
       out.content = true;
-      out.size = *size;
+      out.size = size->size;
       return 0;
     }
   }
@@ -256,6 +257,7 @@ int Filesystem::open(std::uint64_t ino, OpenedFile& out, const CancelToken& canc
     case NodeKind::kContent: {
       ContentRequest request;
       request.sha1 = node->key;
+      request.fetched_by_lookup = tree_.take_fetched(ino);
       return content_.open(request, out.content, cancel);
     }
   }

@@ -1,5 +1,7 @@
 #include "tree/tree.h"
 
+#include <utility>
+
 #include "kachery/hash_name.h"
 
 namespace kacheryfs {
@@ -37,7 +39,7 @@ std::uint64_t Tree::acquire(const Node& node) {
   }
   std::lock_guard lock(mutex_);
   auto [it, inserted] = inos_.try_emplace(key_of(node.kind, node.key), next_ino_);
-  if (inserted) entries_[next_ino_++] = {node, 0};
+  if (inserted) entries_[next_ino_++] = {node, 0, false};
   ++entries_[it->second].lookups;
   return it->second;
 }
@@ -67,6 +69,17 @@ std::optional<Node> Tree::node(std::uint64_t ino) const {
   auto it = entries_.find(ino);
   if (it == entries_.end()) return std::nullopt;
   return it->second.node;
+}
+
+void Tree::mark_fetched(std::uint64_t ino) {
+  std::lock_guard lock(mutex_);
+  if (auto it = entries_.find(ino); it != entries_.end()) it->second.fetched = true;
+}
+
+bool Tree::take_fetched(std::uint64_t ino) {
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(ino);
+  return it != entries_.end() && std::exchange(it->second.fetched, false);
 }
 
 std::size_t Tree::size() const {

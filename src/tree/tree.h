@@ -53,6 +53,10 @@ class Tree {
   // The inode a node has now, without making one.
   std::optional<std::uint64_t> existing_ino(NodeKind kind, std::string_view key) const;
   std::optional<Node> node(std::uint64_t ino) const;
+  // A content inode whose lookup fetched the whole file (that lookup was the miss), until
+  // its next open takes the mark: that open is then not counted as a hit.
+  void mark_fetched(std::uint64_t ino);
+  bool take_fetched(std::uint64_t ino);
   // Inodes held now, fixed ones included.
   std::size_t size() const;
 
@@ -60,6 +64,7 @@ class Tree {
   struct Entry {
     Node node;
     std::uint64_t lookups = 0;
+    bool fetched = false;  // see mark_fetched
   };
   static std::string key_of(NodeKind kind, std::string_view key);
 

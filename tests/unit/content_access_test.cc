@@ -67,7 +67,7 @@ ContentRequest request(const std::string& sha1, Intent intent = Intent::kRead) {
 TEST_F(ContentAccessTest, AFirstReadFetchesItsPagesAndReadaheadStartsWhenTheReaderGoesOn) {
   const std::string bytes = pattern(1 << 20, 3);
   const std::string sha1 = source_.add(bytes);
-  ASSERT_EQ(*content_->size(sha1, never_), bytes.size());
+  ASSERT_EQ(content_->size(sha1, never_)->size, bytes.size());
   const std::size_t discovery = source_.ranges_asked().size();  // its probes and windows
   OpenContent file;
   ASSERT_EQ(content_->open(request(sha1), file, never_), 0);
@@ -86,6 +86,39 @@ TEST_F(ContentAccessTest, AFirstReadFetchesItsPagesAndReadaheadStartsWhenTheRead
   std::string got(2 * kPage, '\0');
   ASSERT_EQ(pread(*fd, got.data(), got.size(), 2 * kPage), static_cast<ssize_t>(got.size()));
   EXPECT_EQ(got, bytes.substr(2 * kPage, 2 * kPage));
+}
+
+TEST_F(ContentAccessTest, ALookupKeepsWhatItFetchedInTheCacheAndTheOpenCountsOnce) {
+  const std::string large = pattern(1 << 20, 6);
+  const std::string large_sha1 = source_.add(large);
+  Result<ContentSize> size = content_->size(large_sha1, never_);
+  ASSERT_TRUE(size.ok());
+  EXPECT_FALSE(size->fetched) << "larger than the head: not fetched whole";
+  // The head is in the block cache now, with no open: a lookup alone keeps it.
+  EXPECT_GE(*content_->cached_bytes(large_sha1, never_), kPage);
+  const std::size_t asked = source_.ranges_asked().size();
+  OpenContent file;
+  ASSERT_EQ(content_->open(request(large_sha1), file, never_), 0);
+  ASSERT_TRUE(content_->prepare_read(file, 0, kPage, never_).ok());
+  EXPECT_FALSE(asked_within(0, kPage, asked)) << "the first page is not fetched again";
+  EXPECT_EQ(counters_.get(Counter::kMisses), 1u) << "the open that streams";
+  EXPECT_EQ(counters_.get(Counter::kHits), 0u);
+
+  const std::string small = pattern(1000, 7);  // within the head: fetched whole at lookup
+  const std::string small_sha1 = source_.add(small);
+  size = content_->size(small_sha1, never_);
+  ASSERT_TRUE(size.ok());
+  EXPECT_TRUE(size->fetched);
+  EXPECT_EQ(counters_.get(Counter::kMisses), 2u) << "the lookup that fetched it";
+  ContentRequest after_lookup = request(small_sha1);
+  after_lookup.fetched_by_lookup = true;
+  OpenContent first;
+  ASSERT_EQ(content_->open(after_lookup, first, never_), 0);
+  EXPECT_EQ(counters_.get(Counter::kHits), 0u) << "that miss's own open is no hit";
+  OpenContent again;
+  ASSERT_EQ(content_->open(request(small_sha1), again, never_), 0);
+  EXPECT_EQ(counters_.get(Counter::kHits), 1u);
+  EXPECT_EQ(counters_.get(Counter::kMisses), 2u);
 }
 
 TEST_F(ContentAccessTest, TheFirstWindowFillsTheMeasuredLink) {

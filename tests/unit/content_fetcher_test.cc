@@ -47,9 +47,9 @@ class ContentFetcherTest : public testing::TempDirTest {
 
 TEST_F(ContentFetcherTest, EmptyBlobNeedsNoRequest) {
   auto fetcher = make();
-  Result<std::uint64_t> answer = fetcher.blob_size(kEmptySha1, never_);
+  Result<FoundSize> answer = fetcher.find_size(kEmptySha1, never_);
   EXPECT_EQ(answer.error(), 0);
-  EXPECT_EQ(*answer, 0u);
+  EXPECT_EQ(answer->size, 0u);
   EXPECT_EQ(source_.requests.load(), 0);
 }
 
@@ -57,7 +57,7 @@ TEST_F(ContentFetcherTest, SmallBlobTakesOneRequestAndIsCachedWithItsSize) {
   std::string data = pattern(1000, 1);
   std::string sha1 = source_.add(data);
   auto fetcher = make();
-  EXPECT_EQ(fetcher.blob_size(sha1, never_).value(), 1000u);
+  EXPECT_EQ(fetcher.find_size(sha1, never_).value().size, 1000u);
   EXPECT_EQ(source_.requests.load(), 1);
   EXPECT_EQ(fetcher.ensure_cached(sha1, never_), 0);
   EXPECT_EQ(source_.requests.load(), 1) << "the size request brought the bytes";
@@ -69,9 +69,9 @@ TEST_F(ContentFetcherTest, SizeDiscoveryFindsEverySizeAroundTheProbe) {
   for (std::size_t size : {1u, 1023u, 1024u, 1025u, 2047u, 2048u, 2049u, 5000u, 65537u, 1000000u}) {
     std::string sha1 = source_.add(pattern(size, static_cast<unsigned>(size)));
     int before = source_.requests.load();
-    Result<std::uint64_t> answer = fetcher.blob_size(sha1, never_);
+    Result<FoundSize> answer = fetcher.find_size(sha1, never_);
     ASSERT_EQ(answer.error(), 0);
-    EXPECT_EQ(*answer, size);
+    EXPECT_EQ(answer->size, size);
     int used = source_.requests.load() - before;
     if (size >= 1024) {
       // about 2*log2(size/probe) one-byte probes
@@ -110,20 +110,20 @@ TEST_F(ContentFetcherTest, AMissIsEnoentAndEachLookupAsksAgain) {
   auto fetcher = make();
   std::string data = pattern(5000, 9);
   std::string sha1 = sha1_hex_of(data);
-  EXPECT_EQ(fetcher.blob_size(sha1, never_).error(), -ENOENT);
-  EXPECT_EQ(fetcher.blob_size(sha1, never_).error(), -ENOENT);
+  EXPECT_EQ(fetcher.find_size(sha1, never_).error(), -ENOENT);
+  EXPECT_EQ(fetcher.find_size(sha1, never_).error(), -ENOENT);
   EXPECT_EQ(source_.requests.load(), 2) << "one request a miss, and no more";
   EXPECT_EQ(counters_.eio_total(), 0u);
   source_.add(data);  // stored on the node right after the miss
-  EXPECT_EQ(fetcher.blob_size(sha1, never_).value(), 5000u);
+  EXPECT_EQ(fetcher.find_size(sha1, never_).value().size, 5000u);
 }
 
 TEST_F(ContentFetcherTest, WithANegativeTtlAMissIsRemembered) {
   config_.negative_ttl = std::chrono::seconds(600);
   auto fetcher = make();
   std::string sha1 = sha1_hex_of("nobody has this");
-  EXPECT_EQ(fetcher.blob_size(sha1, never_).error(), -ENOENT);
-  EXPECT_EQ(fetcher.blob_size(sha1, never_).error(), -ENOENT);
+  EXPECT_EQ(fetcher.find_size(sha1, never_).error(), -ENOENT);
+  EXPECT_EQ(fetcher.find_size(sha1, never_).error(), -ENOENT);
   EXPECT_EQ(source_.requests.load(), 1);
 }
 
@@ -173,7 +173,7 @@ TEST_F(ContentFetcherTest, LoadsMissingBlobsWhenAllowed) {
   EXPECT_EQ(fetcher.ensure_cached(sha1, never_), 0);
   EXPECT_EQ(source_.loads.load(), 1);
   EXPECT_EQ(cached_bytes(sha1), data);
-  EXPECT_EQ(fetcher.blob_size(sha1_hex_of("nowhere"), never_).error(), -ENOENT);
+  EXPECT_EQ(fetcher.find_size(sha1_hex_of("nowhere"), never_).error(), -ENOENT);
 }
 
 }  // namespace
