@@ -142,6 +142,8 @@ class CommandLine(MountTestCase):
         # cache's lock) when the new one starts; the new one waits for it.
         sha1, original = put_random_file(self.storage, 500_000, 53, self.originals)
         os.makedirs(self.mnt, exist_ok=True)
+        # A failed round leaves its mount up: unmount it (and so end its process) here.
+        self.addCleanup(lambda: is_mounted(self.mnt) and subprocess.run(["umount", "-l", self.mnt]))
         refused = []
         for round in range(50):
             r = run(self.emulator.address, self.mnt, "-o",
