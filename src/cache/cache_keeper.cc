@@ -62,10 +62,10 @@ void CacheKeeper::partial(const std::string& sha1, std::uint64_t size, std::uint
 
 std::uint64_t CacheKeeper::evict(const IndexEntry& entry) {
   const CacheLayout& layout = cache_.layout();
-  unlink(layout.partial_data(entry.sha1).c_str());
-  unlink(layout.page_map(entry.sha1).c_str());
-  unlink(layout.verified_chunks(entry.sha1).c_str());
-  unlink(cache_.complete_path(entry.sha1).c_str());
+  layout.remove_file(layout.partial_data(entry.sha1));
+  layout.remove_file(layout.page_map(entry.sha1));
+  layout.remove_file(layout.verified_chunks(entry.sha1));
+  layout.remove_file(cache_.complete_path(entry.sha1));
   index_.remove(entry.sha1);
   cached_bytes_ -= std::min<std::uint64_t>(cached_bytes_.load(), entry.bytes);
   return entry.bytes;

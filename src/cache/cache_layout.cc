@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 
 #include "kachery/hash_name.h"
 
@@ -60,6 +61,45 @@ bool CacheLayout::stat_file(const std::filesystem::path& path, struct stat* st) 
   bool ok = fstat(fd, st) == 0;
   ::close(fd);
   return ok;
+}
+
+int CacheLayout::open_dir(const std::filesystem::path& dir) const {
+  if (dir.lexically_normal() == root_.lexically_normal()) {
+    int fd = ::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    return fd >= 0 ? fd : -errno;
+  }
+  return open_file(dir, O_PATH | O_DIRECTORY);
+}
+
+std::optional<std::string> CacheLayout::read_file(const std::filesystem::path& path) const {
+  UniqueFd fd(open_file(path, O_RDONLY));
+  if (fd.get() < 0) return std::nullopt;
+  std::string content;
+  char buffer[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return std::nullopt;
+    if (n == 0) return content;
+    content.append(buffer, static_cast<std::size_t>(n));
+  }
+}
+
+int CacheLayout::remove_file(const std::filesystem::path& path) const {
+  UniqueFd dir(open_dir(path.parent_path()));
+  if (dir.get() < 0) return dir.get();
+  return unlinkat(dir.get(), path.filename().c_str(), 0) == 0 ? 0 : -errno;
+}
+
+int CacheLayout::rename_file(const std::filesystem::path& from,
+                             const std::filesystem::path& to) const {
+  UniqueFd from_dir(open_dir(from.parent_path()));
+  if (from_dir.get() < 0) return from_dir.get();
+  UniqueFd to_dir(open_dir(to.parent_path()));
+  if (to_dir.get() < 0) return to_dir.get();
+  return renameat(from_dir.get(), from.filename().c_str(), to_dir.get(), to.filename().c_str()) == 0
+             ? 0
+             : -errno;
 }
 
 }  // namespace kacheryfs

@@ -20,6 +20,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -66,8 +67,20 @@ class CacheLayout {
   int open_file(const std::filesystem::path& path, int flags, unsigned mode = 0600) const;
   // stat of such a file, with the same rules; false if it cannot be reached so.
   bool stat_file(const std::filesystem::path& path, struct stat* st) const;
+  // The whole content of a small file of the cache (a page map, a manifest, a meta value),
+  // read with the same rules; nullopt if it cannot be read so.
+  std::optional<std::string> read_file(const std::filesystem::path& path) const;
+  // Removes a file of the cache: its directory is reached with the same rules and the name
+  // itself is unlinked, never followed, so a planted link never removes another file.
+  // 0 or -errno (-ENOENT when there is none).
+  int remove_file(const std::filesystem::path& path) const;
+  // Renames one file of the cache to another path of it, both directories reached so.
+  int rename_file(const std::filesystem::path& from, const std::filesystem::path& to) const;
 
  private:
+  // An O_PATH fd of a directory of the cache (root() itself included), or -errno.
+  int open_dir(const std::filesystem::path& dir) const;
+
   static constexpr std::string_view kDataSuffix = ".data";
   static constexpr std::string_view kPageMapSuffix = ".blocks";
   static constexpr std::string_view kChunksSuffix = ".chunks";

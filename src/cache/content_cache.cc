@@ -86,7 +86,7 @@ void ContentCache::move_legacy_objects() const {
           if (!is_sha1_name(name) || !name.starts_with(a + b + c)) continue;
           fs::path target = complete_path(name);
           fs::create_directories(target.parent_path(), ec);
-          if (rename((dir / name).c_str(), target.c_str()) == 0)
+          if (layout_.rename_file(dir / name, target) == 0)
             ++moved;
           else
             ++left;
@@ -115,7 +115,7 @@ void ContentCache::remove_stale_temp_files() const {
           std::strtol(name.substr(first + 1, second - first - 1).c_str(), nullptr, 10));
       stale = pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH);
     }
-    if (stale) unlink((layout_.tmp_dir() / name).c_str());
+    if (stale) layout_.remove_file(layout_.tmp_dir() / name);
   }
 }
 
@@ -232,22 +232,18 @@ std::vector<std::string> ContentCache::list_all() const {
 }
 
 std::optional<std::string> ContentCache::read_meta(std::string_view key) const {
-  std::ifstream in(layout_.meta_dir() / std::string(key), std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream content;
-  content << in.rdbuf();
-  return content.str();
+  return layout_.read_file(layout_.meta_dir() / std::string(key));
 }
 
 void ContentCache::write_meta(std::string_view key, std::string_view value) const {
   fs::path final_path = layout_.meta_dir() / std::string(key);
   fs::path temp_path = layout_.tmp_dir() / temp_name("meta");
-  {
-    std::ofstream out(temp_path, std::ios::binary | std::ios::trunc);
-    out << value;
-    if (!out) return;
-  }
-  if (rename(temp_path.c_str(), final_path.c_str()) != 0) unlink(temp_path.c_str());
+  UniqueFd out(layout_.open_file(temp_path, O_WRONLY | O_CREAT | O_EXCL, 0644));
+  if (out.get() < 0) return;
+  bool written =
+      ::write(out.get(), value.data(), value.size()) == static_cast<ssize_t>(value.size());
+  out.reset();
+  if (!written || layout_.rename_file(temp_path, final_path) != 0) layout_.remove_file(temp_path);
 }
 
 std::optional<std::uint64_t> ContentCache::partial_size(std::string_view sha1) const {
@@ -263,8 +259,7 @@ int ContentCache::adopt(std::string_view sha1, const fs::path& verified_file) co
   std::error_code ec;
   fs::create_directories(final_path.parent_path(), ec);
   if (ec) return -ec.value();
-  if (rename(verified_file.c_str(), final_path.c_str()) != 0) return -errno;
-  return 0;
+  return layout_.rename_file(verified_file, final_path);
 }
 
 Result<std::unique_ptr<ContentCache::Transaction>> ContentCache::begin(
@@ -272,15 +267,19 @@ Result<std::unique_ptr<ContentCache::Transaction>> ContentCache::begin(
   fs::path temp_path = layout_.tmp_dir() / temp_name(sha1);
   int fd = layout_.open_file(temp_path, O_WRONLY | O_CREAT | O_EXCL, 0644);
   if (fd < 0) return fail(fd, "cannot create a temp file in " + layout_.tmp_dir().string());
-  return std::unique_ptr<Transaction>(new Transaction(fd, temp_path, complete_path(sha1)));
+  return std::unique_ptr<Transaction>(new Transaction(layout_, fd, temp_path, complete_path(sha1)));
 }
 
-ContentCache::Transaction::Transaction(int fd, fs::path temp_path, fs::path final_path)
-    : fd_(fd), temp_path_(std::move(temp_path)), final_path_(std::move(final_path)) {}
+ContentCache::Transaction::Transaction(const CacheLayout& layout, int fd, fs::path temp_path,
+                                       fs::path final_path)
+    : layout_(layout),
+      fd_(fd),
+      temp_path_(std::move(temp_path)),
+      final_path_(std::move(final_path)) {}
 
 ContentCache::Transaction::~Transaction() {
   if (fd_ >= 0) close(fd_);
-  if (!committed_) unlink(temp_path_.c_str());
+  if (!committed_) layout_.remove_file(temp_path_);
 }
 
 int ContentCache::Transaction::append(const char* data, std::size_t size) {
@@ -312,7 +311,7 @@ int ContentCache::Transaction::commit() {
   std::error_code ec;
   fs::create_directories(final_path_.parent_path(), ec);
   if (ec) return -ec.value();
-  if (rename(temp_path_.c_str(), final_path_.c_str()) != 0) return -errno;
+  if (int error = layout_.rename_file(temp_path_, final_path_); error != 0) return error;
   committed_ = true;
   return 0;
 }

@@ -88,7 +88,9 @@ class ContentCache {
 
    private:
     friend class ContentCache;
-    Transaction(int fd, std::filesystem::path temp_path, std::filesystem::path final_path);
+    Transaction(const CacheLayout& layout, int fd, std::filesystem::path temp_path,
+                std::filesystem::path final_path);
+    const CacheLayout& layout_;  // the cache's, which outlives every transaction
     int fd_;
     std::filesystem::path temp_path_;
     std::filesystem::path final_path_;

@@ -210,8 +210,8 @@ void PartialFile::set_complete() {
   {
     std::lock_guard lock(mutex_);
     complete_ = true;
-    unlink(map_path_.c_str());
-    unlink(chunks_path_.c_str());
+    layout_->remove_file(map_path_);
+    layout_->remove_file(chunks_path_);
   }
   changed_.notify_all();
 }
@@ -223,9 +223,9 @@ void PartialFile::fail() {
     present_.assign(present_.size(), 0);
     present_count_ = 0;
     present_bytes_ = 0;
-    unlink(map_path_.c_str());
-    unlink(chunks_path_.c_str());
-    unlink(data_path_.c_str());
+    layout_->remove_file(map_path_);
+    layout_->remove_file(chunks_path_);
+    layout_->remove_file(data_path_);
   }
   changed_.notify_all();
   for (auto& waiters : page_changed_) waiters.notify_all();

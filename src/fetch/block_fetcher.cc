@@ -3,9 +3,9 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 
 #include "fetch/fetch_errors.h"
 #include "kachery/sha1_hasher.h"
@@ -122,11 +122,10 @@ std::shared_ptr<PartialFile> BlockFetcher::usable(const std::string& sha1) {
 
 std::uint64_t BlockFetcher::partial_bytes(const std::string& sha1, std::uint64_t size) {
   if (auto file = live(sha1)) return file->cached_bytes();
-  std::ifstream map(cache_.layout().page_map(sha1), std::ios::binary);
+  std::string map = cache_.layout().read_file(cache_.layout().page_map(sha1)).value_or("");
   std::uint64_t bytes = 0;
-  std::uint64_t page = 0;
-  for (char c; map.get(c); ++page) {
-    if (c == 1)
+  for (std::uint64_t page = 0; page < map.size(); ++page) {
+    if (map[page] == 1)
       bytes +=
           std::min(size, (page + 1) * config_.page_size) - std::min(size, page * config_.page_size);
   }
@@ -135,10 +134,9 @@ std::uint64_t BlockFetcher::partial_bytes(const std::string& sha1, std::uint64_t
 
 std::size_t BlockFetcher::verified_chunks(const std::string& sha1) {
   if (auto file = live(sha1)) return file->verified_chunk_count();
-  std::ifstream chunks(cache_.layout().verified_chunks(sha1), std::ios::binary);
-  std::size_t verified = 0;
-  for (char c; chunks.get(c);) verified += c == 1;
-  return verified;
+  std::string chunks =
+      cache_.layout().read_file(cache_.layout().verified_chunks(sha1)).value_or("");
+  return static_cast<std::size_t>(std::count(chunks.begin(), chunks.end(), 1));
 }
 
 int BlockFetcher::fetch_block(PartialFile& file, std::uint64_t first, std::uint64_t limit,

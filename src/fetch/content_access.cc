@@ -5,9 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <future>
-#include <iterator>
 
 #include "fetch/fetch_errors.h"
 #include "kachery/hash_name.h"
@@ -113,8 +111,7 @@ std::optional<Manifest> ContentAccess::load_manifest(const std::string& sha1,
                  sha1);
     return std::nullopt;
   }
-  std::ifstream in(cache_.complete_path(manifest_sha1), std::ios::binary);
-  std::string text((std::istreambuf_iterator<char>(in)), {});
+  std::string text = cache_.layout().read_file(cache_.complete_path(manifest_sha1)).value_or("");
   std::string error;
   auto manifest = parse_manifest(text, &error);
   if (manifest && manifest->sha1 != sha1) error = "it describes another file";

@@ -1,5 +1,5 @@
-// CacheLayout: the names of a cache dir's files, and open_file's guard (no symlink is
-// followed, nothing outside the root is reached).
+// CacheLayout: the names of a cache dir's files, and the guard of its file operations (no
+// symlink is followed, nothing outside the root is reached).
 #include "cache/cache_layout.h"
 
 #include <fcntl.h>
@@ -50,6 +50,39 @@ TEST_F(CacheLayoutTest, OpenFileFollowsNoSymlinkAndStaysUnderTheRoot) {
   EXPECT_FALSE(layout.stat_file(root_ / "tmp" / "link", &st));
   EXPECT_TRUE(layout.stat_file(root_ / "tmp" / "plain", &st));
   std::filesystem::remove(outside);
+}
+
+TEST_F(CacheLayoutTest, ReadRemoveAndRenameGoThroughNoPlantedLink) {
+  std::filesystem::create_directories(root_);
+  CacheLayout layout(root_);
+  // A directory outside the root, holding a file named like a cache file.
+  const auto outside = root_.parent_path() / ("kfs-layout-dir-" + std::to_string(getpid()));
+  std::filesystem::create_directories(outside);
+  const std::string name = "0123456789abcdef0123456789abcdef01234567.blocks";
+  std::ofstream(outside / name) << "victim";
+  std::filesystem::create_directory_symlink(outside, root_ / "partial");  // planted
+  const auto through_link = root_ / "partial" / name;
+  EXPECT_FALSE(layout.read_file(through_link));
+  EXPECT_LT(layout.remove_file(through_link), 0);
+  EXPECT_LT(layout.rename_file(through_link, root_ / "moved"), 0);
+  EXPECT_TRUE(std::filesystem::exists(outside / name)) << "the file behind the link is left alone";
+  std::filesystem::remove(root_ / "partial");
+
+  // A link as the file itself is removed as a link, never followed.
+  std::filesystem::create_directories(root_ / "tmp");
+  std::filesystem::create_symlink(outside / name, root_ / "tmp" / "link");
+  EXPECT_FALSE(layout.read_file(root_ / "tmp" / "link"));
+  EXPECT_EQ(layout.remove_file(root_ / "tmp" / "link"), 0);
+  EXPECT_TRUE(std::filesystem::exists(outside / name));
+
+  // Plain files: read whole, renamed, removed; a second removal is ENOENT.
+  std::ofstream(root_ / "tmp" / "plain") << "map bytes";
+  EXPECT_EQ(layout.read_file(root_ / "tmp" / "plain"), "map bytes");
+  EXPECT_EQ(layout.rename_file(root_ / "tmp" / "plain", root_ / "renamed"), 0);
+  EXPECT_EQ(layout.read_file(root_ / "renamed"), "map bytes");
+  EXPECT_EQ(layout.remove_file(root_ / "renamed"), 0);
+  EXPECT_EQ(layout.remove_file(root_ / "renamed"), -ENOENT);
+  std::filesystem::remove_all(outside);
 }
 
 TEST_F(CacheLayoutTest, ARootCreatedAfterTheLayoutStillWorks) {
