@@ -2,60 +2,18 @@
 
 #include <spdlog/spdlog.h>
 
-#include <climits>
 #include <csignal>
-#include <cstdlib>
 #include <fstream>
 #include <memory>
-#include <sstream>
+#include <optional>
 #include <string>
-#include <string_view>
 
 #include "session_io_hook.h"
+#include "support/mount_table.h"
 
 namespace kacheryfs {
 
 namespace {
-
-// A mount point as /proc/self/mountinfo writes it: space, tab, newline and backslash as
-// octal escapes.
-std::string unescape_mountinfo(std::string_view field) {
-  std::string out;
-  for (std::size_t i = 0; i < field.size(); ++i) {
-    if (field[i] == '\\' && i + 3 < field.size()) {
-      int value = 0;
-      bool octal = true;
-      for (std::size_t j = 1; j <= 3; ++j) {
-        char c = field[i + j];
-        octal = octal && c >= '0' && c <= '7';
-        value = value * 8 + (c - '0');
-      }
-      if (octal) {
-        out.push_back(static_cast<char>(value));
-        i += 3;
-        continue;
-      }
-    }
-    out.push_back(field[i]);
-  }
-  return out;
-}
-
-// The device number ("major:minor") of the newest mount on `path` (canonical), read from
-// /proc/self/mountinfo: a stat of the mount point would enter the mount, and an unmount
-// that came meanwhile would find it busy.
-std::string mounted_device(const std::string& path) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string device;
-  for (std::string line; std::getline(in, line);) {
-    std::istringstream fields(line);
-    std::string id, parent, major_minor, root, mount_point;
-    if (fields >> id >> parent >> major_minor >> root >> mount_point &&
-        unescape_mountinfo(mount_point) == path)
-      device = major_minor;
-  }
-  return device;
-}
 
 // The kernel gives a FUSE mount 128 KiB of readahead and its INIT reply can only lower it;
 // raise it through the mount's backing device info once that reply is in force (needs
@@ -119,9 +77,7 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
     return 1;
   }
   // Resolved before the mount: afterwards a lookup of the path would enter the mount.
-  std::string canonical_mountpoint = config.mountpoint;
-  if (char resolved[PATH_MAX]; realpath(config.mountpoint.c_str(), resolved) != nullptr)
-    canonical_mountpoint = resolved;
+  const std::string mountpoint = canonical_mountpoint(config.mountpoint);
   if (fuse_session_mount(session, config.mountpoint.c_str()) != 0) {
     fuse_remove_signal_handlers(session);
     spdlog::error("cannot mount on {} (see the message above)", config.mountpoint);
@@ -135,11 +91,11 @@ int run_fuse_session(const FuseMountConfig& config, FuseContext& context,
         "128 KiB (custom FUSE I/O: {})",
         error);
   } else if (config.readahead_kib > 0) {
-    std::string device = mounted_device(canonical_mountpoint);
-    if (device.empty())
-      spdlog::debug("readahead stays at 128 KiB: {} is not in mountinfo", canonical_mountpoint);
+    if (std::optional<std::string> device = mounted_device(mountpoint))
+      call_after_init_reply(
+          [device = *device, kib = config.readahead_kib] { raise_readahead(device, kib); });
     else
-      call_after_init_reply([device, kib = config.readahead_kib] { raise_readahead(device, kib); });
+      spdlog::debug("readahead stays at 128 KiB: {} is not in mountinfo", mountpoint);
   }
   if (fuse_daemonize(config.foreground ? 1 : 0) != 0) {
     detach_invalidation();

@@ -11,11 +11,11 @@
 #include <future>
 #include <iterator>
 #include <optional>
-#include <sstream>
 #include <thread>
 
 #include "app/client_config.h"
 #include "kachery/sha1_hasher.h"
+#include "support/mount_table.h"
 
 namespace kacheryfs {
 
@@ -74,38 +74,6 @@ std::optional<std::string> read_auth_file(const std::string& path) {
 // one's mount point is gone.
 constexpr std::chrono::seconds kExitingHolderWait{10};
 
-// The path as the kernel lists mount points (absolute, symlinks resolved).
-std::string canonical_mountpoint(const std::string& path) {
-  std::error_code ec;
-  auto canonical = std::filesystem::canonical(path, ec);
-  return ec ? path : canonical.string();
-}
-
-// Whether something is mounted on `path` now, from /proc/self/mountinfo (whose fifth field
-// is the mount point, with space, tab, newline and backslash as octal escapes).
-bool is_mount_point(const std::string& path) {
-  std::ifstream mountinfo("/proc/self/mountinfo");
-  for (std::string line; std::getline(mountinfo, line);) {
-    std::istringstream fields(line);
-    std::string field, point;
-    for (int i = 0; i < 5 && fields >> field; ++i) point = field;
-    std::string unescaped;
-    for (std::size_t i = 0; i < point.size(); ++i) {
-      auto octal = [&](std::size_t at) { return point[at] >= '0' && point[at] <= '7'; };
-      if (point[i] == '\\' && i + 3 < point.size() && octal(i + 1) && octal(i + 2) &&
-          octal(i + 3)) {
-        unescaped += static_cast<char>((point[i + 1] - '0') * 64 + (point[i + 2] - '0') * 8 +
-                                       (point[i + 3] - '0'));
-        i += 3;
-      } else {
-        unescaped += point[i];
-      }
-    }
-    if (unescaped == path) return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 Result<std::unique_ptr<MountAssembly>> MountAssembly::build(const MountOptions& options,
@@ -157,7 +125,7 @@ Result<std::unique_ptr<MountAssembly>> MountAssembly::build(const MountOptions& 
     const auto deadline = std::chrono::steady_clock::now() + kExitingHolderWait;
     ContentCache::LockHolder holder;
     while (!a->cache_->lock_for_mount(mountpoint, &holder)) {
-      bool exiting = !holder.mountpoint.empty() && !is_mount_point(holder.mountpoint);
+      bool exiting = !holder.mountpoint.empty() && !mounted_device(holder.mountpoint);
       if (!exiting) {
         return fail(-EBUSY,
                     "cache dir '" + dir + "' is in use by another kacheryfs (pid " + holder.pid +
