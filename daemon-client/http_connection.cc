@@ -31,8 +31,8 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr std::size_t kReceiveBuffer = 256 * 1024;
-constexpr std::size_t kFirstRead =
-    16 * 1024;  // a header and a small body; reads grow to kReceiveBuffer
+// A connection's first read: a header and a small body. Reads grow to kReceiveBuffer.
+constexpr std::size_t kFirstRead = 16 * 1024;
 
 net::ssl::context& shared_tls_context() {
   static net::ssl::context context = [] {

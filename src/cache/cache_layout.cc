@@ -63,14 +63,6 @@ bool CacheLayout::stat_file(const std::filesystem::path& path, struct stat* st) 
   return ok;
 }
 
-int CacheLayout::open_dir(const std::filesystem::path& dir) const {
-  if (dir.lexically_normal() == root_.lexically_normal()) {
-    int fd = ::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-    return fd >= 0 ? fd : -errno;
-  }
-  return open_file(dir, O_PATH | O_DIRECTORY);
-}
-
 std::optional<std::string> CacheLayout::read_file(const std::filesystem::path& path) const {
   UniqueFd fd(open_file(path, O_RDONLY));
   if (fd.get() < 0) return std::nullopt;
@@ -86,16 +78,16 @@ std::optional<std::string> CacheLayout::read_file(const std::filesystem::path& p
 }
 
 int CacheLayout::remove_file(const std::filesystem::path& path) const {
-  UniqueFd dir(open_dir(path.parent_path()));
+  UniqueFd dir(open_file(path.parent_path(), O_PATH | O_DIRECTORY));
   if (dir.get() < 0) return dir.get();
   return unlinkat(dir.get(), path.filename().c_str(), 0) == 0 ? 0 : -errno;
 }
 
 int CacheLayout::rename_file(const std::filesystem::path& from,
                              const std::filesystem::path& to) const {
-  UniqueFd from_dir(open_dir(from.parent_path()));
+  UniqueFd from_dir(open_file(from.parent_path(), O_PATH | O_DIRECTORY));
   if (from_dir.get() < 0) return from_dir.get();
-  UniqueFd to_dir(open_dir(to.parent_path()));
+  UniqueFd to_dir(open_file(to.parent_path(), O_PATH | O_DIRECTORY));
   if (to_dir.get() < 0) return to_dir.get();
   return renameat(from_dir.get(), from.filename().c_str(), to_dir.get(), to.filename().c_str()) == 0
              ? 0

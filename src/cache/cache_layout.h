@@ -78,9 +78,6 @@ class CacheLayout {
   int rename_file(const std::filesystem::path& from, const std::filesystem::path& to) const;
 
  private:
-  // An O_PATH fd of a directory of the cache (root() itself included), or -errno.
-  int open_dir(const std::filesystem::path& dir) const;
-
   static constexpr std::string_view kDataSuffix = ".data";
   static constexpr std::string_view kPageMapSuffix = ".blocks";
   static constexpr std::string_view kChunksSuffix = ".chunks";
