@@ -74,6 +74,8 @@ class CacheQuota(MountTestCase):
         m = self.mount("cache_max=1G")
         elapsed = time.monotonic() - started
         print("mount with 100,000 indexed objects: %.3f s to mounted" % elapsed, file=sys.stderr)
+        # The line is logged by the daemonized process after the mount appears: wait for it.
+        self.wait_for(lambda: "100000 objects" in m.output(), "the mount's cache line")
         self.assertIn("100000 objects", m.output())
         self.assertTrue(is_mounted(self.mnt))
 
