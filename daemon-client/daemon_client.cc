@@ -88,7 +88,9 @@ FetchResult classify_failure(const HttpOutcome& outcome) {
 }
 
 DaemonClient::DaemonClient(DaemonClientConfig config)
-    : config_(std::move(config)), auth_(config_.auth_file) {}
+    : config_(std::move(config)),
+      auth_(config_.auth_file),
+      last_used_(std::chrono::steady_clock::now().time_since_epoch().count()) {}
 
 DaemonClient::~DaemonClient() = default;
 
@@ -102,6 +104,7 @@ std::unique_ptr<HttpConnection> DaemonClient::acquire() {
   prune_idle();
   {
     std::lock_guard lock(pool_mutex_);
+    ++in_use_;
     if (!idle_.empty()) {
       auto connection = std::move(idle_.back().connection);
       idle_.pop_back();
@@ -112,9 +115,9 @@ std::unique_ptr<HttpConnection> DaemonClient::acquire() {
 }
 
 void DaemonClient::release(std::unique_ptr<HttpConnection> connection) {
-  if (!connection->is_open()) return;
   std::lock_guard lock(pool_mutex_);
-  if (idle_.size() < config_.max_idle_connections)
+  --in_use_;
+  if (connection->is_open() && idle_.size() < config_.max_idle_connections)
     idle_.push_back({std::move(connection), std::chrono::steady_clock::now()});
 }
 
@@ -129,6 +132,34 @@ void DaemonClient::prune_idle() {
     std::move(idle_.begin(), first_fresh, std::back_inserter(expired));
     idle_.erase(idle_.begin(), first_fresh);
   }
+}
+
+void DaemonClient::note_used() {
+  last_used_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                   std::memory_order_relaxed);
+}
+
+void DaemonClient::keep_warm(std::chrono::steady_clock::duration window,
+                             const CancelToken& cancel) {
+  using Clock = std::chrono::steady_clock;
+  auto now = Clock::now();
+  Clock::time_point last_used{Clock::duration(last_used_.load(std::memory_order_relaxed))};
+  if (window <= Clock::duration::zero() || now - last_used > window || now < warm_again_at_) return;
+  prune_idle();
+  {
+    // A connection in use comes back to the pool when its exchange ends.
+    std::lock_guard lock(pool_mutex_);
+    if (!idle_.empty() || in_use_ > 0) return;
+  }
+  auto connection = std::make_unique<HttpConnection>(config_.address, config_.connector);
+  HttpOutcome connected = connection->connect(config_.timeouts, cancel);
+  if (connected.error != TransportError::kNone) {
+    // The node's health is the prober's to judge; this only waits before trying again.
+    warm_again_at_ = Clock::now() + std::chrono::seconds(30);
+    return;
+  }
+  std::lock_guard lock(pool_mutex_);
+  if (idle_.empty()) idle_.push_back({std::move(connection), Clock::now()});
 }
 
 std::vector<std::pair<std::string, std::string>> DaemonClient::headers(bool refresh_code) {
@@ -172,6 +203,7 @@ LinkEstimate DaemonClient::link() const {
 FetchResult DaemonClient::read_ranges(std::string_view sha1, const std::vector<ByteRange>& ranges,
                                       std::vector<std::string>& answers, const StillWanted& wanted,
                                       const CancelToken& cancel) {
+  note_used();
   answers.assign(ranges.size(), {});
   std::vector<HttpRequest> requests;
   for (const ByteRange& range : ranges) {
@@ -346,6 +378,7 @@ FetchResult DaemonClient::probe(ProbeInfo* info, const CancelToken& cancel) {
 
 FetchResult DaemonClient::read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
                                      const ByteSink& sink, const CancelToken& cancel) {
+  note_used();
   std::uint64_t position = start;
   unsigned failures = 0;
   unsigned resumes = 0;
@@ -405,6 +438,7 @@ FetchResult DaemonClient::load_blob(std::string_view sha1, const CancelToken& ca
 FetchResult DaemonClient::load_file(std::string_view sha1, const std::string& channel,
                                     const std::function<void(const LoadProgress&)>& on_progress,
                                     const CancelToken& cancel) {
+  note_used();
   nlohmann::json body = {{"fileKey", {{"sha1", std::string(sha1)}}}};
   if (!channel.empty()) body["channelName"] = channel;
   JsonSocketParser parser;

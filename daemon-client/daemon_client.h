@@ -6,6 +6,7 @@
 // BlobSource; thread-safe.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -91,6 +92,15 @@ class DaemonClient final : public BlobSource {
   // after 5 s): they would only fail at their next use, and hold an fd until then.
   void prune_idle();
 
+  // Keeps one connection open in the pool while content was asked for within `window`
+  // (the client's creation counts): opens one when none is idle. The next request then
+  // pays no connect, a round trip across a link, as sshfs's and NFS's standing connections
+  // pay none. None is opened while one is in use (it comes back to the pool). The daemon
+  // closes an idle connection after 5 s, so the spare is renewed every few seconds while
+  // the window lasts. After a failed connect, waits 30 s before
+  // the next. Called from the mount's background thread; window 0 does nothing.
+  void keep_warm(std::chrono::steady_clock::duration window, const CancelToken& cancel);
+
  private:
   std::unique_ptr<HttpConnection> acquire();
   // Names the auth file in the detail of a 403.
@@ -100,6 +110,8 @@ class DaemonClient final : public BlobSource {
   void measured(std::chrono::steady_clock::duration took, std::size_t count);
   // Reports an exchange that began at `began` to config_.on_request.
   void observe(std::chrono::steady_clock::time_point began) const;
+  // Notes that content was asked for (keep_warm's window starts again).
+  void note_used();
   // The auth header of a request (empty when there is no auth file).
   std::vector<std::pair<std::string, std::string>> headers(bool refresh_code);
   // Sends request with the auth header; on a 403 re-reads the auth code and tries once more.
@@ -114,7 +126,10 @@ class DaemonClient final : public BlobSource {
     std::chrono::steady_clock::time_point since;
   };
   std::vector<IdleConnection> idle_;  // oldest first
-  mutable std::mutex link_mutex_;     // a leaf
+  std::size_t in_use_ = 0;            // connections acquired and not yet released
+  std::atomic<std::chrono::steady_clock::rep> last_used_;
+  std::chrono::steady_clock::time_point warm_again_at_{};  // keep_warm's thread only
+  mutable std::mutex link_mutex_;                          // a leaf
   LinkEstimate link_;
 };
 

@@ -459,6 +459,11 @@ HttpConnection::~HttpConnection() { impl_->close(); }
 
 bool HttpConnection::is_open() const { return impl_->open(); }
 
+HttpOutcome HttpConnection::connect(const HttpTimeouts& timeouts, const CancelToken& cancel) {
+  if (impl_->open()) return {};
+  return impl_->connect(timeouts, cancel);
+}
+
 namespace {
 
 http::request<http::string_body> message_of(const DaemonAddress& address,

@@ -94,6 +94,10 @@ class HttpConnection {
                           const std::function<bool(std::size_t, const HttpOutcome&)>& on_response,
                           const HttpTimeouts& timeouts, const CancelToken& cancel);
 
+  // Connects now unless connected, so that the next exchange pays no connect: a warm
+  // spare for the pool.
+  HttpOutcome connect(const HttpTimeouts& timeouts, const CancelToken& cancel);
+
   bool is_open() const;
 
  private:

@@ -381,6 +381,28 @@ def discovery_bytes(lines):
     return [r for r in fetched_ranges(lines) if r[1] - r[0] > 1]
 
 
+def mount_connections(pid, port):
+    """The sockets (as /proc/PID/fd names them) of a process's TCP connections to a loopback
+    port, from /proc/net/tcp{,6}."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if int(fields[2].rsplit(":", 1)[1], 16) == port:
+                    inodes.add("socket:[%s]" % fields[9])
+    found = set()
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except FileNotFoundError:  # closed while listed
+            continue
+        if target in inodes:
+            found.add(target)
+    return found
+
+
 def round_trips(lines):
     """The requests of the emulator's log lines that began a round trip: a request sent
     pipelined behind another (size discovery's probes) came in the same one."""

@@ -271,10 +271,15 @@ void MountAssembly::start_background() {
     // (and says so once) without waiting for a reader. Counters reach the index every
     // 200 ms; each second the byte count is taken from the index again and the nodes'
     // state reaches the cache's meta (for kacheryfs-cache status) if it changed;
-    // metrics_file is written at once and then every metrics_interval.
+    // metrics_file is written at once and then every metrics_interval. Each node that is
+    // up keeps a connection ready (keep_warm).
     std::string nodes_written;
     auto next_metrics = std::chrono::steady_clock::now();
     for (unsigned tick = 1; !stop_background_.cancelled(); ++tick) {
+      std::vector<NodeReport> health = nodes_.report();
+      for (std::size_t node = 0; node < clients_.size(); ++node)
+        if (node < health.size() && health[node].up)
+          clients_[node]->keep_warm(options_.keep_warm, stop_background_);
       if (!options_.metrics_file.empty() && std::chrono::steady_clock::now() >= next_metrics) {
         refresh_metrics_file();
         next_metrics = std::chrono::steady_clock::now() + options_.metrics_interval;

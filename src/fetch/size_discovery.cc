@@ -20,7 +20,7 @@ constexpr double kFirstRoundReach = 1099511627776.0;
 
 // What the plan assumes of a link it has not measured yet.
 constexpr double kDefaultPerRequest = 0.001;     // the daemon's time for one request
-constexpr double kDefaultBytesPerSecond = 50e6;  // a link's throughput
+constexpr double kDefaultBytesPerSecond = 12.5e6;  // a link's throughput: 100 Mbit/s
 
 double per_request(const LinkEstimate& link) {
   return link.per_request > 0 ? link.per_request : kDefaultPerRequest;
@@ -151,21 +151,31 @@ FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out
     return FetchResult{FetchStatus::kProtocolError,
                        "the node's answers about the file's size contradict each other"};
   };
-  // One round of 1-byte probes at `points`; narrows [lo, hi].
-  auto settle = [&](const std::vector<ByteRange>& ranges, std::size_t first_probe) {
+  std::vector<ByteRange> ranges;
+  // A round's ranges ascend, so the first answer shorter than its range settles the
+  // round: the file ends there, and every later range lies past EOF. The round ends
+  // there too (its other answers are left unread, and the connection drops them while
+  // the next round is on its way), so the next round starts as soon as it can be planned.
+  auto until_short = [&](std::size_t i) {
+    return answers[i].size() >= ranges[i].end - ranges[i].start;
+  };
+  // Narrows [lo, hi] from a round's answers, up to the first empty one (those after it
+  // may be unread).
+  auto settle = [&](std::size_t first_probe) {
     for (std::size_t i = first_probe; i < ranges.size() && i < answers.size(); ++i) {
       if (answers[i].size() > 1) return contradiction();
-      if (!answers[i].empty())
-        lo = std::max(lo, ranges[i].start + 1);
-      else
+      if (answers[i].empty()) {
         hi = std::min(hi, ranges[i].start);
+        break;
+      }
+      lo = std::max(lo, ranges[i].start + 1);
     }
     return lo <= hi ? FetchResult{} : contradiction();
   };
   auto probe_at = [](std::uint64_t x) { return ByteRange{x, x + 1}; };
 
   // Round 1: the head, and probes at geometric offsets from twice the head to 1 TiB.
-  std::vector<ByteRange> ranges{{0, head}};
+  ranges = {{0, head}};
   unsigned probes =
       in_flight.others == 0 && probes_likely_to_pay() ? DiscoveryPlan::first_round_probes(link) : 0;
   for (unsigned i = 0; i < probes; ++i) {
@@ -174,9 +184,7 @@ FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out
     auto at = static_cast<std::uint64_t>(x);
     if (at > ranges.back().start) ranges.push_back(probe_at(at));
   }
-  FetchResult result = source_.read_ranges(
-      sha1, ranges, answers, [&](std::size_t i) { return i > 0 || answers[0].size() >= head; },
-      cancel);
+  FetchResult result = source_.read_ranges(sha1, ranges, answers, until_short, cancel);
   ++out.rounds;
   out.requests += static_cast<unsigned>(ranges.size());
   if (!result.ok()) return result;
@@ -188,7 +196,7 @@ FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out
     return {};
   }
   out.pieces.push_back({0, std::move(answers[0])});
-  if (FetchResult settled = settle(ranges, 1); !settled.ok()) return settled;
+  if (FetchResult settled = settle(1); !settled.ok()) return settled;
 
   for (unsigned round = 0; round < kMaxRounds; ++round) {
     if (lo == hi) {
@@ -239,11 +247,11 @@ FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out
       }
     }
     if (ranges.empty()) ranges.push_back(probe_at(hi - 1));
-    result = source_.read_ranges(sha1, ranges, answers, {}, cancel);
+    result = source_.read_ranges(sha1, ranges, answers, until_short, cancel);
     ++out.rounds;
     out.requests += static_cast<unsigned>(ranges.size());
     if (!result.ok()) return result;
-    if (FetchResult settled = settle(ranges, 0); !settled.ok()) return settled;
+    if (FetchResult settled = settle(0); !settled.ok()) return settled;
   }
   return {FetchStatus::kProtocolError, "size discovery did not converge"};
 }

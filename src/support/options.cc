@@ -243,6 +243,10 @@ std::vector<OptionRow> make_option_table() {
                               "how long a lookup's 'no node has X' is remembered (0: each "
                               "lookup asks again; never by the kernel)",
                               true));
+  rows.push_back(duration_row("keep_warm", &MO::keep_warm, "600",
+                              "how long after the last request one connection to each node "
+                              "is kept open, so that the next request pays no connect (0: none)",
+                              true));
   rows.push_back({"channel", "NAME", "", "none", "3-160 of a-z A-Z 0-9 . _ -",
                   "ask the node to load missing files through this channel (/loadFile)", false,
                   [](Value value, MountOptions& o) -> std::string {

@@ -51,7 +51,8 @@ struct MountOptions {
   std::uint64_t range_size = 0;                // bytes per whole-file download request
   unsigned retries = 0;
   std::chrono::seconds negative_timeout{};
-  std::string channel;  // when set, missing files are loaded through it (/loadFile)
+  std::chrono::seconds keep_warm{};  // a connection stays open this long after the last use
+  std::string channel;               // when set, missing files are loaded through it (/loadFile)
   bool spread = false;  // fetch the blocks of a large file from every healthy node at once
   std::chrono::seconds load_timeout{};
   std::string log_level;

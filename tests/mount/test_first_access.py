@@ -1,8 +1,8 @@
 """First access through one read path: an open waits only for the size, a reader's first
 bytes come before the rest of the file, the end of a file waits for its verification, a
 wrong byte fetched in the background is EIO at the end and leaves nothing cached, sizes
-are found in rounds of pipelined requests across a link with latency, and `pin -j` pins a
-batch in parallel and reports each URI."""
+are found in rounds of pipelined requests across a link with latency, a first access finds
+a connection ready (keep_warm), and `pin -j` pins a batch in parallel and reports each URI."""
 import errno
 import json
 import os
@@ -11,8 +11,8 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import (cached_path, CACHE_TOOL, MountTestCase, fetched_ranges, put_bytes,  # noqa: E402
-                               put_random_file, put_sparse_file, round_trips, sha1_path)
+from kacheryfs_testlib import (cached_path, CACHE_TOOL, MountTestCase, fetched_ranges, mount_connections,  # noqa: E402
+                               put_bytes, put_random_file, put_sparse_file, round_trips, sha1_path)
 
 LINK_PROXY = os.path.join(os.environ.get("KACHERYFS_BUILD_DIR", "build"), "tests", "link-proxy")
 
@@ -115,6 +115,25 @@ class FirstAccess(MountTestCase):
         self.mount(source="127.0.0.1:%d" % link.port)
         self.assertEqual(os.stat(self.content(sha1)).st_size, size)
         self.assertEqual(len(self.emulator.downloads(sha1)), len(lines))
+
+    def test_a_first_access_finds_a_connection_ready(self):
+        data = os.urandom(5000)
+        small = put_bytes(self.storage, data)
+        m = self.mount("keep_warm=6")
+        port = self.emulator.port
+        ready = lambda: mount_connections(m.proc.pid, port)  # noqa: E731
+        # The mount keeps one connection open, renewed every few seconds (the emulator, as
+        # the daemon, closes one idle for 5 s). Waiting for a renewal makes the one in use
+        # below fresh, so that no renewal can fall within the read.
+        self.wait_for(lambda: len(ready()) == 1, "the mount's ready connection")
+        first = ready()
+        self.wait_for(lambda: len(ready()) == 1 and ready() != first, "the ready connection's renewal")
+        before = ready()
+        self.assertEqual(head_bytes(self.content(small), 5000), data)
+        self.assertEqual(len(self.emulator.downloads(small)), 1)
+        self.assertEqual(ready(), before, "the first access connected anew instead of using the ready one")
+        # The window (6 s here) runs from the last request: then no connection is kept.
+        self.wait_for(lambda: not ready(), "the ready connection to go once keep_warm has passed", timeout=30)
 
     def test_pin_j_of_many_uris_reports_each(self):
         good = [put_bytes(self.storage, os.urandom(3000 + i)) for i in range(12)]

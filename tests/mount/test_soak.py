@@ -19,31 +19,12 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import KACHERYFS, MountTestCase, put_bytes  # noqa: E402
+from kacheryfs_testlib import KACHERYFS, MountTestCase, mount_connections, put_bytes  # noqa: E402
 
 TOOL = os.environ.get("KACHERYFS_CACHE_BIN", os.path.join(os.path.dirname(KACHERYFS), "kacheryfs-cache"))
 SECONDS = float(os.environ.get("KFS_SOAK_SECONDS", "60"))
 READERS = 64
 DEADLINE = 45.0  # seconds one read may take: timeouts and retries, never a hang
-
-
-def connections(pid, port):
-    """The mount's TCP connections to the emulator's port, from /proc/net/tcp{,6}."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            for line in f.readlines()[1:]:
-                fields = line.split()
-                if int(fields[2].rsplit(":", 1)[1], 16) == port:
-                    inodes.add("socket:[%s]" % fields[9])
-    fd_dir = "/proc/%d/fd" % pid
-    found = 0
-    for fd in os.listdir(fd_dir):
-        try:
-            found += os.readlink(os.path.join(fd_dir, fd)) in inodes
-        except FileNotFoundError:  # closed while listed
-            pass
-    return found
 
 
 def counts(pid):
@@ -78,8 +59,9 @@ class Soak(MountTestCase):
                 [rnd.randrange(5 << 20, 9 << 20) for _ in range(5)]  # streamed: whole_max=4M
         files = [put_bytes(self.storage, rnd.randbytes(size)) for size in sizes]
         # A cache smaller than the files: evictions make readers fetch again and again.
+        # keep_warm=0: an idle mount then holds no connection at all, so that one leaked is seen.
         m = self.mount("whole_max=4M", "cache_max=40M", "timeout=3", "connect_timeout=2",
-                       "low_speed_time=3", "retries=3")
+                       "low_speed_time=3", "retries=3", "keep_warm=0")
         pid = m.proc.pid
         port = self.emulator.port
         stats = {"reads": 0, "eio": 0, "wrong": 0, "late": 0, "longest": 0.0, "bytes": 0}
@@ -120,7 +102,7 @@ class Soak(MountTestCase):
             # connection never goes.
             self.wait_for(lambda: os.getxattr(self.mnt, "user.kachery.open_files") == b"0",
                           "the kernel to release the readers' opens")
-            self.wait_for(lambda: connections(pid, port) == 0, "the mount's connections to close when idle")
+            self.wait_for(lambda: not mount_connections(pid, port), "the mount's connections to close when idle")
             # ...and the background work on the objects (whole-file fetches, verification)
             # has let go of their files: an idle mount holds no object open. An entry that
             # leaked would keep its files open and fail here, naming them.

@@ -20,6 +20,7 @@ class SizedSource final : public BlobSource {
   int requests = 0;
   bool claims_every_byte = false;  // a hostile node: every probe finds a byte
   std::vector<std::size_t> round_sizes;
+  std::vector<std::size_t> answers_read;  // per round: the answers read before it stopped
 
   FetchResult read_range(std::string_view, std::uint64_t start, std::uint64_t end,
                          const ByteSink& sink, const CancelToken&) override {
@@ -35,7 +36,10 @@ class SizedSource final : public BlobSource {
                           const CancelToken& cancel) override {
     ++rounds;
     round_sizes.push_back(ranges.size());
-    return BlobSource::read_ranges(sha1, ranges, answers, wanted, cancel);
+    int before = requests;
+    FetchResult result = BlobSource::read_ranges(sha1, ranges, answers, wanted, cancel);
+    answers_read.push_back(static_cast<std::size_t>(requests - before));
+    return result;
   }
   FetchResult load_blob(std::string_view, const CancelToken&) override {
     return {FetchStatus::kNotFound, ""};
@@ -54,6 +58,7 @@ class SizeDiscoveryTest : public ::testing::Test {
     source_.estimate = link;
     source_.rounds = source_.requests = 0;
     source_.round_sizes.clear();
+    source_.answers_read.clear();
     SizeDiscovery discovery(source_, SizeDiscoveryConfig{kPage, 2 * kPage, 1 << 20, 4 << 20});
     DiscoveredSize found;
     FetchResult result = discovery.discover("x", found, never_);
@@ -106,6 +111,19 @@ TEST_F(SizeDiscoveryTest, AcrossALinkWithLatencyRoundsCarrySeveralProbes) {
   EXPECT_LE(found.rounds, 4u);
   EXPECT_LT(found.rounds * 3, found.requests);
   std::printf("1 GiB across a 20 ms link: %u rounds, %u requests\n", found.rounds, found.requests);
+}
+
+TEST_F(SizeDiscoveryTest, ARoundStopsReadingAtItsFirstAnswerPastEof) {
+  for (std::uint64_t size : {std::uint64_t{45000000}, std::uint64_t{1} << 30}) {
+    discover(size, kVpn);
+    ASSERT_GT(source_.round_sizes.size(), 1u);
+    EXPECT_GT(source_.round_sizes.front(), 4u) << "probes beside the head";
+    // The first round's answers are read up to its first probe at or past EOF, not to
+    // its last probe (1 TiB): the rest are implied, and the next round goes out at once.
+    EXPECT_LT(source_.answers_read.front(), source_.round_sizes.front()) << size;
+    for (std::size_t round = 0; round < source_.round_sizes.size(); ++round)
+      EXPECT_LE(source_.answers_read[round], source_.round_sizes[round]);
+  }
 }
 
 TEST_F(SizeDiscoveryTest, OnLoopbackProbesGoOneByOne) {
@@ -165,6 +183,7 @@ TEST_F(SizeDiscoveryTest, AfterARunOfSmallFilesTheHeadGoesAlone) {
   auto first_round = [&](std::uint64_t size) {
     source_.size = size;
     source_.round_sizes.clear();
+    source_.answers_read.clear();
     DiscoveredSize found;
     EXPECT_TRUE(discovery.discover("x", found, never_).ok());
     EXPECT_EQ(found.size, size);
