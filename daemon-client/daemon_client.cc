@@ -23,10 +23,10 @@ constexpr std::uint64_t kSmallRange = 64 << 10;
 
 // The daemon streams every non-empty range chunked; a Content-Length framing of bytes
 // could end the body early and pass for end of file.
-std::optional<FetchResult> misframed_download(const HttpOutcome& outcome) {
+std::optional<Status> misframed_download(const HttpOutcome& outcome) {
   if (!outcome.had_content_length || outcome.body_bytes == 0) return std::nullopt;
-  return FetchResult{FetchStatus::kProtocolError,
-                     "a download reply framed by Content-Length (the daemon sends chunked bodies)"};
+  return Status{Cause::kProtocolError,
+                "a download reply framed by Content-Length (the daemon sends chunked bodies)"};
 }
 
 // What the node said, fit for one log line: control bytes escaped, long text cut.
@@ -57,33 +57,32 @@ std::uint64_t json_count(const nlohmann::json& json, const char* key) {
 
 }  // namespace
 
-FetchResult classify_failure(const HttpOutcome& outcome) {
+Status classify_failure(const HttpOutcome& outcome) {
   switch (outcome.error) {
     case TransportError::kNone:
       break;
     case TransportError::kConnect:
-      return {FetchStatus::kUnreachable, outcome.detail};
+      return {Cause::kUnreachable, outcome.detail};
     case TransportError::kTimeout:
-      return {FetchStatus::kTimeout, outcome.detail};
+      return {Cause::kTimeout, outcome.detail};
     case TransportError::kCancelled:
-      return {FetchStatus::kCancelled, outcome.detail};
+      return {Cause::kCancelled, outcome.detail};
     case TransportError::kBroken:
-      return {FetchStatus::kServerError, outcome.detail};
+      return {Cause::kServerError, outcome.detail};
     case TransportError::kProtocol:
-      return {FetchStatus::kProtocolError, outcome.detail};
+      return {Cause::kProtocolError, outcome.detail};
     case TransportError::kSinkRefused:
-      return {FetchStatus::kLocalError, outcome.detail};
+      return {Cause::kLocalError, outcome.detail};
   }
-  if (outcome.status == 403)
-    return {FetchStatus::kAuthRejected, "403 " + one_line(outcome.error_body)};
+  if (outcome.status == 403) return {Cause::kAuthRejected, "403 " + one_line(outcome.error_body)};
   if (outcome.status == 500 && outcome.error_body.find(kNotFoundBody) != std::string::npos) {
-    return {FetchStatus::kNotFound, "not on the node"};
+    return {Cause::kNotFound, "not on the node"};
   }
   if (outcome.status >= 500) {
-    return {FetchStatus::kServerError,
+    return {Cause::kServerError,
             std::to_string(outcome.status) + " " + one_line(outcome.error_body)};
   }
-  return {FetchStatus::kProtocolError,
+  return {Cause::kProtocolError,
           "unexpected HTTP " + std::to_string(outcome.status) + " " + one_line(outcome.error_body)};
 }
 
@@ -200,9 +199,9 @@ LinkEstimate DaemonClient::link() const {
   return link_;
 }
 
-FetchResult DaemonClient::read_ranges(std::string_view sha1, const std::vector<ByteRange>& ranges,
-                                      std::vector<std::string>& answers, const StillWanted& wanted,
-                                      const CancelToken& cancel) {
+Status DaemonClient::read_ranges(std::string_view sha1, const std::vector<ByteRange>& ranges,
+                                 std::vector<std::string>& answers, const StillWanted& wanted,
+                                 const CancelToken& cancel) {
   note_used();
   answers.assign(ranges.size(), {});
   std::vector<HttpRequest> requests;
@@ -212,7 +211,7 @@ FetchResult DaemonClient::read_ranges(std::string_view sha1, const std::vector<B
                            {"endByte", range.end}};
     requests.push_back({"POST", "/downloadFileData", headers(false), body.dump(), {}, 0});
   }
-  FetchResult result;
+  Status result;
   std::size_t answered = 0;
   bool over_long = false;
   auto began = std::chrono::steady_clock::now();
@@ -231,7 +230,7 @@ FetchResult DaemonClient::read_ranges(std::string_view sha1, const std::vector<B
       },
       [&](std::size_t i, const HttpOutcome& outcome) {
         if (over_long) {
-          result = {FetchStatus::kProtocolError, "the node sent more than the range asked for"};
+          result = {Cause::kProtocolError, "the node sent more than the range asked for"};
           return false;
         }
         if (outcome.error == TransportError::kNone && outcome.status == 200) {
@@ -252,8 +251,8 @@ FetchResult DaemonClient::read_ranges(std::string_view sha1, const std::vector<B
     measured(std::chrono::steady_clock::now() - began, answered);
     return result;
   }
-  if (result.status == FetchStatus::kAuthRejected || result.status == FetchStatus::kServerError ||
-      (result.status == FetchStatus::kProtocolError && !over_long)) {
+  if (result.cause() == Cause::kAuthRejected || result.cause() == Cause::kServerError ||
+      (result.cause() == Cause::kProtocolError && !over_long)) {
     // A 403 (the code rotated), a 5xx or a broken pipeline: one after another, with
     // read_range's re-authentication, resumption and retries.
     return BlobSource::read_ranges(sha1, ranges, answers, wanted, cancel);
@@ -277,8 +276,8 @@ HttpOutcome DaemonClient::send(HttpRequest request, const BodySink& sink,
   return outcome;
 }
 
-FetchResult DaemonClient::store(std::uint64_t length, const BodyProducer& produce,
-                                StoreAnswer* answer, const CancelToken& cancel) {
+Status DaemonClient::store(std::uint64_t length, const BodyProducer& produce, StoreAnswer* answer,
+                           const CancelToken& cancel) {
   HttpRequest request{"POST", "/store", {}, {}, produce, length};
   if (auth_.enabled()) request.headers.emplace_back("KACHERY-CLIENT-AUTH-CODE", auth_.current());
   std::string body;
@@ -302,7 +301,7 @@ FetchResult DaemonClient::store(std::uint64_t length, const BodyProducer& produc
   auto text = [&](const char* key) { return json_text(json, key); };
   if (json.is_discarded() || !json_true(json, "success") || !is_sha1_name(text("sha1"))) {
     std::string error = text("error");
-    return {FetchStatus::kServerError,
+    return {Cause::kServerError,
             "/store did not store the file: " + (error.empty() ? one_line(body) : error)};
   }
   answer->sha1 = text("sha1");
@@ -310,7 +309,7 @@ FetchResult DaemonClient::store(std::uint64_t length, const BodyProducer& produc
   return {};
 }
 
-FetchResult DaemonClient::check_auth(const CancelToken& cancel) {
+Status DaemonClient::check_auth(const CancelToken& cancel) {
   auto began = std::chrono::steady_clock::now();
   HttpOutcome outcome = send(
       {"POST", "/probe", {}, "{}", {}, 0}, [](const char*, std::size_t) { return true; },
@@ -322,16 +321,17 @@ FetchResult DaemonClient::check_auth(const CancelToken& cancel) {
   return with_auth_hint(classify_failure(outcome));
 }
 
-FetchResult DaemonClient::with_auth_hint(FetchResult result) const {
-  if (result.status == FetchStatus::kAuthRejected) {
-    result.detail = config_.auth_file.empty()
-                        ? "no auth code given (no auth_file): " + result.detail
-                        : "the auth code in " + config_.auth_file + " is wrong: " + result.detail;
+Status DaemonClient::with_auth_hint(Status result) const {
+  if (result.cause() == Cause::kAuthRejected) {
+    std::string& detail = result.failure().detail;
+    detail = config_.auth_file.empty()
+                 ? "no auth code given (no auth_file): " + detail
+                 : "the auth code in " + config_.auth_file + " is wrong: " + detail;
   }
   return result;
 }
 
-FetchResult DaemonClient::probe(ProbeInfo* info, const CancelToken& cancel) {
+Status DaemonClient::probe(ProbeInfo* info, const CancelToken& cancel) {
   std::string body;
   HttpRequest request{"GET", "/probe", {}, {}, {}, 0};
   auto began = std::chrono::steady_clock::now();
@@ -350,20 +350,19 @@ FetchResult DaemonClient::probe(ProbeInfo* info, const CancelToken& cancel) {
   if (outcome.error == TransportError::kNone && reused)
     measured(std::chrono::steady_clock::now() - began, 1);
   if (outcome.error == TransportError::kSinkRefused)
-    return {FetchStatus::kProtocolError, "/probe answered more than 1 MiB: not a kachery daemon"};
+    return {Cause::kProtocolError, "/probe answered more than 1 MiB: not a kachery daemon"};
   if (outcome.error != TransportError::kNone || outcome.status != 200)
     return classify_failure(outcome);
   auto json = nlohmann::json::parse(body, nullptr, false);
   std::string node_id = json_text(json, "nodeId");
   if (json.is_discarded() || !json_true(json, "success") || node_id.empty()) {
-    return {FetchStatus::kProtocolError,
-            "/probe answered something that is not a kachery daemon's JSON"};
+    return {Cause::kProtocolError, "/probe answered something that is not a kachery daemon's JSON"};
   }
   // Whatever the node says goes into logs, the cache's metadata and kachery-node-id: accept
   // only what a kachery daemon sends (a 64-hex node id, a short printable version).
   bool hex64 = node_id.size() == 64 && is_lower_hex(node_id);
   if (!hex64) {
-    return {FetchStatus::kProtocolError,
+    return {Cause::kProtocolError,
             "/probe answered a node id that is not 64 lower-case hex characters"};
   }
   info->node_id = node_id;
@@ -376,8 +375,8 @@ FetchResult DaemonClient::probe(ProbeInfo* info, const CancelToken& cancel) {
   return {};
 }
 
-FetchResult DaemonClient::read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
-                                     const ByteSink& sink, const CancelToken& cancel) {
+Status DaemonClient::read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
+                                const ByteSink& sink, const CancelToken& cancel) {
   note_used();
   std::uint64_t position = start;
   unsigned failures = 0;
@@ -400,9 +399,9 @@ FetchResult DaemonClient::read_range(std::string_view sha1, std::uint64_t start,
         },
         config_.timeouts, cancel);
     if (over_long) {
-      return {FetchStatus::kProtocolError,
-              "the node sent more than the " + std::to_string(end - before) + " bytes asked for [" +
-                  std::to_string(before) + ", " + std::to_string(end) + ")"};
+      return {Cause::kProtocolError, "the node sent more than the " + std::to_string(end - before) +
+                                         " bytes asked for [" + std::to_string(before) + ", " +
+                                         std::to_string(end) + ")"};
     }
     if (outcome.error == TransportError::kNone && outcome.status == 200) {
       if (auto wrong = misframed_download(outcome)) return *wrong;
@@ -410,23 +409,23 @@ FetchResult DaemonClient::read_range(std::string_view sha1, std::uint64_t start,
         measured(std::chrono::steady_clock::now() - began, 1);
       return {};
     }
-    FetchResult failure = with_auth_hint(classify_failure(outcome));
+    Status failure = with_auth_hint(classify_failure(outcome));
     bool progressed = position > before;
-    bool retriable = failure.status == FetchStatus::kServerError;
+    bool retriable = failure.cause() == Cause::kServerError;
     if (!retriable) return failure;
     if (progressed && ++resumes <= kMaxResumes) {
       spdlog::debug("{}: connection broke at byte {}; resuming", sha1, position);
       continue;
     }
     if (++failures > config_.retries) return failure;
-    spdlog::debug("{}: {} (attempt {}); retrying", sha1, failure.detail, failures);
+    spdlog::debug("{}: {} (attempt {}); retrying", sha1, failure.detail(), failures);
     if (!sleep_unless_cancelled(std::chrono::milliseconds(100 << failures), cancel)) {
-      return {FetchStatus::kCancelled, "cancelled"};
+      return {Cause::kCancelled, "cancelled"};
     }
   }
 }
 
-FetchResult DaemonClient::load_blob(std::string_view sha1, const CancelToken& cancel) {
+Status DaemonClient::load_blob(std::string_view sha1, const CancelToken& cancel) {
   return load_file(
       sha1, config_.channel,
       [&](const LoadProgress& p) {
@@ -435,14 +434,14 @@ FetchResult DaemonClient::load_blob(std::string_view sha1, const CancelToken& ca
       cancel);
 }
 
-FetchResult DaemonClient::load_file(std::string_view sha1, const std::string& channel,
-                                    const std::function<void(const LoadProgress&)>& on_progress,
-                                    const CancelToken& cancel) {
+Status DaemonClient::load_file(std::string_view sha1, const std::string& channel,
+                               const std::function<void(const LoadProgress&)>& on_progress,
+                               const CancelToken& cancel) {
   note_used();
   nlohmann::json body = {{"fileKey", {{"sha1", std::string(sha1)}}}};
   if (!channel.empty()) body["channelName"] = channel;
   JsonSocketParser parser;
-  std::optional<FetchResult> final_result;
+  std::optional<Status> final_result;
   HttpTimeouts timeouts = config_.timeouts;
   timeouts.idle = config_.load_timeout;  // the node may be silent while it searches
   timeouts.low_speed_limit = 0;          // ...or send a progress line now and then
@@ -458,27 +457,25 @@ FetchResult DaemonClient::load_file(std::string_view sha1, const std::string& ch
           if (type == "progress") {
             on_progress({json_count(message, "bytesLoaded"), json_count(message, "bytesTotal")});
           } else if (type == "finished") {
-            final_result = FetchResult{};
+            final_result.emplace();
           } else if (type == "error") {
             std::string text = json_text(message, "error");
-            final_result =
-                FetchResult{text.starts_with("Unable to find file") ? FetchStatus::kNotFound
-                                                                    : FetchStatus::kServerError,
-                            "/loadFile: " + one_line(text)};
+            final_result.emplace(
+                text.starts_with("Unable to find file") ? Cause::kNotFound : Cause::kServerError,
+                "/loadFile: " + one_line(text));
           }
         }
         return parser.error().empty();
       },
       timeouts, deadline);
-  if (!parser.error().empty()) return {FetchStatus::kProtocolError, "/loadFile: " + parser.error()};
+  if (!parser.error().empty()) return {Cause::kProtocolError, "/loadFile: " + parser.error()};
   if (deadline.expired() && !final_result && !cancel.cancelled()) {
-    return {FetchStatus::kTimeout, "/loadFile did not finish within load_timeout (" +
-                                       std::to_string(config_.load_timeout.count() / 1000) + " s)"};
+    return {Cause::kTimeout, "/loadFile did not finish within load_timeout (" +
+                                 std::to_string(config_.load_timeout.count() / 1000) + " s)"};
   }
   if (outcome.error != TransportError::kNone || outcome.status != 200)
     return with_auth_hint(classify_failure(outcome));
-  if (!final_result)
-    return {FetchStatus::kProtocolError, "/loadFile ended without finished or error"};
+  if (!final_result) return {Cause::kProtocolError, "/loadFile ended without finished or error"};
   return *final_result;
 }
 

@@ -2,7 +2,7 @@
 // GET /probe, bounded ranges from POST /downloadFileData streamed into a sink (resumed
 // after a dropped connection, retried after a 5xx, re-authenticated once after a 403),
 // and POST /loadFile with its JsonSocket progress stream. Connections are pooled and kept
-// alive. Every failure comes back as a typed FetchResult. Implements the core's
+// alive. Every failure comes back as a Status with its Cause. Implements the core's
 // BlobSource; thread-safe.
 #pragma once
 
@@ -56,17 +56,17 @@ class DaemonClient final : public BlobSource {
   explicit DaemonClient(DaemonClientConfig config);
   ~DaemonClient() override;
 
-  FetchResult probe(ProbeInfo* info, const CancelToken& cancel);
+  Status probe(ProbeInfo* info, const CancelToken& cancel);
   // POST /probe with the auth code: kAuthRejected when the daemon refuses the code.
-  FetchResult check_auth(const CancelToken& cancel);
+  Status check_auth(const CancelToken& cancel);
 
-  FetchResult read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
-                         const ByteSink& sink, const CancelToken& cancel) override;
+  Status read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
+                    const ByteSink& sink, const CancelToken& cancel) override;
 
   // Pipelined on one connection: one round trip for all of them.
-  FetchResult read_ranges(std::string_view sha1, const std::vector<ByteRange>& ranges,
-                          std::vector<std::string>& answers, const StillWanted& wanted,
-                          const CancelToken& cancel) override;
+  Status read_ranges(std::string_view sha1, const std::vector<ByteRange>& ranges,
+                     std::vector<std::string>& answers, const StillWanted& wanted,
+                     const CancelToken& cancel) override;
   // Round trip and per-request time, measured on small requests (throughput is the node
   // set's to measure).
   LinkEstimate link() const override;
@@ -74,17 +74,17 @@ class DaemonClient final : public BlobSource {
   // until this one has measured its own.
   void adopt_link(const LinkEstimate& measured_elsewhere);
 
-  FetchResult load_blob(std::string_view sha1, const CancelToken& cancel) override;
+  Status load_blob(std::string_view sha1, const CancelToken& cancel) override;
   // As load_blob, for a given channel ("" = none), reporting each progress message.
-  FetchResult load_file(std::string_view sha1, const std::string& channel,
-                        const std::function<void(const LoadProgress&)>& on_progress,
-                        const CancelToken& cancel);
+  Status load_file(std::string_view sha1, const std::string& channel,
+                   const std::function<void(const LoadProgress&)>& on_progress,
+                   const CancelToken& cancel);
 
   // POST /store: streams `length` bytes from produce (raw, with Content-Length and no
   // Content-Type, as the daemon needs) on a fresh connection and returns the daemon's sha1
   // and manifest sha1. Not retried here: the caller replays the body if it wants to.
-  FetchResult store(std::uint64_t length, const BodyProducer& produce, StoreAnswer* answer,
-                    const CancelToken& cancel);
+  Status store(std::uint64_t length, const BodyProducer& produce, StoreAnswer* answer,
+               const CancelToken& cancel);
 
   const DaemonClientConfig& config() const { return config_; }
 
@@ -104,7 +104,7 @@ class DaemonClient final : public BlobSource {
  private:
   std::unique_ptr<HttpConnection> acquire();
   // Names the auth file in the detail of a 403.
-  FetchResult with_auth_hint(FetchResult result) const;
+  Status with_auth_hint(Status result) const;
   void release(std::unique_ptr<HttpConnection> connection);
   // Folds the time of a small request, or of a pipelined round of `count`, into link_.
   void measured(std::chrono::steady_clock::duration took, std::size_t count);
@@ -133,7 +133,7 @@ class DaemonClient final : public BlobSource {
   LinkEstimate link_;
 };
 
-// Maps an HTTP exchange that did not succeed to a FetchResult (shared by the routes).
-FetchResult classify_failure(const HttpOutcome& outcome);
+// Maps an HTTP exchange that did not succeed to a Status (shared by the routes).
+Status classify_failure(const HttpOutcome& outcome);
 
 }  // namespace kacheryfs

@@ -4,6 +4,8 @@
 - The core (src/ minus src/app) includes no FUSE and no Boost/Beast/Asio header, and
   nothing from fuse/ or daemon-client/.
 - Includes inside src/ only run downward: app -> tree -> fetch -> cache -> support -> kachery.
+  The one error type, support/result.h, sits beneath them all: it includes only the
+  standard library, and any layer may include it.
 - fuse/ and daemon-client/ never include each other, nor the options (support/options.h):
   turning a mount's options into their configurations is app/'s wiring.
 Prints one line per violation and exits 1 if there is any."""
@@ -13,6 +15,7 @@ import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 ORDER = ["kachery", "support", "cache", "fetch", "tree", "app"]
+BENEATH_ALL = {"support/result.h"}
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)
 FUSE_CLIENT_HEADERS = {f for d in ("fuse", "daemon-client") for f in os.listdir(os.path.join(ROOT, d))
                        if f.endswith(".h")}
@@ -41,8 +44,14 @@ def main():
                     problems.append("%s: the core includes %s (no FUSE, no HTTP in src/)" % (rel, header))
             if kind == '"' and "/" in header:
                 target = header.split("/")[0]
+                if header in BENEATH_ALL:
+                    continue
                 if target in ORDER and ORDER.index(target) > ORDER.index(layer):
                     problems.append("%s: includes %s, which is above %s/" % (rel, header, layer))
+    for header in BENEATH_ALL:
+        for kind, included in INCLUDE.findall(open(os.path.join(ROOT, "src", header)).read()):
+            if kind == '"':
+                problems.append("src/%s: includes %s (it must stay beneath every layer)" % (header, included))
     for own, other in (("fuse", "daemon-client"), ("daemon-client", "fuse")):
         theirs = {f for f in os.listdir(os.path.join(ROOT, other)) if f.endswith(".h")}
         for path in sources(own):

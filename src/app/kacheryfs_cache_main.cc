@@ -111,8 +111,8 @@ bool parse_target(const std::string& text, std::string* sha1, std::string* manif
 }
 
 // Each node as this tool reaches it now, in the order of the options.
-std::vector<std::pair<std::string, FetchResult>> probe_nodes(const Tool& tool) {
-  std::vector<std::pair<std::string, FetchResult>> probes;
+std::vector<std::pair<std::string, Status>> probe_nodes(const Tool& tool) {
+  std::vector<std::pair<std::string, Status>> probes;
   for (std::size_t node = 0; node < std::max<std::size_t>(1, tool.options.nodes.size()); ++node) {
     DaemonClientConfig config = client_config_from(tool.options, node);
     config.timeouts.connect = std::chrono::milliseconds(2000);
@@ -130,8 +130,8 @@ int status(Tool& tool) {
   std::uint64_t hits = counters.get(Counter::kHits);
   std::uint64_t misses = counters.get(Counter::kMisses);
   // Each node as this tool reaches it, and each node as the running mount sees it.
-  std::vector<std::pair<std::string, FetchResult>> probes = probe_nodes(tool);
-  const FetchResult& probed = probes.front().second;
+  std::vector<std::pair<std::string, Status>> probes = probe_nodes(tool);
+  const Status& probed = probes.front().second;
   std::string mount_nodes = tool.cache->read_meta("mount-nodes").value_or("");
   double hit_rate = counters.hit_rate();
   json named = json::object();
@@ -153,7 +153,7 @@ int status(Tool& tool) {
     out["nodes"] = json::array();
     for (const auto& [name, result] : probes)
       out["nodes"].push_back(
-          {{"node", name}, {"reachable", result.ok()}, {"detail", result.detail}});
+          {{"node", name}, {"reachable", result.ok()}, {"detail", result.detail()}});
     out["mount_nodes"] = mount_nodes;
     std::cout << out.dump(2) << "\n";
   } else {
@@ -166,7 +166,7 @@ int status(Tool& tool) {
               << " hits, " << misses << " misses)\n";
     for (const auto& [name, result] : probes) {
       std::cout << (probes.size() == 1 ? "daemon:     " : "node:       ") << name << " "
-                << (result.ok() ? "reachable" : "unreachable (" + result.detail + ")") << "\n";
+                << (result.ok() ? "reachable" : "unreachable (" + result.detail() + ")") << "\n";
     }
     if (!mount_nodes.empty()) {
       std::cout << "the mount's nodes (bytes served, throughput, last error):\n";
@@ -567,7 +567,7 @@ int store_one(Tool& tool, const std::string& path, bool tty, json& results) {
   }
   auto size = static_cast<std::uint64_t>(st.st_size);
   std::string name = std::filesystem::path(path).filename().string();
-  FetchResult result;
+  Status result;
   StoreAnswer answer;
   std::string local_sha1;
   // The real daemon sometimes answers a store with "Unexpected problem renaming file" (a
@@ -617,14 +617,14 @@ int store_one(Tool& tool, const std::string& path, bool tty, json& results) {
         std::cerr << "kacheryfs-cache: stored, but could not keep a copy in the cache\n";
       break;
     }
-    bool again = result.status == FetchStatus::kAuthRejected ||
-                 (result.status == FetchStatus::kServerError &&
-                  result.detail.find("renaming") != std::string::npos);
+    bool again = result.cause() == Cause::kAuthRejected ||
+                 (result.cause() == Cause::kServerError &&
+                  result.detail().find("renaming") != std::string::npos);
     if (!again) break;
   }
   if (!result.ok()) {
-    std::cerr << "kacheryfs-cache: cannot store " << path << ": " << to_string(result.status)
-              << ": " << result.detail << "\n";
+    std::cerr << "kacheryfs-cache: cannot store " << path << ": " << to_string(result.cause())
+              << ": " << result.detail() << "\n";
     return -EIO;
   }
   std::string uri = "sha1://" + answer.sha1 + "/" + name;

@@ -175,7 +175,7 @@ Result<std::unique_ptr<MountAssembly>> MountAssembly::build(const MountOptions& 
       a->tree_, *a->cache_, *a->content_, a->counters_, *a->keeper_, a->nodes_,
       [self](std::string* id, const CancelToken& cancel) {
         ProbeInfo info;
-        FetchResult result = self->clients_.front()->probe(&info, cancel);
+        Status result = self->clients_.front()->probe(&info, cancel);
         self->nodes_.note(0, result);
         if (result.ok()) *id = info.node_id;
         return result;
@@ -188,32 +188,30 @@ Status MountAssembly::probe_node(std::size_t node) {
   DaemonClient probe_client(client_config_from(options_, node));
   const std::string name = probe_client.config().address.to_string();
   ProbeInfo info;
-  FetchResult probed = probe_client.probe(&info, NeverCancelled());
+  Status probed = probe_client.probe(&info, NeverCancelled());
   // The second request, on the connection the first opened, checks the auth code (or that
   // the node needs none, when none was given) and measures the round trip that size
   // discovery plans its rounds by.
   if (probed.ok()) probed = probe_client.check_auth(NeverCancelled());
-  bool unreachable =
-      probed.status == FetchStatus::kUnreachable || probed.status == FetchStatus::kTimeout;
+  bool unreachable = probed.cause() == Cause::kUnreachable || probed.cause() == Cause::kTimeout;
   if (!probed.ok()) {
     std::string why =
-        probed.status != FetchStatus::kAuthRejected
-            ? "is unreachable (" + std::string(to_string(probed.status)) + ": " + probed.detail +
+        probed.cause() != Cause::kAuthRejected
+            ? "is unreachable (" + std::string(to_string(probed.cause())) + ": " + probed.detail() +
                   ")"
         : probe_client.config().auth_file.empty()
             ? "requires a client auth code and none was given: add -o auth_file=FILE, a copy "
               "of the node's client-auth (see 'Authentication' in the README)"
-            : "rejects the auth code (" + probed.detail + ")";
+            : "rejects the auth code (" + probed.detail() + ")";
     // An unreachable node is noted (and logged once) as offline; the prober notices when
     // it is back.
     if (unreachable && !options_.require_daemon)
-      nodes_.note(node, {probed.status, std::string(to_string(probed.status)) + ": " +
-                                            probed.detail + " at mount time"});
-    if (probed.status == FetchStatus::kProtocolError)
-      why = "answers wrongly (" + probed.detail + ")";
-    return fail(probed.status == FetchStatus::kAuthRejected ? -EACCES
-                : unreachable                               ? -EHOSTUNREACH
-                                                            : -EPROTO,
+      nodes_.note(node, {probed.cause(), std::string(to_string(probed.cause())) + ": " +
+                                             probed.detail() + " at mount time"});
+    if (probed.cause() == Cause::kProtocolError) why = "answers wrongly (" + probed.detail() + ")";
+    return fail(probed.cause() == Cause::kAuthRejected ? -EACCES
+                : unreachable                          ? -EHOSTUNREACH
+                                                       : -EPROTO,
                 (clients_.size() == 1 ? "daemon " : "node ") + name + " " + why);
   }
   clients_[node]->adopt_link(probe_client.link());
@@ -291,7 +289,7 @@ void MountAssembly::start_background() {
       }
       for (std::size_t node : nodes_.due_for_probe()) {
         ProbeInfo info;
-        FetchResult probed = clients_[node]->probe(&info, stop_background_);
+        Status probed = clients_[node]->probe(&info, stop_background_);
         if (stop_background_.cancelled()) break;
         nodes_.note(node, probed);
       }
@@ -313,7 +311,7 @@ void MountAssembly::refresh_metrics_file() {
     if (!before[node].up) continue;
     probes.push_back(std::async(std::launch::async, [this, node] {
       ProbeInfo info;
-      FetchResult probed = clients_[node]->probe(&info, stop_background_);
+      Status probed = clients_[node]->probe(&info, stop_background_);
       if (!stop_background_.cancelled()) nodes_.note(node, probed);
     }));
   }

@@ -10,28 +10,9 @@
 #include <vector>
 
 #include "support/cancel_token.h"
+#include "support/result.h"
 
 namespace kacheryfs {
-
-enum class FetchStatus {
-  kOk,
-  kNotFound,       // the source does not have this blob
-  kUnreachable,    // could not connect
-  kTimeout,        // connect, first-byte or idle timeout
-  kCancelled,      // the CancelToken fired
-  kAuthRejected,   // 403 even with a freshly read auth code
-  kServerError,    // 5xx (other than not-found) after retries
-  kProtocolError,  // an answer we cannot make sense of
-  kLocalError,     // the sink refused the bytes (e.g. disk full)
-};
-
-const char* to_string(FetchStatus status);
-
-struct FetchResult {
-  FetchStatus status = FetchStatus::kOk;
-  std::string detail;  // one line for logs, e.g. "connect 127.0.0.1:20431: Connection refused"
-  bool ok() const { return status == FetchStatus::kOk; }
-};
 
 // Receives consecutive bytes of a range. Returns false to abort the transfer.
 using ByteSink = std::function<bool(const char* data, std::size_t size)>;
@@ -63,8 +44,8 @@ class BlobSource {
   // Streams bytes [start, end) of the blob into sink, in order, without gaps or repeats
   // (the implementation resumes internally after a dropped connection). Fewer bytes than
   // asked means the blob ended. Requires end > start.
-  virtual FetchResult read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
-                                 const ByteSink& sink, const CancelToken& cancel) = 0;
+  virtual Status read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
+                            const ByteSink& sink, const CancelToken& cancel) = 0;
 
   // Several small ranges of one blob, asked at once (a round of size discovery): the source
   // may send them together, in one round trip. answers[i] gets the bytes of ranges[i]
@@ -72,15 +53,15 @@ class BlobSource {
   // ones after it are still needed; the rest are then left unread. The default asks for
   // them one after another through read_range.
   using StillWanted = std::function<bool(std::size_t answered)>;
-  virtual FetchResult read_ranges(std::string_view sha1, const std::vector<ByteRange>& ranges,
-                                  std::vector<std::string>& answers, const StillWanted& wanted,
-                                  const CancelToken& cancel);
+  virtual Status read_ranges(std::string_view sha1, const std::vector<ByteRange>& ranges,
+                             std::vector<std::string>& answers, const StillWanted& wanted,
+                             const CancelToken& cancel);
 
   virtual LinkEstimate link() const { return {}; }
 
   // Asks the source to obtain a blob it lacks (kachery: /loadFile through a channel).
   // Returns kOk once the blob can be read, kNotFound when it cannot be found.
-  virtual FetchResult load_blob(std::string_view sha1, const CancelToken& cancel) = 0;
+  virtual Status load_blob(std::string_view sha1, const CancelToken& cancel) = 0;
 
   // Told that bytes [start, end) of sha1, as this source served them, failed verification.
   // Says who served them (for the error message) and whether another attempt may reach

@@ -151,7 +151,7 @@ int BlockFetcher::fetch_block(PartialFile& file, std::uint64_t first, std::uint6
   std::uint64_t next_page = first;  // the first page not yet recorded as present
   int write_error = 0;
   accounting_.make_room(end - start);
-  FetchResult result = source_.read_range(
+  Status result = source_.read_range(
       file.sha1(), start, end,
       [&](const char* data, std::size_t size) {
         while (size > 0) {
@@ -180,21 +180,22 @@ int BlockFetcher::fetch_block(PartialFile& file, std::uint64_t first, std::uint6
       cancel);
   if (next_page <= last) file.finish(next_page, last, false);  // whatever did not arrive
   if (result.ok() && position != end) {
-    result = {FetchStatus::kProtocolError, "range [" + std::to_string(start) + ", " +
-                                               std::to_string(end) + "): got " +
-                                               std::to_string(position - start) + " bytes"};
+    result = {Cause::kProtocolError, "range [" + std::to_string(start) + ", " +
+                                         std::to_string(end) + "): got " +
+                                         std::to_string(position - start) + " bytes"};
   }
-  if (result.status == FetchStatus::kLocalError && write_error != 0) {
-    result.detail = std::string("writing the block cache: ") + std::strerror(write_error);
+  if (result.cause() == Cause::kLocalError && write_error != 0) {
+    result = fail(Cause::kLocalError, -write_error,
+                  std::string("writing the block cache: ") + std::strerror(write_error));
   }
   counters_.add(Counter::kBytesFetched, position - start);
   if (!result.ok()) {
     if (purpose == Purpose::kPrefetch) {
       // Nobody waits for these bytes: no EIO is given or counted. A reader that needs them
       // fetches them itself and meets (and reports) whatever is wrong.
-      if (result.status != FetchStatus::kCancelled) {  // cancelled: the mount is stopping
+      if (result.cause() != Cause::kCancelled) {  // cancelled: the mount is stopping
         spdlog::info("prefetch of {} [{}, {}) stopped: {}: {}", file.sha1(), start, end,
-                     to_string(result.status), result.detail);
+                     to_string(result.cause()), result.detail());
       }
       return -EIO;
     }

@@ -86,8 +86,8 @@ int ContentAccess::open_streamed(const ContentRequest& request, std::uint64_t si
   if (!partial.ok()) {
     return fetch_errno(
         counters_,
-        {FetchStatus::kLocalError, "cannot create the block cache entry: " + partial.detail() +
-                                       ": " + std::strerror(-partial.error())},
+        {Cause::kLocalError, "cannot create the block cache entry: " + partial.detail() + ": " +
+                                 std::strerror(-partial.error())},
         EioSite::kCacheWrite, request.sha1);
   }
   if (!(*partial)->all_present()) counters_.add(Counter::kMisses);  // bytes will be fetched
@@ -112,14 +112,14 @@ std::optional<Manifest> ContentAccess::load_manifest(const std::string& sha1,
     return std::nullopt;
   }
   std::string text = cache_.layout().read_file(cache_.complete_path(manifest_sha1)).value_or("");
-  std::string error;
-  auto manifest = parse_manifest(text, &error);
-  if (manifest && manifest->sha1 != sha1) error = "it describes another file";
-  if (!manifest || !error.empty()) {
-    spdlog::warn("ignoring manifest {} of {}: {}", manifest_sha1, sha1, error);
+  auto manifest = parse_manifest(text);
+  if (manifest && manifest->sha1 != sha1)
+    manifest = fail(Cause::kProtocolError, "it describes another file");
+  if (!manifest) {
+    spdlog::warn("ignoring manifest {} of {}: {}", manifest_sha1, sha1, manifest.detail());
     return std::nullopt;
   }
-  return manifest;
+  return std::move(*manifest);
 }
 
 std::optional<Manifest> ContentAccess::manifest_for(const ContentRequest& request,

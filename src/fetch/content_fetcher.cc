@@ -31,7 +31,7 @@ constexpr int kMaxDiscoveries = 4;  // a head that fails verification: one per d
 std::string ContentFetcher::fetch_head(const std::string& sha1, std::uint64_t length,
                                        const CancelToken& cancel) {
   std::string head;
-  FetchResult result = source_.read_range(sha1, 0, length, append_to(head), cancel);
+  Status result = source_.read_range(sha1, 0, length, append_to(head), cancel);
   if (!result.ok()) return {};
   counters_.add(Counter::kBytesFetched, head.size());
   return head;
@@ -74,13 +74,13 @@ void ContentFetcher::remember_size(const std::string& sha1, std::uint64_t size) 
   sizes_[sha1] = size;
 }
 
-FetchResult ContentFetcher::read_with_load(const std::string& sha1, std::uint64_t start,
-                                           std::uint64_t end, const ByteSink& sink,
-                                           const CancelToken& cancel) {
-  FetchResult result = source_.read_range(sha1, start, end, sink, cancel);
-  if (result.status != FetchStatus::kNotFound || !config_.load_missing) return result;
+Status ContentFetcher::read_with_load(const std::string& sha1, std::uint64_t start,
+                                      std::uint64_t end, const ByteSink& sink,
+                                      const CancelToken& cancel) {
+  Status result = source_.read_range(sha1, start, end, sink, cancel);
+  if (result.cause() != Cause::kNotFound || !config_.load_missing) return result;
   spdlog::info("{} is not on the node; asking it to load the file from its channel", sha1);
-  FetchResult loaded = source_.load_blob(sha1, cancel);
+  Status loaded = source_.load_blob(sha1, cancel);
   if (!loaded.ok()) return loaded;
   return source_.read_range(sha1, start, end, sink, cancel);
 }
@@ -102,13 +102,13 @@ Result<FoundSize> ContentFetcher::find_size(std::string_view sha1_view, const Ca
 Result<FoundSize> ContentFetcher::discover_size(const std::string& sha1, const CancelToken& cancel,
                                                 int attempt) {
   DiscoveredSize found;
-  FetchResult result = discovery_.discover(sha1, found, cancel);
-  if (result.status == FetchStatus::kNotFound && config_.load_missing) {
+  Status result = discovery_.discover(sha1, found, cancel);
+  if (result.cause() == Cause::kNotFound && config_.load_missing) {
     spdlog::info("{} is not on the node; asking it to load the file from its channel", sha1);
     result = source_.load_blob(sha1, cancel);
     if (result.ok()) result = discovery_.discover(sha1, found, cancel);
   }
-  if (result.status == FetchStatus::kNotFound && config_.negative_ttl.count() > 0) {
+  if (result.cause() == Cause::kNotFound && config_.negative_ttl.count() > 0) {
     std::lock_guard lock(mutex_);
     if (missing_until_.size() >= 100000) missing_until_.clear();  // a bound, not an LRU
     missing_until_[sha1] = std::chrono::steady_clock::now() + config_.negative_ttl;
@@ -201,10 +201,10 @@ int ContentFetcher::download_once(const std::string& sha1, std::uint64_t size,
   accounting_.make_room(size);
   auto begun = cache_.begin(sha1);
   if (!begun.ok()) {
-    return fetch_errno(counters_,
-                       {FetchStatus::kLocalError,
-                        begun.detail() + ": " + std::string(std::strerror(-begun.error()))},
-                       EioSite::kCacheWrite, sha1);
+    return fetch_errno(
+        counters_,
+        {Cause::kLocalError, begun.detail() + ": " + std::string(std::strerror(-begun.error()))},
+        EioSite::kCacheWrite, sha1);
   }
   std::unique_ptr<ContentCache::Transaction> tx = std::move(*begun);
   Sha1Hasher hasher;
@@ -223,18 +223,19 @@ int ContentFetcher::download_once(const std::string& sha1, std::uint64_t size,
   std::uint64_t offset = 0;
   if (!head.empty()) {
     if (!sink(head.data(), head.size())) {
-      return fetch_errno(counters_,
-                         {FetchStatus::kLocalError,
-                          std::string("writing the cache: ") + std::strerror(-write_error)},
-                         EioSite::kCacheWrite, sha1);
+      return fetch_errno(
+          counters_,
+          {Cause::kLocalError, std::string("writing the cache: ") + std::strerror(-write_error)},
+          EioSite::kCacheWrite, sha1);
     }
     offset = head.size();
   }
   while (offset < size) {
     std::uint64_t end = std::min(size, offset + config_.range_size);
-    FetchResult result = read_with_load(sha1, offset, end, sink, cancel);
-    if (result.status == FetchStatus::kLocalError && write_error != 0) {
-      result.detail = std::string("writing the cache: ") + std::strerror(-write_error);
+    Status result = read_with_load(sha1, offset, end, sink, cancel);
+    if (result.cause() == Cause::kLocalError && write_error != 0) {
+      result = fail(Cause::kLocalError, write_error,
+                    std::string("writing the cache: ") + std::strerror(-write_error));
     }
     if (!result.ok()) {
       EioSite site = write_error != 0 ? EioSite::kCacheWrite : EioSite::kDownload;
@@ -243,8 +244,8 @@ int ContentFetcher::download_once(const std::string& sha1, std::uint64_t size,
     if (tx->size() != end) {
       return fetch_errno(
           counters_,
-          {FetchStatus::kProtocolError, "expected " + std::to_string(size) +
-                                            " bytes, the node sent " + std::to_string(tx->size())},
+          {Cause::kProtocolError, "expected " + std::to_string(size) + " bytes, the node sent " +
+                                      std::to_string(tx->size())},
           EioSite::kDownloadLength, sha1);
     }
     counters_.add(Counter::kBytesFetched, end - offset);
@@ -265,7 +266,7 @@ int ContentFetcher::download_once(const std::string& sha1, std::uint64_t size,
   }
   if (int commit_error = tx->commit(); commit_error != 0) {
     return fetch_errno(counters_,
-                       {FetchStatus::kLocalError,
+                       {Cause::kLocalError,
                         std::string("committing to the cache: ") + std::strerror(-commit_error)},
                        EioSite::kCacheWrite, sha1);
   }

@@ -78,8 +78,8 @@ class ContentFetcher {
   int download(const std::string& sha1, const FoundSize& found, const CancelToken& cancel);
   int download_once(const std::string& sha1, std::uint64_t size, const std::string& head,
                     const CancelToken& cancel, bool* worth_retrying);
-  FetchResult read_with_load(const std::string& sha1, std::uint64_t start, std::uint64_t end,
-                             const ByteSink& sink, const CancelToken& cancel);
+  Status read_with_load(const std::string& sha1, std::uint64_t start, std::uint64_t end,
+                        const ByteSink& sink, const CancelToken& cancel);
   bool known_missing(const std::string& sha1);
   void remember_size(const std::string& sha1, std::uint64_t size);
   void fetched_complete(const std::string& sha1, std::uint64_t size);

@@ -6,21 +6,19 @@
 
 namespace kacheryfs {
 
-int fetch_errno(Counters& counters, const FetchResult& result, EioSite site,
-                std::string_view sha1) {
-  switch (result.status) {
-    case FetchStatus::kOk:
+int fetch_errno(Counters& counters, const Status& result, EioSite site, std::string_view sha1) {
+  switch (result.cause()) {
+    case Cause::kOk:
       return 0;
-    case FetchStatus::kNotFound:
-      return -ENOENT;
-    case FetchStatus::kCancelled:
-      return -EINTR;
+    case Cause::kNotFound:
+    case Cause::kCancelled:
+      return result.error();
     default:
       break;
   }
   std::uint64_t n = counters.count_eio(site);
   spdlog::warn("EIO #{} [site {} {}] {} for {}: {}", n, static_cast<int>(site), to_string(site),
-               to_string(result.status), sha1, result.detail);
+               to_string(result.cause()), sha1, result.detail());
   return -EIO;
 }
 

@@ -10,7 +10,7 @@
 
 namespace kacheryfs {
 
-int fetch_errno(Counters& counters, const FetchResult& result, EioSite site, std::string_view sha1);
+int fetch_errno(Counters& counters, const Status& result, EioSite site, std::string_view sha1);
 
 // Counts and logs a checksum mismatch ("sha1 mismatch for <sha1>: <why>"); returns -EIO.
 int report_eio(Counters& counters, EioSite site, std::string_view sha1, std::string_view why);

@@ -19,13 +19,13 @@ constexpr std::size_t kMaxMissingPerNode = 10000;
 constexpr std::uint64_t kMinMeasuredBytes = 256 << 10;  // smaller ranges measure latency
 
 // Whether a result says the node itself is unwell (rather than the file or this reader).
-bool node_failed(FetchStatus status) {
-  switch (status) {
-    case FetchStatus::kUnreachable:
-    case FetchStatus::kTimeout:
-    case FetchStatus::kServerError:
-    case FetchStatus::kProtocolError:
-    case FetchStatus::kAuthRejected:
+bool node_failed(Cause cause) {
+  switch (cause) {
+    case Cause::kUnreachable:
+    case Cause::kTimeout:
+    case Cause::kServerError:
+    case Cause::kProtocolError:
+    case Cause::kAuthRejected:
       return true;
     default:
       return false;
@@ -47,28 +47,28 @@ bool NodeSet::online() const {
   return std::any_of(health_.begin(), health_.end(), [](const Health& h) { return h.up; });
 }
 
-void NodeSet::note(std::size_t node, const FetchResult& result) {
+void NodeSet::note(std::size_t node, const Status& result) {
   std::lock_guard lock(mutex_);
   note_locked(node, result);
 }
 
-void NodeSet::note_locked(std::size_t node, const FetchResult& result) {
+void NodeSet::note_locked(std::size_t node, const Status& result) {
   Health& h = health_[node];
-  if (result.status == FetchStatus::kCancelled || result.status == FetchStatus::kLocalError) return;
-  bool failed = node_failed(result.status);
-  if (failed) h.last_error = std::string(to_string(result.status)) + ": " + result.detail;
+  if (result.cause() == Cause::kCancelled || result.cause() == Cause::kLocalError) return;
+  bool failed = node_failed(result.cause());
+  if (failed) h.last_error = std::string(to_string(result.cause())) + ": " + result.detail();
   if (failed && h.up) {
     h.up = false;
     h.backoff = config_.first_backoff;
     h.next_probe = std::chrono::steady_clock::now() + h.backoff;
     bool others_up =
         std::any_of(health_.begin(), health_.end(), [](const Health& other) { return other.up; });
-    spdlog::warn("{} {} {} ({}); {}", nodes_.size() == 1 ? "daemon" : "node", nodes_[node].name,
-                 result.status == FetchStatus::kAuthRejected ? "refuses this mount's requests"
-                                                             : "is offline",
-                 printable(result.detail),
-                 others_up ? "the other nodes serve its requests"
-                           : "cached files stay readable, others fail with EIO until it is back");
+    spdlog::warn(
+        "{} {} {} ({}); {}", nodes_.size() == 1 ? "daemon" : "node", nodes_[node].name,
+        result.cause() == Cause::kAuthRejected ? "refuses this mount's requests" : "is offline",
+        printable(result.detail()),
+        others_up ? "the other nodes serve its requests"
+                  : "cached files stay readable, others fail with EIO until it is back");
   } else if (failed) {
     h.backoff = std::min(config_.max_backoff, h.backoff * 2);
     h.next_probe = std::chrono::steady_clock::now() + h.backoff;
@@ -142,7 +142,7 @@ std::uint64_t NodeSet::reports_of(const std::string& sha1) const {
 
 void NodeSet::finish_attempt(std::size_t node, const std::string& sha1, std::uint64_t reserved,
                              std::uint64_t start, std::uint64_t end,
-                             std::chrono::steady_clock::duration took, const FetchResult& result,
+                             std::chrono::steady_clock::duration took, const Status& result,
                              std::uint64_t reports) {
   std::lock_guard lock(mutex_);
   auto reported = bad_reports_.find(sha1);
@@ -176,28 +176,27 @@ void NodeSet::finish_attempt(std::size_t node, const std::string& sha1, std::uin
       segments.push_back({start, end, node});
     }
   }
-  if (result.status == FetchStatus::kNotFound) {
+  if (result.cause() == Cause::kNotFound) {
     if (h.missing.size() >= kMaxMissingPerNode) h.missing.clear();
     h.missing[sha1] = std::chrono::steady_clock::now() + config_.missing_ttl;
   }
   note_locked(node, result);
 }
 
-FetchResult NodeSet::read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
-                                const ByteSink& sink, const CancelToken& cancel) {
+Status NodeSet::read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
+                           const ByteSink& sink, const CancelToken& cancel) {
   return read_range_skipping(std::string(sha1), start, end, sink, cancel,
                              std::vector<bool>(nodes_.size(), false));
 }
 
-FetchResult NodeSet::read_range_skipping(const std::string& sha1, std::uint64_t start,
-                                         std::uint64_t end, const ByteSink& sink,
-                                         const CancelToken& cancel,
-                                         const std::vector<bool>& asked) {
+Status NodeSet::read_range_skipping(const std::string& sha1, std::uint64_t start, std::uint64_t end,
+                                    const ByteSink& sink, const CancelToken& cancel,
+                                    const std::vector<bool>& asked) {
   std::uint64_t position = start;
   for (unsigned round = 0;; ++round) {
     std::vector<bool> tried = asked;
     bool some_said_missing = false;
-    FetchResult failure;  // the last failure other than "not found"
+    Status failure;  // the last failure other than "not found"
     bool failed = false;
     bool trust_missing = true;
     for (;;) {
@@ -212,7 +211,7 @@ FetchResult NodeSet::read_range_skipping(const std::string& sha1, std::uint64_t 
       const std::uint64_t reports = reports_of(sha1);
       std::uint64_t attempt_start = position;
       auto began = std::chrono::steady_clock::now();
-      FetchResult result = nodes_[node].source->read_range(
+      Status result = nodes_[node].source->read_range(
           sha1, position, end,
           [&](const char* data, std::size_t size) {
             if (!sink(data, size)) return false;
@@ -222,46 +221,46 @@ FetchResult NodeSet::read_range_skipping(const std::string& sha1, std::uint64_t 
           cancel);
       finish_attempt(node, sha1, end - attempt_start, attempt_start, position,
                      std::chrono::steady_clock::now() - began, result, reports);
-      if (result.ok() || result.status == FetchStatus::kCancelled ||
-          result.status == FetchStatus::kLocalError) {
+      if (result.ok() || result.cause() == Cause::kCancelled ||
+          result.cause() == Cause::kLocalError) {
         return result;
       }
       if (position >= end) return {};  // every byte arrived before the failure
-      if (result.status == FetchStatus::kNotFound) {
+      if (result.cause() == Cause::kNotFound) {
         some_said_missing = true;
       } else {
         failed = true;
-        failure = {result.status, labelled(node, result.detail)};
+        failure = {result.cause(), labelled(node, result.detail())};
         if (nodes_.size() > 1) {
           spdlog::info("{}: continuing {} at byte {} on the next node",
-                       labelled(node, result.detail), sha1, position);
+                       labelled(node, result.detail()), sha1, position);
         }
       }
     }
     if (!failed) {
       if (!some_said_missing && distrusted_by_any(sha1)) {
-        return {FetchStatus::kProtocolError,
+        return {Cause::kProtocolError,
                 "every node that has it served bytes that failed verification during this mount"};
       }
-      return {FetchStatus::kNotFound, nodes_.size() == 1 ? "not on the node" : "not on any node"};
+      return {Cause::kNotFound, nodes_.size() == 1 ? "not on the node" : "not on any node"};
     }
     // Every node failed: another round only after a 5xx or a broken connection, after a pause.
-    if (failure.status != FetchStatus::kServerError || round >= config_.retries) return failure;
+    if (failure.cause() != Cause::kServerError || round >= config_.retries) return failure;
     if (!sleep_unless_cancelled(std::chrono::milliseconds(100 << (round + 1)), cancel))
-      return {FetchStatus::kCancelled, "cancelled"};
+      return {Cause::kCancelled, "cancelled"};
   }
 }
 
-FetchResult NodeSet::read_ranges(std::string_view sha1_view, const std::vector<ByteRange>& ranges,
-                                 std::vector<std::string>& answers, const StillWanted& wanted,
-                                 const CancelToken& cancel) {
+Status NodeSet::read_ranges(std::string_view sha1_view, const std::vector<ByteRange>& ranges,
+                            std::vector<std::string>& answers, const StillWanted& wanted,
+                            const CancelToken& cancel) {
   std::string sha1(sha1_view);
   std::vector<bool> tried(nodes_.size(), false);
   std::size_t node = pick(sha1, 0, tried);
   if (node == kNone) return BlobSource::read_ranges(sha1, ranges, answers, wanted, cancel);
   const std::uint64_t reports = reports_of(sha1);
   auto began = std::chrono::steady_clock::now();
-  FetchResult result = nodes_[node].source->read_ranges(sha1, ranges, answers, wanted, cancel);
+  Status result = nodes_[node].source->read_ranges(sha1, ranges, answers, wanted, cancel);
   auto took = std::chrono::steady_clock::now() - began;
   if (result.ok()) {
     for (std::size_t i = 0; i < ranges.size(); ++i) {
@@ -272,18 +271,18 @@ FetchResult NodeSet::read_ranges(std::string_view sha1_view, const std::vector<B
     return result;
   }
   finish_attempt(node, sha1, 0, 0, 0, took, result, reports);
-  if (result.status == FetchStatus::kCancelled || result.status == FetchStatus::kLocalError ||
+  if (result.cause() == Cause::kCancelled || result.cause() == Cause::kLocalError ||
       nodes_.size() == 1) {
     return result;
   }
   // One range after another, with read_range's failover; a node that just said "not
   // found" is not asked again in this lookup.
   std::vector<bool> asked(nodes_.size(), false);
-  if (result.status == FetchStatus::kNotFound) asked[node] = true;
+  if (result.cause() == Cause::kNotFound) asked[node] = true;
   answers.assign(ranges.size(), {});
   for (std::size_t i = 0; i < ranges.size(); ++i) {
-    FetchResult one = read_range_skipping(sha1, ranges[i].start, ranges[i].end,
-                                          append_to(answers[i]), cancel, asked);
+    Status one = read_range_skipping(sha1, ranges[i].start, ranges[i].end, append_to(answers[i]),
+                                     cancel, asked);
     if (!one.ok()) return one;
     if (wanted && !wanted(i)) break;
   }
@@ -314,10 +313,10 @@ bool NodeSet::distrusted_by_any(const std::string& sha1) const {
                      [&](const Health& h) { return h.distrusted.contains(sha1); });
 }
 
-FetchResult NodeSet::load_blob(std::string_view sha1_view, const CancelToken& cancel) {
+Status NodeSet::load_blob(std::string_view sha1_view, const CancelToken& cancel) {
   std::string sha1(sha1_view);
   std::vector<bool> tried(nodes_.size(), false);
-  FetchResult failure;
+  Status failure;
   bool failed = false;
   for (;;) {
     std::size_t node = kNone;
@@ -336,25 +335,25 @@ FetchResult NodeSet::load_blob(std::string_view sha1_view, const CancelToken& ca
     }
     if (node == kNone) break;
     tried[node] = true;
-    FetchResult result = nodes_[node].source->load_blob(sha1, cancel);
+    Status result = nodes_[node].source->load_blob(sha1, cancel);
     if (result.ok()) {
       std::lock_guard lock(mutex_);
       health_[node].missing.erase(sha1);
       return result;
     }
-    if (result.status == FetchStatus::kCancelled) return result;
+    if (result.cause() == Cause::kCancelled) return result;
     // A node that answers but cannot load is skipped, not marked down.
-    if (result.status == FetchStatus::kUnreachable) note(node, result);
-    if (result.status != FetchStatus::kNotFound) {
+    if (result.cause() == Cause::kUnreachable) note(node, result);
+    if (result.cause() != Cause::kNotFound) {
       failed = true;
-      failure = {result.status, labelled(node, result.detail)};
+      failure = {result.cause(), labelled(node, result.detail())};
     }
     if (nodes_.size() > 1)
-      spdlog::info("{}: cannot load {}; asking the next node", labelled(node, result.detail), sha1);
+      spdlog::info("{}: cannot load {}; asking the next node", labelled(node, result.detail()),
+                   sha1);
   }
   if (failed) return failure;
-  return {FetchStatus::kNotFound,
-          nodes_.size() == 1 ? "the node cannot load it" : "no node can load it"};
+  return {Cause::kNotFound, nodes_.size() == 1 ? "the node cannot load it" : "no node can load it"};
 }
 
 BlobSource::BadBytesVerdict NodeSet::report_bad_bytes(const std::string& sha1, std::uint64_t start,

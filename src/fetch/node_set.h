@@ -58,16 +58,16 @@ class NodeSet final : public BlobSource {
  public:
   NodeSet(std::vector<NodeEntry> nodes, NodeSetConfig config);
 
-  FetchResult read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
-                         const ByteSink& sink, const CancelToken& cancel) override;
+  Status read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
+                    const ByteSink& sink, const CancelToken& cancel) override;
   // The round goes to one node (the first that read_range would ask), pipelined there;
   // if that node fails, the ranges are read one by one with read_range's failover.
-  FetchResult read_ranges(std::string_view sha1, const std::vector<ByteRange>& ranges,
-                          std::vector<std::string>& answers, const StillWanted& wanted,
-                          const CancelToken& cancel) override;
+  Status read_ranges(std::string_view sha1, const std::vector<ByteRange>& ranges,
+                     std::vector<std::string>& answers, const StillWanted& wanted,
+                     const CancelToken& cancel) override;
   // The link to the node that would serve the next request.
   LinkEstimate link() const override;
-  FetchResult load_blob(std::string_view sha1, const CancelToken& cancel) override;
+  Status load_blob(std::string_view sha1, const CancelToken& cancel) override;
 
   // Bytes [start, end) of sha1 failed verification: the nodes that served them are not
   // asked for sha1 again (when several did, sha1 is fetched from one node at a time, so
@@ -79,7 +79,7 @@ class NodeSet final : public BlobSource {
   const std::string& name(std::size_t node) const { return nodes_[node].name; }
   bool online() const;
   // Notes the outcome of a request made outside read_range (a /probe): up or down.
-  void note(std::size_t node, const FetchResult& result);
+  void note(std::size_t node, const Status& result);
   // The down nodes whose backoff has passed; the caller probes each and calls note().
   std::vector<std::size_t> due_for_probe();
 
@@ -120,15 +120,15 @@ class NodeSet final : public BlobSource {
   // failed must not name its node as a server of the next copy.
   void finish_attempt(std::size_t node, const std::string& sha1, std::uint64_t reserved,
                       std::uint64_t start, std::uint64_t end,
-                      std::chrono::steady_clock::duration took, const FetchResult& result,
+                      std::chrono::steady_clock::duration took, const Status& result,
                       std::uint64_t reports);
   std::uint64_t reports_of(const std::string& sha1) const;
   // read_range, not asking the nodes already marked in `asked` (they answered "not found"
   // earlier in the same lookup).
-  FetchResult read_range_skipping(const std::string& sha1, std::uint64_t start, std::uint64_t end,
-                                  const ByteSink& sink, const CancelToken& cancel,
-                                  const std::vector<bool>& asked);
-  void note_locked(std::size_t node, const FetchResult& result);
+  Status read_range_skipping(const std::string& sha1, std::uint64_t start, std::uint64_t end,
+                             const ByteSink& sink, const CancelToken& cancel,
+                             const std::vector<bool>& asked);
+  void note_locked(std::size_t node, const Status& result);
   std::string labelled(std::size_t node, const std::string& detail) const;
   bool distrusted_by_any(const std::string& sha1) const;
 

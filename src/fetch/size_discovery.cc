@@ -19,7 +19,7 @@ constexpr unsigned kMaxRounds = 64;
 constexpr double kFirstRoundReach = 1099511627776.0;
 
 // What the plan assumes of a link it has not measured yet.
-constexpr double kDefaultPerRequest = 0.001;     // the daemon's time for one request
+constexpr double kDefaultPerRequest = 0.001;       // the daemon's time for one request
 constexpr double kDefaultBytesPerSecond = 12.5e6;  // a link's throughput: 100 Mbit/s
 
 double per_request(const LinkEstimate& link) {
@@ -129,8 +129,8 @@ void SizeDiscovery::remember_outcome(bool large) {
   }
 }
 
-FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out,
-                                    const CancelToken& cancel) {
+Status SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out,
+                               const CancelToken& cancel) {
   out = {};
   const LinkEstimate link = source_.link();
   const std::uint64_t head = DiscoveryPlan::head_size(link, config_);
@@ -148,8 +148,8 @@ FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out
   std::vector<std::string> answers;
 
   auto contradiction = [&] {
-    return FetchResult{FetchStatus::kProtocolError,
-                       "the node's answers about the file's size contradict each other"};
+    return Status{Cause::kProtocolError,
+                  "the node's answers about the file's size contradict each other"};
   };
   std::vector<ByteRange> ranges;
   // A round's ranges ascend, so the first answer shorter than its range settles the
@@ -170,7 +170,7 @@ FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out
       }
       lo = std::max(lo, ranges[i].start + 1);
     }
-    return lo <= hi ? FetchResult{} : contradiction();
+    return lo <= hi ? Status{} : contradiction();
   };
   auto probe_at = [](std::uint64_t x) { return ByteRange{x, x + 1}; };
 
@@ -184,7 +184,7 @@ FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out
     auto at = static_cast<std::uint64_t>(x);
     if (at > ranges.back().start) ranges.push_back(probe_at(at));
   }
-  FetchResult result = source_.read_ranges(sha1, ranges, answers, until_short, cancel);
+  Status result = source_.read_ranges(sha1, ranges, answers, until_short, cancel);
   ++out.rounds;
   out.requests += static_cast<unsigned>(ranges.size());
   if (!result.ok()) return result;
@@ -196,7 +196,7 @@ FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out
     return {};
   }
   out.pieces.push_back({0, std::move(answers[0])});
-  if (FetchResult settled = settle(1); !settled.ok()) return settled;
+  if (Status settled = settle(1); !settled.ok()) return settled;
 
   for (unsigned round = 0; round < kMaxRounds; ++round) {
     if (lo == hi) {
@@ -204,7 +204,7 @@ FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out
       return {};
     }
     if (hi == kLargestSize && lo >= kLargestSize / 2) {
-      return {FetchStatus::kProtocolError,
+      return {Cause::kProtocolError,
               "size discovery found no end: the node has a byte at every index probed, up to " +
                   std::to_string(lo)};
     }
@@ -251,9 +251,9 @@ FetchResult SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out
     ++out.rounds;
     out.requests += static_cast<unsigned>(ranges.size());
     if (!result.ok()) return result;
-    if (FetchResult settled = settle(0); !settled.ok()) return settled;
+    if (Status settled = settle(0); !settled.ok()) return settled;
   }
-  return {FetchStatus::kProtocolError, "size discovery did not converge"};
+  return {Cause::kProtocolError, "size discovery did not converge"};
 }
 
 }  // namespace kacheryfs

@@ -14,8 +14,10 @@
 // the cheapest plan (across a VPN, not a LAN): each round trip of a real link brings its
 // own jitter, so fewer, fuller rounds bound the tail, at a few percent of the mean (the
 // cheapest plan for 1 GiB at 20 ms is one round longer).
-// A small file is answered by its head alone, with its bytes. Every whole range a round
-// brought is handed back, so that those pages are never fetched again.
+// A round's ranges ascend, so its first answer shorter than its range settles it: the
+// round ends there and the next goes out at once (the connection drops the rest while it
+// travels). A small file is answered by its head alone, with its bytes. Every whole range
+// a round brought is handed back, so that those pages are never fetched again.
 // Thread-safe.
 #pragma once
 
@@ -83,7 +85,7 @@ class SizeDiscovery {
   // The blob's size. A failure of the source comes back as it is (kNotFound included); a
   // node whose answers contradict each other, or that claims a byte at every index up to
   // 2^53, gives kProtocolError.
-  FetchResult discover(const std::string& sha1, DiscoveredSize& out, const CancelToken& cancel);
+  Status discover(const std::string& sha1, DiscoveredSize& out, const CancelToken& cancel);
 
  private:
   // Whether probes beside the head are likely to pay: they save a large file a round

@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "support/result.h"
+
 namespace kacheryfs {
 
 struct ManifestChunk {
@@ -23,8 +25,8 @@ struct Manifest {
   std::vector<ManifestChunk> chunks;
 };
 
-// Parses manifest JSON; nullopt (with *error set) unless the chunks are well-formed,
-// contiguous, and cover [0, size) exactly.
-std::optional<Manifest> parse_manifest(std::string_view json_text, std::string* error);
+// Parses manifest JSON: a kProtocolError failure, with the reason, unless the chunks are
+// well-formed, contiguous, and cover [0, size) exactly.
+Result<Manifest> parse_manifest(std::string_view json_text);
 
 }  // namespace kacheryfs

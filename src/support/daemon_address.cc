@@ -27,10 +27,8 @@ std::string DaemonAddress::to_string() const {
          std::to_string(port) + base_path;
 }
 
-std::optional<DaemonAddress> parse_daemon_address(std::string_view source,
-                                                  std::string_view default_host,
-                                                  std::string_view default_port,
-                                                  std::string* error) {
+Result<DaemonAddress> parse_daemon_address(std::string_view source, std::string_view default_host,
+                                           std::string_view default_port) {
   DaemonAddress address;
   std::string_view rest = source;
   bool scheme_given = false;
@@ -42,13 +40,12 @@ std::optional<DaemonAddress> parse_daemon_address(std::string_view source,
     address.tls = true;
     scheme_given = true;
   } else if (rest.find("://") != std::string_view::npos) {
-    *error = "unsupported URL scheme in '" + printable(source) + "' (use http:// or https://)";
-    return std::nullopt;
+    return fail(-EINVAL,
+                "unsupported URL scheme in '" + printable(source) + "' (use http:// or https://)");
   }
   if (std::size_t slash = rest.find('/'); slash != std::string_view::npos) {
     if (!scheme_given) {
-      *error = "'" + printable(source) + "' is not HOST[:PORT] or an http(s):// URL";
-      return std::nullopt;
+      return fail(-EINVAL, "'" + printable(source) + "' is not HOST[:PORT] or an http(s):// URL");
     }
     std::string_view path = rest.substr(slash);
     while (path.ends_with('/')) path.remove_suffix(1);
@@ -60,15 +57,13 @@ std::optional<DaemonAddress> parse_daemon_address(std::string_view source,
   if (host.starts_with('[')) {
     std::size_t close = host.find(']');
     if (close == std::string_view::npos) {
-      *error = "unbalanced '[' in '" + printable(source) + "'";
-      return std::nullopt;
+      return fail(-EINVAL, "unbalanced '[' in '" + printable(source) + "'");
     }
     std::string_view after = host.substr(close + 1);
     if (after.starts_with(':'))
       port_text = after.substr(1);
     else if (!after.empty()) {
-      *error = "unexpected text after ']' in '" + printable(source) + "'";
-      return std::nullopt;
+      return fail(-EINVAL, "unexpected text after ']' in '" + printable(source) + "'");
     }
     host = host.substr(1, close - 1);
   } else if (std::size_t colon = host.rfind(':'); colon != std::string_view::npos) {
@@ -79,22 +74,19 @@ std::optional<DaemonAddress> parse_daemon_address(std::string_view source,
   if (port_text.empty() && !scheme_given) port_text = default_port;
   address.host = std::string(host);
   if (address.host.empty()) {
-    *error = "no host in '" + printable(source) + "'";
-    return std::nullopt;
+    return fail(-EINVAL, "no host in '" + printable(source) + "'");
   }
   // A host name, an IPv4 address or an IPv6 one (with its zone): letters, digits and
   // - . _ : % only.
   if (!std::all_of(address.host.begin(), address.host.end(), [](unsigned char c) {
         return std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == ':' || c == '%';
       })) {
-    *error = "'" + printable(address.host) + "' is not a host name or address";
-    return std::nullopt;
+    return fail(-EINVAL, "'" + printable(address.host) + "' is not a host name or address");
   }
   if (!port_text.empty()) {
     auto port = parse_port(port_text);
     if (!port) {
-      *error = "bad port '" + printable(port_text) + "' (expected 1-65535)";
-      return std::nullopt;
+      return fail(-EINVAL, "bad port '" + printable(port_text) + "' (expected 1-65535)");
     }
     address.port = *port;
   } else if (scheme_given) {
@@ -105,14 +97,14 @@ std::optional<DaemonAddress> parse_daemon_address(std::string_view source,
   return address;
 }
 
-std::vector<DaemonAddress> parse_daemon_addresses(std::string_view source,
-                                                  std::string_view default_host,
-                                                  std::string_view default_port,
-                                                  std::string* error) {
+Result<std::vector<DaemonAddress>> parse_daemon_addresses(std::string_view source,
+                                                          std::string_view default_host,
+                                                          std::string_view default_port) {
   std::vector<DaemonAddress> nodes;
   if (source.empty()) {
-    if (auto address = parse_daemon_address(source, default_host, default_port, error))
-      nodes.push_back(*address);
+    auto address = parse_daemon_address(source, default_host, default_port);
+    if (!address) return address.failure();
+    nodes.push_back(*address);
     return nodes;
   }
   constexpr std::size_t kMaxNodes = 16;
@@ -121,27 +113,24 @@ std::vector<DaemonAddress> parse_daemon_addresses(std::string_view source,
     std::string_view entry = source.substr(begin, comma - begin);
     begin = comma + 1;
     if (entry.empty()) {
-      *error = "empty node in '" + printable(source) + "' (nodes are separated by one comma)";
-      return {};
+      return fail(-EINVAL,
+                  "empty node in '" + printable(source) + "' (nodes are separated by one comma)");
     }
-    std::string entry_error;
-    auto address = parse_daemon_address(entry, default_host, default_port, &entry_error);
+    auto address = parse_daemon_address(entry, default_host, default_port);
     if (!address) {
-      *error = nodes.empty() && comma == source.size()
-                   ? entry_error
-                   : "node " + std::to_string(nodes.size() + 1) + ": " + entry_error;
-      return {};
+      const std::string& why = address.detail();
+      return fail(-EINVAL, nodes.empty() && comma == source.size()
+                               ? why
+                               : "node " + std::to_string(nodes.size() + 1) + ": " + why);
     }
     if (std::any_of(nodes.begin(), nodes.end(), [&](const DaemonAddress& known) {
           return known.to_string() == address->to_string();
         })) {
-      *error = "node " + printable(address->to_string()) + " is listed twice";
-      return {};
+      return fail(-EINVAL, "node " + printable(address->to_string()) + " is listed twice");
     }
     nodes.push_back(*address);
     if (nodes.size() > kMaxNodes) {
-      *error = "more than " + std::to_string(kMaxNodes) + " nodes in the source";
-      return {};
+      return fail(-EINVAL, "more than " + std::to_string(kMaxNodes) + " nodes in the source");
     }
   }
   return nodes;

@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "support/result.h"
+
 namespace kacheryfs {
 
 inline constexpr std::uint16_t kDefaultDaemonPort = 20431;
@@ -24,19 +26,16 @@ struct DaemonAddress {
 
 // Parses "HOST", "HOST:PORT", "[v6]:PORT", "http://HOST[:PORT][/prefix]", "https://...".
 // An empty source means KACHERY_DAEMON_HOST / KACHERY_DAEMON_PORT (given here as
-// default_host / default_port, either may be empty). On failure returns nullopt and
-// sets *error to a one-line reason.
-std::optional<DaemonAddress> parse_daemon_address(std::string_view source,
-                                                  std::string_view default_host,
-                                                  std::string_view default_port,
-                                                  std::string* error);
+// default_host / default_port, either may be empty). A failure is -EINVAL with a one-line
+// reason.
+Result<DaemonAddress> parse_daemon_address(std::string_view source, std::string_view default_host,
+                                           std::string_view default_port);
 
 // Parses a comma-separated list of nodes ("host1:20431,http://host2:20431"), each as
-// parse_daemon_address does; an empty source is the one node of the environment. On
-// failure returns an empty list and sets *error to a one-line reason naming the entry.
-std::vector<DaemonAddress> parse_daemon_addresses(std::string_view source,
-                                                  std::string_view default_host,
-                                                  std::string_view default_port,
-                                                  std::string* error);
+// parse_daemon_address does; an empty source is the one node of the environment. A failure
+// is -EINVAL with a one-line reason naming the entry.
+Result<std::vector<DaemonAddress>> parse_daemon_addresses(std::string_view source,
+                                                          std::string_view default_host,
+                                                          std::string_view default_port);
 
 }  // namespace kacheryfs

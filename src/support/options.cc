@@ -561,13 +561,14 @@ namespace {
 void complete_options(ParsedCommandLine& parsed, const EnvLookup& env) {
   MountOptions& o = parsed.options;
   std::vector<std::string>& errors = parsed.errors;
-  std::string address_error;
-  o.nodes = parse_daemon_addresses(o.source, env("KACHERY_DAEMON_HOST").value_or(""),
-                                   env("KACHERY_DAEMON_PORT").value_or(""), &address_error);
-  if (!o.nodes.empty())
+  auto nodes = parse_daemon_addresses(o.source, env("KACHERY_DAEMON_HOST").value_or(""),
+                                      env("KACHERY_DAEMON_PORT").value_or(""));
+  if (nodes) {
+    o.nodes = std::move(*nodes);
     o.daemon = o.nodes.front();
-  else
-    errors.push_back("daemon address: " + address_error);
+  } else {
+    errors.push_back("daemon address: " + nodes.detail());
+  }
 
   if (o.cache_dir.empty()) o.cache_dir = default_cache_dir(env);
   // A daemonized mount runs in /: a relative metrics_file means the directory it was given in.

@@ -95,7 +95,7 @@ int Filesystem::node_id(std::string& out, const CancelToken& cancel) {
     }
   }
   std::string fetched;
-  FetchResult result = fetch_node_id_(&fetched, cancel);
+  Status result = fetch_node_id_(&fetched, cancel);
   if (!result.ok()) return fetch_errno(counters_, result, EioSite::kNodeIdProbe, "kachery-node-id");
   set_node_id(fetched);
   out = fetched;
@@ -122,9 +122,9 @@ int Filesystem::attributes_of(std::uint64_t ino, const Node& node, Attributes& o
         if (node_id_) id = *node_id_;
       }
       if (id.empty()) {
-        FetchResult fetched = fetch_node_id_(&id, cancel);
+        Status fetched = fetch_node_id_(&id, cancel);
         bool not_reached =
-            fetched.status == FetchStatus::kUnreachable || fetched.status == FetchStatus::kTimeout;
+            fetched.cause() == Cause::kUnreachable || fetched.cause() == Cause::kTimeout;
         if (not_reached) return -ENOENT;
         // A node that answers, but not with an id (a hostile or broken /probe), is an error.
         if (!fetched.ok())

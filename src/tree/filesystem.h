@@ -65,7 +65,7 @@ struct OpenedFile {
 };
 
 // Fetches the node id from the daemon (the assembly binds it to the daemon client's /probe).
-using NodeIdFetch = std::function<FetchResult(std::string* node_id, const CancelToken& cancel)>;
+using NodeIdFetch = std::function<Status(std::string* node_id, const CancelToken& cancel)>;
 
 class Filesystem {
  public:

@@ -37,7 +37,7 @@ DaemonClientConfig config_for(const EmulatorProcess& emulator, unsigned timeout_
 }
 
 struct Collected {
-  FetchResult result;
+  Status result;
   std::string bytes;
 };
 
@@ -93,7 +93,7 @@ TEST(DaemonClient, RangesAreExactAndShortAtEndOfFile) {
   std::string sha1 = emulator.put(data);
   DaemonClient client(config_for(emulator));
   auto whole = read(client, sha1, 0, 2'000'000);
-  ASSERT_TRUE(whole.result.ok()) << whole.result.detail;
+  ASSERT_TRUE(whole.result.ok()) << whole.result.detail();
   EXPECT_EQ(whole.bytes, data);
   auto middle = read(client, sha1, 12345, 54321);
   EXPECT_EQ(middle.bytes, data.substr(12345, 54321 - 12345));
@@ -107,7 +107,7 @@ TEST(DaemonClient, KeepAliveReusesOneConnection) {
   std::string sha1 = emulator.put(pattern(10000, 2));
   DaemonClient client(config_for(emulator));
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(read(client, sha1, i, i + 100).result.ok());
-  EXPECT_EQ(read(client, std::string(40, '1'), 0, 10).result.status, FetchStatus::kNotFound);
+  EXPECT_EQ(read(client, std::string(40, '1'), 0, 10).result.cause(), Cause::kNotFound);
   EXPECT_TRUE(read(client, sha1, 0, 1).result.ok());
   EXPECT_EQ(connections(client, emulator), 1u);
 }
@@ -120,7 +120,7 @@ TEST(DaemonClient, StaleKeepAliveConnectionIsReplaced) {
   ASSERT_TRUE(read(client, sha1, 0, 10).result.ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(5600));  // the daemon's keep-alive is 5 s
   auto again = read(client, sha1, 0, 5000);
-  ASSERT_TRUE(again.result.ok()) << again.result.detail;
+  ASSERT_TRUE(again.result.ok()) << again.result.detail();
   EXPECT_EQ(again.bytes, data);
 }
 
@@ -128,7 +128,7 @@ TEST(DaemonClient, NotFoundIsTyped) {
   EmulatorProcess emulator;
   DaemonClient client(config_for(emulator));
   auto missing = read(client, sha1_hex_of("absent"), 0, 100);
-  EXPECT_EQ(missing.result.status, FetchStatus::kNotFound);
+  EXPECT_EQ(missing.result.cause(), Cause::kNotFound);
 }
 
 TEST(DaemonClient, WrongAuthCodeIsRejectedAfterOneReread) {
@@ -139,11 +139,11 @@ TEST(DaemonClient, WrongAuthCodeIsRejectedAfterOneReread) {
   DaemonClientConfig config = config_for(emulator);
   config.auth_file = bad.string();
   DaemonClient client(config);
-  EXPECT_EQ(read(client, sha1, 0, 1).result.status, FetchStatus::kAuthRejected);
+  EXPECT_EQ(read(client, sha1, 0, 1).result.cause(), Cause::kAuthRejected);
   DaemonClientConfig none = config_for(emulator);
   none.auth_file = "";
   DaemonClient anonymous(none);
-  EXPECT_EQ(read(anonymous, sha1, 0, 1).result.status, FetchStatus::kAuthRejected);
+  EXPECT_EQ(read(anonymous, sha1, 0, 1).result.cause(), Cause::kAuthRejected);
 }
 
 TEST(DaemonClient, AuthRotationIsFollowed) {
@@ -155,7 +155,7 @@ TEST(DaemonClient, AuthRotationIsFollowed) {
   int reads = 0;
   while (Clock::now() < until) {
     auto r = read(client, sha1, 0, 200000);
-    ASSERT_TRUE(r.result.ok()) << r.result.detail;
+    ASSERT_TRUE(r.result.ok()) << r.result.detail();
     ASSERT_EQ(r.bytes, data);
     ++reads;
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
@@ -169,11 +169,11 @@ TEST(DaemonClient, A500IsRetried) {
   std::string sha1 = emulator.put(data);
   DaemonClient client(config_for(emulator));
   auto r = read(client, sha1, 0, 3000);
-  ASSERT_TRUE(r.result.ok()) << r.result.detail;
+  ASSERT_TRUE(r.result.ok()) << r.result.detail();
   EXPECT_EQ(r.bytes, data);
   emulator.restart({"--fail-500", "100"});
   DaemonClient again(config_for(emulator));
-  EXPECT_EQ(read(again, sha1, 0, 3000).result.status, FetchStatus::kServerError);
+  EXPECT_EQ(read(again, sha1, 0, 3000).result.cause(), Cause::kServerError);
 }
 
 TEST(DaemonClient, DroppedBodyIsResumedWithoutGapsOrRepeats) {
@@ -182,7 +182,7 @@ TEST(DaemonClient, DroppedBodyIsResumedWithoutGapsOrRepeats) {
   std::string sha1 = emulator.put(data);
   DaemonClient client(config_for(emulator));
   auto r = read(client, sha1, 0, 2'000'000);
-  ASSERT_TRUE(r.result.ok()) << r.result.detail;
+  ASSERT_TRUE(r.result.ok()) << r.result.detail();
   EXPECT_EQ(r.bytes, data);
 }
 
@@ -191,12 +191,12 @@ TEST(DaemonClient, TimeoutsAreTyped) {
   std::string sha1 = emulator.put(pattern(1000, 7));
   DaemonClient client(config_for(emulator, 500));
   auto started = Clock::now();
-  EXPECT_EQ(read(client, sha1, 0, 1000).result.status, FetchStatus::kTimeout);
+  EXPECT_EQ(read(client, sha1, 0, 1000).result.cause(), Cause::kTimeout);
   EXPECT_LT(Clock::now() - started, std::chrono::milliseconds(2900))
       << "gave up before the delay ended";
   emulator.restart({"--stall-after-bytes", "100", "--stall-ms", "3000"});
   DaemonClient stalled(config_for(emulator, 500));
-  EXPECT_EQ(read(stalled, sha1, 0, 1000).result.status, FetchStatus::kTimeout);
+  EXPECT_EQ(read(stalled, sha1, 0, 1000).result.cause(), Cause::kTimeout);
 }
 
 TEST(DaemonClient, ConnectionRefusedIsUnreachable) {
@@ -205,10 +205,10 @@ TEST(DaemonClient, ConnectionRefusedIsUnreachable) {
   emulator.stop();
   DaemonClient client(config);
   auto r = read(client, std::string(40, 'a'), 0, 1);
-  EXPECT_EQ(r.result.status, FetchStatus::kUnreachable);
-  EXPECT_NE(r.result.detail.find("refused"), std::string::npos) << r.result.detail;
+  EXPECT_EQ(r.result.cause(), Cause::kUnreachable);
+  EXPECT_NE(r.result.detail().find("refused"), std::string::npos) << r.result.detail();
   ProbeInfo info;
-  EXPECT_EQ(client.probe(&info, NeverCancelled()).status, FetchStatus::kUnreachable);
+  EXPECT_EQ(client.probe(&info, NeverCancelled()).cause(), Cause::kUnreachable);
 }
 
 TEST(DaemonClient, CancellationAbandonsAStalledTransfer) {
@@ -219,14 +219,14 @@ TEST(DaemonClient, CancellationAbandonsAStalledTransfer) {
   CancelSource cancel;
   std::thread interrupter;
   auto started = Clock::now();
-  FetchResult result = client.read_range(
+  Status result = client.read_range(
       sha1, 0, 5000,
       [&](const char*, std::size_t) {
         if (!interrupter.joinable()) interrupter = std::thread([&] { cancel.cancel(); });
         return true;
       },
       cancel);
-  EXPECT_EQ(result.status, FetchStatus::kCancelled);
+  EXPECT_EQ(result.cause(), Cause::kCancelled);
   EXPECT_LT(Clock::now() - started, std::chrono::seconds(5));
   interrupter.join();
 }
@@ -238,7 +238,7 @@ TEST(DaemonClient, ADeadlineTokenAbandonsAStalledTransferAtItsDeadline) {
   NeverCancelled never;
   DeadlineToken token(never, Clock::now() + std::chrono::milliseconds(300));
   auto started = Clock::now();
-  EXPECT_EQ(read(client, sha1, 0, 5000, token).result.status, FetchStatus::kCancelled);
+  EXPECT_EQ(read(client, sha1, 0, 5000, token).result.cause(), Cause::kCancelled);
   EXPECT_LT(Clock::now() - started, std::chrono::seconds(5));
 }
 
@@ -259,15 +259,15 @@ TEST(DaemonClient, LoadFileStoredMissingAndFromTheNetwork) {
   std::vector<LoadProgress> progress;
   auto note = [&](const LoadProgress& p) { progress.push_back(p); };
   EXPECT_TRUE(client.load_file(stored, "", note, NeverCancelled()).ok());
-  EXPECT_EQ(client.load_file(remote, "", note, NeverCancelled()).status, FetchStatus::kNotFound);
+  EXPECT_EQ(client.load_file(remote, "", note, NeverCancelled()).cause(), Cause::kNotFound);
   progress.clear();
-  FetchResult loaded = client.load_file(remote, "testchannel", note, NeverCancelled());
-  ASSERT_TRUE(loaded.ok()) << loaded.detail;
+  Status loaded = client.load_file(remote, "testchannel", note, NeverCancelled());
+  ASSERT_TRUE(loaded.ok()) << loaded.detail();
   ASSERT_FALSE(progress.empty());
   EXPECT_EQ(progress.back().bytes_total, remote_data.size());
   EXPECT_EQ(read(client, remote, 0, 200000).bytes, remote_data);
-  EXPECT_EQ(client.load_file(sha1_hex_of("nowhere"), "testchannel", note, NeverCancelled()).status,
-            FetchStatus::kNotFound);
+  EXPECT_EQ(client.load_file(sha1_hex_of("nowhere"), "testchannel", note, NeverCancelled()).cause(),
+            Cause::kNotFound);
 }
 
 // A client whose every connection reads `response` and then end-of-file: the node's bytes
@@ -310,13 +310,13 @@ TEST(DaemonClient, JsonFieldsOfTheWrongTypeAreProtocolErrorsNotThrows) {
     CannedNode node(json_reply(body));
     DaemonClient client = node.client();
     ProbeInfo info;
-    FetchResult result = client.probe(&info, NeverCancelled());
+    Status result = client.probe(&info, NeverCancelled());
     if (body.find("daemonVersion") != std::string::npos) {
-      ASSERT_TRUE(result.ok()) << body << ": " << result.detail;
+      ASSERT_TRUE(result.ok()) << body << ": " << result.detail();
       EXPECT_EQ(info.node_id, node_id);
       EXPECT_EQ(info.daemon_version, "");
     } else {
-      EXPECT_EQ(result.status, FetchStatus::kProtocolError) << body;
+      EXPECT_EQ(result.cause(), Cause::kProtocolError) << body;
     }
   }
   for (std::string body : std::vector<std::string>{R"({"success":"yes","sha1":"x"})",
@@ -324,7 +324,7 @@ TEST(DaemonClient, JsonFieldsOfTheWrongTypeAreProtocolErrorsNotThrows) {
     CannedNode node(json_reply(body));
     DaemonClient client = node.client();
     StoreAnswer answer;
-    FetchResult result = client.store(
+    Status result = client.store(
         1, [](char* into, std::size_t) -> long { return (into[0] = 'x', 1); }, &answer,
         NeverCancelled());
     EXPECT_FALSE(result.ok()) << body;
@@ -343,11 +343,11 @@ TEST(DaemonClient, LoadFileMessagesOfTheWrongTypeAreIgnored) {
                   "\r\n\r\n" + stream);
   DaemonClient client = node.client();
   std::vector<LoadProgress> progress;
-  FetchResult result = client.load_file(
+  Status result = client.load_file(
       std::string(40, 'b'), "", [&](const LoadProgress& p) { progress.push_back(p); },
       NeverCancelled());
   // The error message without a text ends the load as a server error, before "finished".
-  EXPECT_EQ(result.status, FetchStatus::kServerError) << result.detail;
+  EXPECT_EQ(result.cause(), Cause::kServerError) << result.detail();
   ASSERT_EQ(progress.size(), 2u);
   EXPECT_EQ(progress[0].bytes_loaded, 0u);
   EXPECT_EQ(progress[1].bytes_total, 0u);

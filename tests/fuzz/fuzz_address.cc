@@ -15,13 +15,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     part = all.substr(0, nul);
     all = nul == std::string_view::npos ? std::string_view() : all.substr(nul + 1);
   }
-  std::string error;
-  auto address = kacheryfs::parse_daemon_address(parts[0], std::string(parts[1]),
-                                                 std::string(parts[2]), &error);
+  auto address =
+      kacheryfs::parse_daemon_address(parts[0], std::string(parts[1]), std::string(parts[2]));
   if (address) {
     if (address->port == 0) __builtin_trap();
     (void)address->to_string();
-  } else if (error.empty() || error.find('\n') != std::string::npos) {
+  } else if (address.detail().empty() || address.detail().find('\n') != std::string::npos) {
     __builtin_trap();  // a refusal always says why, in one line
   }
   return 0;

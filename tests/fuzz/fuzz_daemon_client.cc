@@ -59,7 +59,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   switch (data[0] % 8 % 5) {
     case 0: {
       std::uint64_t received = 0;
-      kacheryfs::FetchResult result = client.read_range(
+      kacheryfs::Status result = client.read_range(
           std::string(40, 'a'), 0, 1000,
           [&](const char*, std::size_t n) {
             received += n;
@@ -67,7 +67,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           },
           kacheryfs::NeverCancelled());
       if (received > 1000) __builtin_trap();  // never more than the range asked
-      if (result.ok() && result.detail.find('\n') != std::string::npos) __builtin_trap();
+      if (result.ok() && result.detail().find('\n') != std::string::npos) __builtin_trap();
       break;
     }
     case 1: {
@@ -84,7 +84,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     case 3: {
       kacheryfs::StoreAnswer stored;
       bool produced = false;
-      kacheryfs::FetchResult store = client.store(
+      kacheryfs::Status store = client.store(
           3,
           [&](char* into, std::size_t) -> long {
             if (produced) return 0;
@@ -100,8 +100,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const std::vector<kacheryfs::ByteRange> ranges = {
           {0, 10}, {10, 20}, {1 << 20, (1 << 20) + 5}};
       std::vector<std::string> answers;
-      kacheryfs::FetchResult result = client.read_ranges(std::string(40, 'c'), ranges, answers, {},
-                                                         kacheryfs::NeverCancelled());
+      kacheryfs::Status result = client.read_ranges(std::string(40, 'c'), ranges, answers, {},
+                                                    kacheryfs::NeverCancelled());
       if (answers.size() != ranges.size()) __builtin_trap();
       for (std::size_t i = 0; i < ranges.size(); ++i)
         if (answers[i].size() > ranges[i].end - ranges[i].start) __builtin_trap();

@@ -7,9 +7,8 @@
 #include "kachery/manifest.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  std::string error;
-  auto manifest = kacheryfs::parse_manifest(
-      std::string_view(reinterpret_cast<const char*>(data), size), &error);
+  auto manifest =
+      kacheryfs::parse_manifest(std::string_view(reinterpret_cast<const char*>(data), size));
   if (manifest) {
     // An accepted manifest covers [0, size) with ordered, non-empty chunks.
     std::uint64_t at = 0;

@@ -35,7 +35,7 @@ class FilesystemTest : public testing::TempDirTest {
                                                in_use_, StreamingConfig{20000, 65536, false});
     filesystem_ =
         std::make_unique<Filesystem>(tree_, *cache_, *content_, counters_, quota_, daemon_,
-                                     [this](std::string* id, const CancelToken&) -> FetchResult {
+                                     [this](std::string* id, const CancelToken&) -> Status {
                                        ++probes_;
                                        *id = std::string(64, 'e');
                                        return {};
@@ -156,9 +156,9 @@ TEST_F(FilesystemTest, ANodeNotReachedYetHasNoIdFileUntilItAnswers) {
   int asked = 0;
   bool reachable = false;
   Filesystem offline(tree_, *cache_, *content_, counters_, quota_, daemon_,
-                     [&](std::string* id, const CancelToken&) -> FetchResult {
+                     [&](std::string* id, const CancelToken&) -> Status {
                        ++asked;
-                       if (!reachable) return {FetchStatus::kUnreachable, "connection refused"};
+                       if (!reachable) return {Cause::kUnreachable, "connection refused"};
                        *id = std::string(64, 'f');
                        return {};
                      });

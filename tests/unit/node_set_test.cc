@@ -18,31 +18,31 @@ using testing::pattern;
 // A node that serves `limit` bytes of each range and then fails with `failure`.
 class BreakingSource final : public BlobSource {
  public:
-  BreakingSource(MemorySource& inner, std::uint64_t limit, FetchStatus failure)
+  BreakingSource(MemorySource& inner, std::uint64_t limit, Cause failure)
       : inner_(inner), limit_(limit), failure_(failure) {}
-  FetchResult read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
-                         const ByteSink& sink, const CancelToken& cancel) override {
+  Status read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
+                    const ByteSink& sink, const CancelToken& cancel) override {
     ++requests;
     std::uint64_t cut = std::min(end, start + limit_);
     if (cut > start) {
-      FetchResult result = inner_.read_range(sha1, start, cut, sink, cancel);
+      Status result = inner_.read_range(sha1, start, cut, sink, cancel);
       if (!result.ok()) return result;
     }
     return {failure_, "connection reset after " + std::to_string(cut - start) + " bytes"};
   }
-  FetchResult load_blob(std::string_view, const CancelToken&) override {
-    return {FetchStatus::kUnreachable, "refused"};
+  Status load_blob(std::string_view, const CancelToken&) override {
+    return {Cause::kUnreachable, "refused"};
   }
   std::atomic<int> requests{0};
 
  private:
   MemorySource& inner_;
   std::uint64_t limit_;
-  FetchStatus failure_;
+  Cause failure_;
 };
 
-FetchResult read_into(NodeSet& nodes, const std::string& sha1, std::uint64_t start,
-                      std::uint64_t end, std::string& out) {
+Status read_into(NodeSet& nodes, const std::string& sha1, std::uint64_t start, std::uint64_t end,
+                 std::string& out) {
   NeverCancelled never;
   return nodes.read_range(
       sha1, start, end,
@@ -64,7 +64,7 @@ TEST(NodeSetTest, ARangeBrokenMidStreamContinuesOnTheNextNodeAtTheByteItReached)
   std::string bytes = pattern(1 << 20, 3);
   std::string sha1 = first_store.add(bytes);
   second.add(bytes);
-  BreakingSource first(first_store, 300000, FetchStatus::kUnreachable);
+  BreakingSource first(first_store, 300000, Cause::kUnreachable);
   NodeSet nodes({{"http://a", &first}, {"http://b", &second}}, quick_backoff());
 
   std::string got;
@@ -88,7 +88,7 @@ TEST(NodeSetTest, ARangeBrokenMidStreamContinuesOnTheNextNodeAtTheByteItReached)
   nodes.note(0, {});
   EXPECT_TRUE(nodes.report()[0].up);
   got.clear();
-  read_into(nodes, sha1, 0, 10, got);
+  EXPECT_TRUE(read_into(nodes, sha1, 0, 10, got).ok());
   EXPECT_EQ(first.requests.load(), 2);
 }
 
@@ -108,7 +108,7 @@ TEST(NodeSetTest, NotFoundIsPerNodeAndRemembered) {
 
   std::string nowhere = sha1_hex_of("nowhere");
   got.clear();
-  EXPECT_EQ(read_into(nodes, nowhere, 0, 10, got).status, FetchStatus::kNotFound);
+  EXPECT_EQ(read_into(nodes, nowhere, 0, 10, got).cause(), Cause::kNotFound);
 }
 
 TEST(NodeSetTest, ANodeRememberedToLackAFileIsAskedAgainBeforeENOENT) {
@@ -117,10 +117,10 @@ TEST(NodeSetTest, ANodeRememberedToLackAFileIsAskedAgainBeforeENOENT) {
   std::string sha1 = sha1_hex_of(bytes);
   NodeSet nodes({{"http://a", &first}, {"http://b", &second}}, quick_backoff());
   std::string got;
-  EXPECT_EQ(read_into(nodes, sha1, 0, 3000, got).status, FetchStatus::kNotFound);
+  EXPECT_EQ(read_into(nodes, sha1, 0, 3000, got).cause(), Cause::kNotFound);
   EXPECT_EQ(first.requests.load(), 1);
   EXPECT_EQ(second.requests.load(), 1);
-  EXPECT_EQ(read_into(nodes, sha1, 0, 3000, got).status, FetchStatus::kNotFound);
+  EXPECT_EQ(read_into(nodes, sha1, 0, 3000, got).cause(), Cause::kNotFound);
   EXPECT_EQ(first.requests.load() + second.requests.load(), 4) << "one request a node a miss";
   first.add(bytes);  // stored on the first node since (a store, a load)
   ASSERT_TRUE(read_into(nodes, sha1, 0, 3000, got).ok());
@@ -131,12 +131,12 @@ TEST(NodeSetTest, ANodeRememberedToLackAFileIsAskedAgainBeforeENOENT) {
 TEST(NodeSetTest, MissingOnOneNodeAndTheOtherDownIsAnErrorNotENOENT) {
   MemorySource first, empty;
   std::string sha1 = first.add(pattern(100, 2));
-  BreakingSource down(first, 0, FetchStatus::kUnreachable);
+  BreakingSource down(first, 0, Cause::kUnreachable);
   NodeSet nodes({{"http://a", &down}, {"http://b", &empty}}, quick_backoff());
   std::string got;
-  FetchResult result = read_into(nodes, sha1, 0, 100, got);
-  EXPECT_EQ(result.status, FetchStatus::kUnreachable);
-  EXPECT_NE(result.detail.find("http://a"), std::string::npos) << result.detail;
+  Status result = read_into(nodes, sha1, 0, 100, got);
+  EXPECT_EQ(result.cause(), Cause::kUnreachable);
+  EXPECT_NE(result.detail().find("http://a"), std::string::npos) << result.detail();
   EXPECT_TRUE(nodes.online());
 }
 
@@ -159,14 +159,14 @@ TEST(NodeSetTest, BadBytesExcludeTheirNodeForThatHashOnly) {
   EXPECT_EQ(nodes.served_by(sha1), "http://b");
   EXPECT_EQ(first.requests.load(), 1);
   got.clear();
-  read_into(nodes, other, 0, 10, got);
+  EXPECT_TRUE(read_into(nodes, other, 0, 10, got).ok());
   EXPECT_EQ(first.requests.load(), 2) << "the node is still asked for other files";
 
   // Once every node has served bad bytes of it, the hash is an error, not "not found".
   second.corrupt = true;
   EXPECT_FALSE(nodes.report_bad_bytes(sha1, 0, 4096).worth_retrying);
   got.clear();
-  EXPECT_EQ(read_into(nodes, sha1, 0, 4096, got).status, FetchStatus::kProtocolError);
+  EXPECT_EQ(read_into(nodes, sha1, 0, 4096, got).cause(), Cause::kProtocolError);
 }
 
 TEST(NodeSetTest, ASingleNodeIsNeverExcluded) {
@@ -174,7 +174,7 @@ TEST(NodeSetTest, ASingleNodeIsNeverExcluded) {
   std::string sha1 = only.add(pattern(100, 7));
   NodeSet nodes({{"http://a", &only}}, quick_backoff());
   std::string got;
-  read_into(nodes, sha1, 0, 100, got);
+  EXPECT_TRUE(read_into(nodes, sha1, 0, 100, got).ok());
   EXPECT_FALSE(nodes.report_bad_bytes(sha1, 0, 100).worth_retrying);
   got.clear();
   EXPECT_TRUE(read_into(nodes, sha1, 0, 100, got).ok());
@@ -187,7 +187,7 @@ TEST(NodeSetTest, LoadsGoToTheFirstNodeThatCanAndReadsFollow) {
   second.network[sha1] = bytes;  // only the second node's channel has it
   NodeSet nodes({{"http://a", &first}, {"http://b", &second}}, quick_backoff());
   std::string got;
-  EXPECT_EQ(read_into(nodes, sha1, 0, 3000, got).status, FetchStatus::kNotFound);
+  EXPECT_EQ(read_into(nodes, sha1, 0, 3000, got).cause(), Cause::kNotFound);
   NeverCancelled never;
   ASSERT_TRUE(nodes.load_blob(sha1, never).ok());
   EXPECT_EQ(first.loads.load(), 1);
@@ -210,9 +210,9 @@ int nodes_used_by_two_concurrent_ranges(bool spread) {
   config.spread = spread;
   NodeSet nodes({{"http://a", &first}, {"http://b", &second}}, config);
   std::string one, two;
-  std::thread t1([&] { read_into(nodes, sha1, 0, 1 << 20, one); });
+  std::thread t1([&] { EXPECT_TRUE(read_into(nodes, sha1, 0, 1 << 20, one).ok()); });
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  std::thread t2([&] { read_into(nodes, sha1, 1 << 20, 2 << 20, two); });
+  std::thread t2([&] { EXPECT_TRUE(read_into(nodes, sha1, 1 << 20, 2 << 20, two).ok()); });
   t1.join();
   t2.join();
   EXPECT_EQ(one + two, bytes);
@@ -227,7 +227,7 @@ TEST(NodeSetTest, SpreadSendsConcurrentRangesToDifferentNodes) {
 TEST(NodeSetTest, AllNodesDownFailsWithoutWaitingAndComesBackOnAProbe) {
   MemorySource store;
   std::string sha1 = store.add(pattern(100, 4));
-  BreakingSource a(store, 0, FetchStatus::kTimeout), b(store, 0, FetchStatus::kUnreachable);
+  BreakingSource a(store, 0, Cause::kTimeout), b(store, 0, Cause::kUnreachable);
   NodeSet nodes({{"http://a", &a}, {"http://b", &b}}, quick_backoff());
   std::string got;
   EXPECT_FALSE(read_into(nodes, sha1, 0, 100, got).ok());
@@ -243,12 +243,12 @@ TEST(NodeSetTest, AllNodesDownFailsWithoutWaitingAndComesBackOnAProbe) {
 class FlakySource final : public BlobSource {
  public:
   FlakySource(MemorySource& inner, int failures) : inner_(inner), failures_(failures) {}
-  FetchResult read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
-                         const ByteSink& sink, const CancelToken& cancel) override {
-    if (failures_-- > 0) return {FetchStatus::kServerError, "500 busy"};
+  Status read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
+                    const ByteSink& sink, const CancelToken& cancel) override {
+    if (failures_-- > 0) return {Cause::kServerError, "500 busy"};
     return inner_.read_range(sha1, start, end, sink, cancel);
   }
-  FetchResult load_blob(std::string_view, const CancelToken&) override { return {}; }
+  Status load_blob(std::string_view, const CancelToken&) override { return {}; }
 
  private:
   MemorySource& inner_;
@@ -270,7 +270,7 @@ TEST(NodeSetTest, WhenEveryNodeFailsWith5xxTheSetRetriesInRounds) {
   FlakySource c(store, 5), d(store, 5);
   NodeSet no_retries({{"http://c", &c}, {"http://d", &d}}, quick_backoff());
   got.clear();
-  EXPECT_EQ(read_into(no_retries, sha1, 0, 1000, got).status, FetchStatus::kServerError);
+  EXPECT_EQ(read_into(no_retries, sha1, 0, 1000, got).cause(), Cause::kServerError);
 }
 
 }  // namespace

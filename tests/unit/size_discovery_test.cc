@@ -22,8 +22,8 @@ class SizedSource final : public BlobSource {
   std::vector<std::size_t> round_sizes;
   std::vector<std::size_t> answers_read;  // per round: the answers read before it stopped
 
-  FetchResult read_range(std::string_view, std::uint64_t start, std::uint64_t end,
-                         const ByteSink& sink, const CancelToken&) override {
+  Status read_range(std::string_view, std::uint64_t start, std::uint64_t end, const ByteSink& sink,
+                    const CancelToken&) override {
     ++requests;
     std::uint64_t stop = claims_every_byte ? end : std::min(end, size);
     std::string bytes;
@@ -31,19 +31,17 @@ class SizedSource final : public BlobSource {
     if (!bytes.empty()) sink(bytes.data(), bytes.size());
     return {};
   }
-  FetchResult read_ranges(std::string_view sha1, const std::vector<ByteRange>& ranges,
-                          std::vector<std::string>& answers, const StillWanted& wanted,
-                          const CancelToken& cancel) override {
+  Status read_ranges(std::string_view sha1, const std::vector<ByteRange>& ranges,
+                     std::vector<std::string>& answers, const StillWanted& wanted,
+                     const CancelToken& cancel) override {
     ++rounds;
     round_sizes.push_back(ranges.size());
     int before = requests;
-    FetchResult result = BlobSource::read_ranges(sha1, ranges, answers, wanted, cancel);
+    Status result = BlobSource::read_ranges(sha1, ranges, answers, wanted, cancel);
     answers_read.push_back(static_cast<std::size_t>(requests - before));
     return result;
   }
-  FetchResult load_blob(std::string_view, const CancelToken&) override {
-    return {FetchStatus::kNotFound, ""};
-  }
+  Status load_blob(std::string_view, const CancelToken&) override { return {Cause::kNotFound, ""}; }
   LinkEstimate link() const override { return estimate; }
 };
 
@@ -61,8 +59,8 @@ class SizeDiscoveryTest : public ::testing::Test {
     source_.answers_read.clear();
     SizeDiscovery discovery(source_, SizeDiscoveryConfig{kPage, 2 * kPage, 1 << 20, 4 << 20});
     DiscoveredSize found;
-    FetchResult result = discovery.discover("x", found, never_);
-    EXPECT_TRUE(result.ok()) << result.detail;
+    Status result = discovery.discover("x", found, never_);
+    EXPECT_TRUE(result.ok()) << result.detail();
     EXPECT_EQ(found.rounds, static_cast<unsigned>(source_.rounds));
     return found;
   }
@@ -205,8 +203,8 @@ TEST_F(SizeDiscoveryTest, ANodeThatClaimsEveryByteIsAProtocolError) {
   DiscoveredSize found;
   // Every probe finds a byte, and the last window comes back full: no end.
   source_.size = ~std::uint64_t{0};
-  FetchResult result = discovery.discover("x", found, never_);
-  EXPECT_EQ(result.status, FetchStatus::kProtocolError);
+  Status result = discovery.discover("x", found, never_);
+  EXPECT_EQ(result.cause(), Cause::kProtocolError);
   EXPECT_LT(source_.requests, 2000);
 }
 

@@ -68,20 +68,20 @@ class MemorySource final : public BlobSource {
     return sha1;
   }
 
-  FetchResult read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
-                         const ByteSink& sink, const CancelToken& cancel) override {
+  Status read_range(std::string_view sha1, std::uint64_t start, std::uint64_t end,
+                    const ByteSink& sink, const CancelToken& cancel) override {
     ++requests;
     std::string bytes;
     {
       std::lock_guard lock(mutex);
       ranges.emplace_back(start, end);
       auto it = blobs.find(std::string(sha1));
-      if (it == blobs.end()) return {FetchStatus::kNotFound, "no such blob"};
+      if (it == blobs.end()) return {Cause::kNotFound, "no such blob"};
       bytes = it->second;
     }
     auto until = std::chrono::steady_clock::now() + delay;
     while (std::chrono::steady_clock::now() < until) {
-      if (cancel.cancelled()) return {FetchStatus::kCancelled, "cancelled"};
+      if (cancel.cancelled()) return {Cause::kCancelled, "cancelled"};
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     if (start >= bytes.size()) return {};
@@ -89,15 +89,15 @@ class MemorySource final : public BlobSource {
     served += piece.size();
     if (corrupt) piece[0] ^= 1;
     if (corrupt_at >= start && corrupt_at < start + piece.size()) piece[corrupt_at - start] ^= 1;
-    if (!sink(piece.data(), piece.size())) return {FetchStatus::kLocalError, "sink"};
+    if (!sink(piece.data(), piece.size())) return {Cause::kLocalError, "sink"};
     return {};
   }
 
-  FetchResult load_blob(std::string_view sha1, const CancelToken&) override {
+  Status load_blob(std::string_view sha1, const CancelToken&) override {
     ++loads;
     std::lock_guard lock(mutex);
     auto it = network.find(std::string(sha1));
-    if (it == network.end()) return {FetchStatus::kNotFound, "Unable to find file"};
+    if (it == network.end()) return {Cause::kNotFound, "Unable to find file"};
     blobs[it->first] = it->second;
     return {};
   }
