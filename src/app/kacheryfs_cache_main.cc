@@ -473,7 +473,7 @@ int pin(Tool& tool, const std::vector<std::string>& targets, unsigned jobs) {
                 progress = std::make_unique<PinProgress>(std::move(file), tty, tool.as_json);
             }};
         OpenContent content;
-        int error = tool.parts->content().open(request, content, NeverCancelled());
+        int error = tool.parts->content().open(request, content, NeverCancelled()).error();
         progress.reset();
         out.size = content.size;
         out.ok = error == 0 && tool.index->set_pinned(out.sha1, true);

@@ -194,16 +194,16 @@ bool PartialFile::wait_chunk_verified(std::size_t chunk, const CancelToken& canc
   return verified && !failed_;
 }
 
-int PartialFile::wait_complete(const CancelToken& cancel) {
-  int error = -EINTR;
+Status PartialFile::wait_complete(const CancelToken& cancel) {
+  Status outcome = kacheryfs::fail(Cause::kCancelled, "cancelled");
   wait_unless_cancelled(mutex_, changed_, cancel, [&] {
     if (failed_)
-      error = -EIO;
+      outcome = kacheryfs::fail(Cause::kBadBytes, sha1_ + " failed verification or a write");
     else if (complete_)
-      error = 0;
+      outcome = Status{};
     return failed_ || complete_;
   });
-  return error;
+  return outcome;
 }
 
 void PartialFile::set_complete() {

@@ -84,8 +84,9 @@ class PartialFile {
   std::size_t verified_chunk_count() const;
   // Waits until chunk is verified (true) or the file failed / cancel (false).
   bool wait_chunk_verified(std::size_t chunk, const CancelToken& cancel);
-  // Waits until the file is complete (0), failed (-EIO) or the token cancelled (-EINTR).
-  int wait_complete(const CancelToken& cancel);
+  // Waits until the file is complete (ok), failed (-EIO, kBadBytes) or the token cancelled
+  // (-EINTR).
+  Status wait_complete(const CancelToken& cancel);
   bool complete() const { return complete_.load(); }
   void set_complete();
   bool failed() const { return failed_.load(); }

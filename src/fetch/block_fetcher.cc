@@ -139,8 +139,16 @@ std::size_t BlockFetcher::verified_chunks(const std::string& sha1) {
   return static_cast<std::size_t>(std::count(chunks.begin(), chunks.end(), 1));
 }
 
-int BlockFetcher::fetch_block(PartialFile& file, std::uint64_t first, std::uint64_t limit,
-                              const CancelToken& cancel, Purpose purpose) {
+namespace {
+// What a reader of a file that failed verification, or a write, earlier gets (that
+// failure was counted and logged when it happened).
+Failure failed_earlier(const PartialFile& file) {
+  return fail(Cause::kBadBytes, file.sha1() + " failed earlier in this mount (see the log)");
+}
+}  // namespace
+
+Status BlockFetcher::fetch_block(PartialFile& file, std::uint64_t first, std::uint64_t limit,
+                                 const CancelToken& cancel, Purpose purpose) {
   std::uint64_t pages_per_block = std::max<std::uint64_t>(1, config_.block_size / file.page_size());
   limit = std::min({limit, first + pages_per_block - 1, file.page_count() - 1});
   std::uint64_t last = first;
@@ -197,16 +205,16 @@ int BlockFetcher::fetch_block(PartialFile& file, std::uint64_t first, std::uint6
         spdlog::info("prefetch of {} [{}, {}) stopped: {}: {}", file.sha1(), start, end,
                      to_string(result.cause()), result.detail());
       }
-      return -EIO;
+      return result;
     }
     EioSite site = write_error != 0 ? EioSite::kCacheWrite : EioSite::kBlockFetch;
-    return fetch_errno(counters_, result, site, file.sha1());
+    return read_failure(counters_, result, site, file.sha1());
   }
   // Tell the index about every block's worth of new bytes, not every page.
   std::uint64_t held = file.cached_bytes();
   if (file.report_held_bytes(held, config_.block_size))
     accounting_.partial(file.sha1(), file.size(), held);
-  return 0;
+  return {};
 }
 
 void BlockFetcher::seed(const std::shared_ptr<PartialFile>& file, std::uint64_t offset,
@@ -239,11 +247,11 @@ void BlockFetcher::seed(const std::shared_ptr<PartialFile>& file, std::uint64_t 
   schedule_verify(file);
 }
 
-int BlockFetcher::ensure(const std::shared_ptr<PartialFile>& shared, std::uint64_t offset,
-                         std::uint64_t length, bool verified_only, const CancelToken& cancel) {
+Status BlockFetcher::ensure(const std::shared_ptr<PartialFile>& shared, std::uint64_t offset,
+                            std::uint64_t length, bool verified_only, const CancelToken& cancel) {
   PartialFile& file = *shared;
-  if (file.failed()) return -EIO;
-  if (offset >= file.size() || length == 0) return 0;
+  if (file.failed()) return failed_earlier(file);
+  if (offset >= file.size() || length == 0) return {};
   std::uint64_t last_byte = std::min(file.size(), offset + length) - 1;
   const std::shared_ptr<const Manifest> manifest = verified_only ? file.manifest() : nullptr;
   if (manifest) {
@@ -259,15 +267,17 @@ int BlockFetcher::ensure(const std::shared_ptr<PartialFile>& shared, std::uint64
     for (;;) {
       if (file.present(page)) break;
       if (file.claim(page)) {
-        if (int error = fetch_block(file, page, last_page, cancel, Purpose::kDemand); error != 0)
-          return error;
+        if (Status fetched = fetch_block(file, page, last_page, cancel, Purpose::kDemand);
+            !fetched.ok())
+          return fetched;
         fetched_any = true;
         break;
       }
       auto waited = file.wait(page, cancel);
       if (waited == PartialFile::WaitResult::kPresent) break;
-      if (waited == PartialFile::WaitResult::kCancelled) return -EINTR;
-      if (waited == PartialFile::WaitResult::kFailed) return -EIO;
+      if (waited == PartialFile::WaitResult::kCancelled)
+        return fail(Cause::kCancelled, "cancelled");
+      if (waited == PartialFile::WaitResult::kFailed) return failed_earlier(file);
       // kAbsent: the other fetch failed; try it here, so the reader sees the real error.
     }
   }
@@ -276,10 +286,12 @@ int BlockFetcher::ensure(const std::shared_ptr<PartialFile>& shared, std::uint64
     const auto& chunks = manifest->chunks;
     for (std::size_t c = 0; c < chunks.size(); ++c) {
       if (chunks[c].end <= offset || chunks[c].start > last_byte) continue;
-      if (!file.wait_chunk_verified(c, cancel)) return file.failed() ? -EIO : -EINTR;
+      if (!file.wait_chunk_verified(c, cancel))
+        return file.failed() ? failed_earlier(file) : fail(Cause::kCancelled, "cancelled");
     }
   }
-  return file.failed() ? -EIO : 0;
+  if (file.failed()) return failed_earlier(file);
+  return {};
 }
 
 std::uint64_t BlockFetcher::first_window() const {
@@ -321,9 +333,10 @@ void BlockFetcher::prefetch(const std::shared_ptr<PartialFile>& file, std::uint6
   queue_changed_.notify_all();
 }
 
-int BlockFetcher::fetch_all(const std::shared_ptr<PartialFile>& file, const CancelToken& cancel) {
+Status BlockFetcher::fetch_all(const std::shared_ptr<PartialFile>& file,
+                               const CancelToken& cancel) {
   prefetch(file, 0, file->size());
-  if (int error = ensure(file, 0, file->size(), false, cancel); error != 0) return error;
+  if (Status fetched = ensure(file, 0, file->size(), false, cancel); !fetched.ok()) return fetched;
   schedule_verify(file);
   return file->wait_complete(cancel);
 }
@@ -351,8 +364,8 @@ void BlockFetcher::worker_loop() {
     bool fetched = false;
     for (std::uint64_t page = block.first_page; page <= block.last_page; ++page) {
       if (!block.file->claim(page)) continue;
-      if (fetch_block(*block.file, page, block.last_page, stop_prefetches_, Purpose::kPrefetch) !=
-          0)
+      if (!fetch_block(*block.file, page, block.last_page, stop_prefetches_, Purpose::kPrefetch)
+               .ok())
         break;
       fetched = true;
     }

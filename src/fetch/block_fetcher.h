@@ -75,8 +75,8 @@ class BlockFetcher {
 
   // Makes [offset, offset + length) of the file readable from its data fd. With
   // verified_only, also waits until the manifest chunks covering the range are verified.
-  int ensure(const std::shared_ptr<PartialFile>& file, std::uint64_t offset, std::uint64_t length,
-             bool verified_only, const CancelToken& cancel);
+  Status ensure(const std::shared_ptr<PartialFile>& file, std::uint64_t offset,
+                std::uint64_t length, bool verified_only, const CancelToken& cancel);
   // The readahead window a sequential reader opens with: what keeps the link busy, from
   // the source's measured link (twice its bandwidth-delay product, and ranges long enough
   // that the node's time per request costs a quarter of their transfer at most), between
@@ -87,8 +87,8 @@ class BlockFetcher {
   void prefetch(const std::shared_ptr<PartialFile>& file, std::uint64_t offset,
                 std::uint64_t length);
   // Fetches every block (in parallel) and waits until the whole file is verified and
-  // complete in the cache: 0, -EIO or -EINTR.
-  int fetch_all(const std::shared_ptr<PartialFile>& file, const CancelToken& cancel);
+  // complete in the cache (a failure: -EIO or -EINTR).
+  Status fetch_all(const std::shared_ptr<PartialFile>& file, const CancelToken& cancel);
 
   // Stores bytes already in hand (size discovery's head and tail) as the pages they cover
   // whole, so that no reader fetches them again. They are verified like fetched pages.
@@ -105,8 +105,8 @@ class BlockFetcher {
   // and at most block_size bytes, in one range request; pages become present as bytes land.
   // A reader waits for a demand fetch; a prefetch's failure is only logged.
   enum class Purpose { kDemand, kPrefetch };
-  int fetch_block(PartialFile& file, std::uint64_t first, std::uint64_t limit,
-                  const CancelToken& cancel, Purpose purpose);
+  Status fetch_block(PartialFile& file, std::uint64_t first, std::uint64_t limit,
+                     const CancelToken& cancel, Purpose purpose);
   void schedule_verify(const std::shared_ptr<PartialFile>& file);
   // The entry of sha1 some reader holds now, or nullptr (then its files are read instead).
   std::shared_ptr<PartialFile> live(const std::string& sha1);

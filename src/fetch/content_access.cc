@@ -29,11 +29,11 @@ void ContentAccess::note_manifest(const std::string& sha1, const std::string& ma
   manifest_names_[sha1] = manifest_sha1;
 }
 
-int ContentAccess::open(const ContentRequest& request, OpenContent& out,
-                        const CancelToken& cancel) {
+Status ContentAccess::open(const ContentRequest& request, OpenContent& out,
+                           const CancelToken& cancel) {
   const std::string& sha1 = request.sha1;
   out.sha1 = sha1;
-  if (sha1 == kEmptySha1) return 0;  // no fd: reads return nothing
+  if (sha1 == kEmptySha1) return {};  // no fd: reads return nothing
   out.in_use = in_use_.hold(sha1);
   if (auto fd = cache_.open_complete(sha1); fd.ok()) {
     if (!request.fetched_by_lookup) counters_.add(Counter::kHits);
@@ -41,22 +41,23 @@ int ContentAccess::open(const ContentRequest& request, OpenContent& out,
     struct stat st {};
     out.size = fstat(fd->get(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
     out.fd = std::move(*fd);
-    return 0;
+    return {};
   }
   Result<ContentSize> size = find_size(request, cancel);
-  if (!size.ok()) return size.error();
+  if (!size.ok()) return size.failure();
   out.size = size->size;
   if (auto fd = cache_.open_complete(sha1); fd.ok()) {  // small files arrive with their size
     out.fd = std::move(*fd);
-    return 0;
+    return {};
   }
-  if (int error = open_streamed(request, size->size, out, cancel); error != 0 || out.partial) {
-    return error;
+  if (Status streamed = open_streamed(request, size->size, out, cancel);
+      !streamed.ok() || out.partial) {
+    return streamed;
   }
   auto fd = cache_.open_complete(sha1);
-  if (!fd.ok()) return fd.error();
+  if (!fd.ok()) return fd.failure();
   out.fd = std::move(*fd);
-  return 0;
+  return {};
 }
 
 Result<ContentSize> ContentAccess::find_size(const ContentRequest& request,
@@ -80,11 +81,11 @@ Result<std::shared_ptr<PartialFile>> ContentAccess::entry(const ContentRequest& 
   return blocks_.partial(request.sha1, size, manifest_for(request, size, cancel), known);
 }
 
-int ContentAccess::open_streamed(const ContentRequest& request, std::uint64_t size,
-                                 OpenContent& out, const CancelToken& cancel) {
+Status ContentAccess::open_streamed(const ContentRequest& request, std::uint64_t size,
+                                    OpenContent& out, const CancelToken& cancel) {
   auto partial = entry(request, size, {}, cancel);
   if (!partial.ok()) {
-    return fetch_errno(
+    return read_failure(
         counters_,
         {Cause::kLocalError, "cannot create the block cache entry: " + partial.detail() + ": " +
                                  std::strerror(-partial.error())},
@@ -100,13 +101,13 @@ int ContentAccess::open_streamed(const ContentRequest& request, std::uint64_t si
     return blocks_.fetch_all(*partial, cancel);
   }
   if (!(*partial)->complete()) out.partial = std::move(*partial);
-  return 0;
+  return {};
 }
 
 std::optional<Manifest> ContentAccess::load_manifest(const std::string& sha1,
                                                      const std::string& manifest_sha1,
                                                      const CancelToken& cancel) {
-  if (fetcher_.ensure_cached(manifest_sha1, cancel) != 0) {
+  if (!fetcher_.ensure_cached(manifest_sha1, cancel).ok()) {
     spdlog::warn("cannot fetch manifest {} of {}; verifying the whole file only", manifest_sha1,
                  sha1);
     return std::nullopt;
@@ -200,7 +201,7 @@ Result<int> ContentAccess::prepare_read(OpenContent& file, std::uint64_t offset,
   }
   // The reader's own pages first, then the prefetch: queued before them, the prefetch's
   // ranges would share the node's bandwidth with the one the reader waits for.
-  int demand = blocks_.ensure(partial, offset, length, streaming_.strict, cancel);
+  Status demand = blocks_.ensure(partial, offset, length, streaming_.strict, cancel);
   if (queue_whole) {
     // A file up to whole_max is fetched whole once read: in the background, behind the
     // reader's own pages. Room for all of it is made now, as the blocks' own checks,
@@ -211,7 +212,7 @@ Result<int> ContentAccess::prepare_read(OpenContent& file, std::uint64_t offset,
   } else if (window > 0 && partial->size() > streaming_.whole_max) {
     blocks_.prefetch(partial, offset + length, window);
   }
-  if (demand != 0) return fail(demand);
+  if (!demand.ok()) return demand.failure();
   // No reader reaches the end of a file on unverified bytes: the read that returns the last
   // bytes waits for the whole-file check (fetching what is still missing), so cat, cp and
   // sha1sum can never finish "successfully" on a corrupt file.
@@ -219,10 +220,10 @@ Result<int> ContentAccess::prepare_read(OpenContent& file, std::uint64_t offset,
   // one only the whole file can be checked (a footer-first reader of a large file without
   // a manifest pays for the whole download: give its manifest, or verify=strict).
   if (offset + length >= partial->size() && !partial->complete()) {
-    int error = partial->manifest()
-                    ? blocks_.ensure(partial, offset, length, /*verified_only=*/true, cancel)
-                    : blocks_.fetch_all(partial, cancel);
-    if (error != 0) return fail(error);
+    Status verified = partial->manifest()
+                          ? blocks_.ensure(partial, offset, length, /*verified_only=*/true, cancel)
+                          : blocks_.fetch_all(partial, cancel);
+    if (!verified.ok()) return verified.failure();
   }
   return partial->data_fd();
 }

@@ -87,8 +87,8 @@ class ContentAccess {
   // and no size discovery is needed.
   Result<ContentSize> size(const std::string& sha1, const CancelToken& cancel);
 
-  // Makes the content present for the request's intent and fills `out`: 0 or -errno.
-  int open(const ContentRequest& request, OpenContent& out, const CancelToken& cancel);
+  // Makes the content present for the request's intent and fills `out`.
+  Status open(const ContentRequest& request, OpenContent& out, const CancelToken& cancel);
 
   // Makes [offset, offset + length) of an open file readable (fetching the pages it needs
   // and reading ahead for sequential readers) and returns the fd to read it from.
@@ -107,8 +107,8 @@ class ContentAccess {
   Result<std::shared_ptr<PartialFile>> entry(const ContentRequest& request, std::uint64_t size,
                                              const std::vector<KnownPiece>& known,
                                              const CancelToken& cancel);
-  int open_streamed(const ContentRequest& request, std::uint64_t size, OpenContent& out,
-                    const CancelToken& cancel);
+  Status open_streamed(const ContentRequest& request, std::uint64_t size, OpenContent& out,
+                       const CancelToken& cancel);
   // The manifest manifest_sha1, fetched (whole, verified) and checked to describe sha1.
   std::optional<Manifest> load_manifest(const std::string& sha1, const std::string& manifest_sha1,
                                         const CancelToken& cancel);

@@ -115,7 +115,7 @@ Result<FoundSize> ContentFetcher::discover_size(const std::string& sha1, const C
   }
   if (!result.ok()) {
     EioSite site = found.rounds > 1 ? EioSite::kSizeProbe : EioSite::kSizeDiscovery;
-    return fail(fetch_errno(counters_, result, site, sha1));
+    return read_failure(counters_, result, site, sha1);
   }
   std::uint64_t brought = 0;
   for (const KnownPiece& piece : found.pieces) brought += piece.bytes.size();
@@ -141,8 +141,8 @@ Result<FoundSize> ContentFetcher::discover_size(const std::string& sha1, const C
             sha1, from, actual);
         return discover_size(sha1, cancel, attempt + 1);
       }
-      return fail(report_eio(counters_, EioSite::kDownloadChecksum, sha1,
-                             "the bytes from " + from + " hash to " + actual + "; nothing cached"));
+      return report_eio(counters_, EioSite::kDownloadChecksum, sha1,
+                        "the bytes from " + from + " hash to " + actual + "; nothing cached");
     }
     bool cached = false;
     if (auto tx = cache_.begin(sha1); tx.ok()) {
@@ -157,28 +157,29 @@ Result<FoundSize> ContentFetcher::discover_size(const std::string& sha1, const C
   return FoundSize{found.size, false, std::move(found.pieces)};
 }
 
-int ContentFetcher::ensure_cached(std::string_view sha1_view, const CancelToken& cancel) {
-  if (cache_.complete_size(sha1_view)) return 0;
+Status ContentFetcher::ensure_cached(std::string_view sha1_view, const CancelToken& cancel) {
+  if (cache_.complete_size(sha1_view)) return {};
   std::string sha1(sha1_view);
   for (;;) {
-    auto error = download_flights_.run(
+    auto done = download_flights_.run(
         sha1,
-        [&] {
-          if (cache_.complete_size(sha1)) return 0;  // a previous leader just finished
+        [&]() -> Status {
+          if (cache_.complete_size(sha1)) return {};  // a previous leader just finished
           Result<FoundSize> found = find_size(sha1, cancel);
-          if (!found.ok()) return found.error();
-          if (cache_.complete_size(sha1)) return 0;  // small blobs arrive with their size
+          if (!found.ok()) return found.failure();
+          if (cache_.complete_size(sha1)) return {};  // small blobs arrive with their size
           return download(sha1, *found, cancel);
         },
         cancel);
-    if (!error) return -EINTR;
-    if (*error == -EINTR && !cancel.cancelled()) continue;
-    return *error;
+    if (!done) return fail(Cause::kCancelled, "cancelled");
+    // The leader was cancelled, not this caller: this one leads now.
+    if (done->cause() == Cause::kCancelled && !cancel.cancelled()) continue;
+    return std::move(*done);
   }
 }
 
-int ContentFetcher::download(const std::string& sha1, const FoundSize& found,
-                             const CancelToken& cancel) {
+Status ContentFetcher::download(const std::string& sha1, const FoundSize& found,
+                                const CancelToken& cancel) {
   constexpr int kMaxAttempts = 4;  // at most one per distrusted node, and a final one
   // The head that size discovery brought is the first download's first bytes (hashed and
   // verified with the rest like any other); a retry fetches everything.
@@ -188,20 +189,20 @@ int ContentFetcher::download(const std::string& sha1, const FoundSize& found,
     head = found.pieces.front().bytes;
   for (int attempt = 1;; ++attempt) {
     bool worth_retrying = false;
-    int error = download_once(sha1, found.size, head, cancel, &worth_retrying);
+    Status result = download_once(sha1, found.size, head, cancel, &worth_retrying);
     head.clear();
-    if (error == 0 || !worth_retrying || attempt == kMaxAttempts) return error;
+    if (result.ok() || !worth_retrying || attempt == kMaxAttempts) return result;
     spdlog::info("fetching {} again, from another node", sha1);
   }
 }
 
-int ContentFetcher::download_once(const std::string& sha1, std::uint64_t size,
-                                  const std::string& head, const CancelToken& cancel,
-                                  bool* worth_retrying) {
+Status ContentFetcher::download_once(const std::string& sha1, std::uint64_t size,
+                                     const std::string& head, const CancelToken& cancel,
+                                     bool* worth_retrying) {
   accounting_.make_room(size);
   auto begun = cache_.begin(sha1);
   if (!begun.ok()) {
-    return fetch_errno(
+    return read_failure(
         counters_,
         {Cause::kLocalError, begun.detail() + ": " + std::string(std::strerror(-begun.error()))},
         EioSite::kCacheWrite, sha1);
@@ -223,7 +224,7 @@ int ContentFetcher::download_once(const std::string& sha1, std::uint64_t size,
   std::uint64_t offset = 0;
   if (!head.empty()) {
     if (!sink(head.data(), head.size())) {
-      return fetch_errno(
+      return read_failure(
           counters_,
           {Cause::kLocalError, std::string("writing the cache: ") + std::strerror(-write_error)},
           EioSite::kCacheWrite, sha1);
@@ -239,10 +240,10 @@ int ContentFetcher::download_once(const std::string& sha1, std::uint64_t size,
     }
     if (!result.ok()) {
       EioSite site = write_error != 0 ? EioSite::kCacheWrite : EioSite::kDownload;
-      return fetch_errno(counters_, result, site, sha1);
+      return read_failure(counters_, result, site, sha1);
     }
     if (tx->size() != end) {
-      return fetch_errno(
+      return read_failure(
           counters_,
           {Cause::kProtocolError, "expected " + std::to_string(size) + " bytes, the node sent " +
                                       std::to_string(tx->size())},
@@ -265,14 +266,14 @@ int ContentFetcher::download_once(const std::string& sha1, std::uint64_t size,
                       "the bytes from " + from + " hash to " + actual + "; nothing cached");
   }
   if (int commit_error = tx->commit(); commit_error != 0) {
-    return fetch_errno(counters_,
-                       {Cause::kLocalError,
-                        std::string("committing to the cache: ") + std::strerror(-commit_error)},
-                       EioSite::kCacheWrite, sha1);
+    return read_failure(counters_,
+                        {Cause::kLocalError,
+                         std::string("committing to the cache: ") + std::strerror(-commit_error)},
+                        EioSite::kCacheWrite, sha1);
   }
   fetched_complete(sha1, size);
   spdlog::debug("cached {} ({} bytes)", sha1, size);
-  return 0;
+  return {};
 }
 
 }  // namespace kacheryfs

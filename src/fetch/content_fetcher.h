@@ -55,8 +55,9 @@ class ContentFetcher {
   // The blob's size: from the cache, from memory, or by size discovery (which reports
   // what it fetched). Concurrent callers share one discovery and each get its pieces.
   Result<FoundSize> find_size(std::string_view sha1, const CancelToken& cancel);
-  // 0 once ROOT/sha1/ab/cd/ef/<sha1> holds verified content; else -ENOENT, -EIO or -EINTR.
-  int ensure_cached(std::string_view sha1, const CancelToken& cancel);
+  // Ok once the cache holds verified content; else the failure a reader gets (-ENOENT,
+  // -EIO or -EINTR, with its cause).
+  Status ensure_cached(std::string_view sha1, const CancelToken& cancel);
   // The size find_size gives without asking the source (the cache, memory, a partial
   // file's page map), or nullopt.
   std::optional<std::uint64_t> known_size(const std::string& sha1);
@@ -75,9 +76,9 @@ class ContentFetcher {
   // Downloads and verifies, starting with the head that size discovery brought (if any);
   // bytes that fail verification are fetched again while the source says another node may
   // serve them.
-  int download(const std::string& sha1, const FoundSize& found, const CancelToken& cancel);
-  int download_once(const std::string& sha1, std::uint64_t size, const std::string& head,
-                    const CancelToken& cancel, bool* worth_retrying);
+  Status download(const std::string& sha1, const FoundSize& found, const CancelToken& cancel);
+  Status download_once(const std::string& sha1, std::uint64_t size, const std::string& head,
+                       const CancelToken& cancel, bool* worth_retrying);
   Status read_with_load(const std::string& sha1, std::uint64_t start, std::uint64_t end,
                         const ByteSink& sink, const CancelToken& cancel);
   bool known_missing(const std::string& sha1);
@@ -97,7 +98,7 @@ class ContentFetcher {
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> missing_until_;
 
   SingleFlight<Result<FoundSize>> size_flights_;
-  SingleFlight<int> download_flights_;
+  SingleFlight<Status> download_flights_;
 };
 
 }  // namespace kacheryfs

@@ -24,6 +24,8 @@ const char* to_string(Cause cause) {
       return "protocol error";
     case Cause::kLocalError:
       return "local cache write failed";
+    case Cause::kBadBytes:
+      return "checksum mismatch";
   }
   return "unknown";
 }
@@ -47,6 +49,7 @@ int errno_of(Cause cause) {
     case Cause::kErrno:
     case Cause::kServerError:
     case Cause::kLocalError:
+    case Cause::kBadBytes:
       return -EIO;
   }
   return -EIO;

@@ -26,6 +26,7 @@ enum class Cause {
   kServerError,    // 5xx (other than not-found) after retries
   kProtocolError,  // an answer that cannot be made sense of
   kLocalError,     // the cache refused the bytes (e.g. disk full)
+  kBadBytes,       // bytes that do not hash to their name: nothing of them is served
 };
 
 const char* to_string(Cause cause);

@@ -258,7 +258,7 @@ int Filesystem::open(std::uint64_t ino, OpenedFile& out, const CancelToken& canc
       ContentRequest request;
       request.sha1 = node->key;
       request.fetched_by_lookup = tree_.take_fetched(ino);
-      return content_.open(request, out.content, cancel);
+      return content_.open(request, out.content, cancel).error();
     }
   }
   return -EIO;

@@ -43,11 +43,11 @@ TEST_F(BlockFetcherTest, ARandomReadFetchesOnlyItsPages) {
   BlockFetcher blocks(source, *cache_, quota_, counters_, in_use_, config_);
   auto file = *blocks.partial(sha1, 1 << 20, std::nullopt);
   ASSERT_TRUE(file);
-  ASSERT_EQ(blocks.ensure(file, 100000, 100, false, never_), 0);
+  ASSERT_EQ(blocks.ensure(file, 100000, 100, false, never_).error(), 0);
   EXPECT_EQ(source.fetched_bytes(), 4096u);
   EXPECT_TRUE(file->present(100000 / 4096));
   EXPECT_EQ(blocks.partial_bytes(sha1, 1 << 20), 4096u);
-  ASSERT_EQ(blocks.ensure(file, 100000, 5000, false, never_), 0);
+  ASSERT_EQ(blocks.ensure(file, 100000, 5000, false, never_).error(), 0);
   EXPECT_EQ(source.fetched_bytes(), 8192u) << "only the missing page";
   char byte = 0;
   ASSERT_EQ(pread(file->data_fd(), &byte, 1, 100001), 1);
@@ -59,7 +59,7 @@ TEST_F(BlockFetcherTest, ContiguousMissingPagesGoInBoundedRuns) {
   const std::string sha1 = source.add(pattern(100000));
   BlockFetcher blocks(source, *cache_, quota_, counters_, in_use_, config_);
   auto file = *blocks.partial(sha1, 100000, std::nullopt);
-  ASSERT_EQ(blocks.ensure(file, 0, 100000, false, never_), 0);
+  ASSERT_EQ(blocks.ensure(file, 0, 100000, false, never_).error(), 0);
   for (auto [start, end] : source.ranges) EXPECT_LE(end - start, 16384u);
   EXPECT_EQ(source.fetched_bytes(), 100000u);
 }
@@ -71,13 +71,13 @@ TEST_F(BlockFetcherTest, PresentPagesSurviveANewInstanceAndTheWholeFileIsVerifie
   {
     BlockFetcher blocks(source, *cache_, quota_, counters_, in_use_, config_);
     auto file = *blocks.partial(sha1, data.size(), std::nullopt);
-    ASSERT_EQ(blocks.ensure(file, 0, 20000, false, never_), 0);
+    ASSERT_EQ(blocks.ensure(file, 0, 20000, false, never_).error(), 0);
   }
   EXPECT_EQ(cache_->partial_size(sha1), data.size());
   std::uint64_t before = source.fetched_bytes();
   BlockFetcher blocks(source, *cache_, quota_, counters_, in_use_, config_);
   auto file = *blocks.partial(sha1, data.size(), std::nullopt);
-  ASSERT_EQ(blocks.ensure(file, 0, data.size(), false, never_), 0);
+  ASSERT_EQ(blocks.ensure(file, 0, data.size(), false, never_).error(), 0);
   EXPECT_EQ(source.fetched_bytes() - before, data.size() - 20480) << "pages 0-4 were kept";
   ASSERT_TRUE(eventually([&] { return file->complete(); }));
   std::ifstream in(cache_->complete_path(sha1), std::ios::binary);
@@ -99,7 +99,7 @@ TEST_F(BlockFetcherTest, SeededBytesAreWholePagesThatAreNeverFetchedAgain) {
   EXPECT_FALSE(file->present(2));
   EXPECT_FALSE(file->present(4));
   EXPECT_TRUE(file->present(data.size() / 4096));
-  ASSERT_EQ(blocks.ensure(file, 0, data.size(), false, never_), 0);
+  ASSERT_EQ(blocks.ensure(file, 0, data.size(), false, never_).error(), 0);
   EXPECT_EQ(source.fetched_bytes(), 45056u - 8192u) << "only the pages not seeded";
   ASSERT_TRUE(eventually([&] { return file->complete(); }));  // seeded bytes verified too
   std::ifstream in(cache_->complete_path(sha1), std::ios::binary);
@@ -116,10 +116,10 @@ TEST_F(BlockFetcherTest, WrongSeededBytesFailVerification) {
   wrong[100] ^= 1;
   blocks.seed(file, 0, wrong);
   // The verifier may find the mismatch before the fetch of the rest returns.
-  int first = blocks.ensure(file, 0, data.size(), false, never_);
+  int first = blocks.ensure(file, 0, data.size(), false, never_).error();
   EXPECT_TRUE(first == 0 || first == -EIO) << first;
   ASSERT_TRUE(eventually([&] { return file->failed(); }));
-  EXPECT_EQ(blocks.ensure(file, 0, 10, false, never_), -EIO);
+  EXPECT_EQ(blocks.ensure(file, 0, 10, false, never_).error(), -EIO);
   EXPECT_FALSE(cache_->complete_size(sha1));
 }
 
@@ -132,10 +132,10 @@ TEST_F(BlockFetcherTest, AMismatchDropsEverythingAndFailsReaders) {
                       [&](const std::string&) { ++invalidated; });
   auto file = *blocks.partial(sha1, 50000, std::nullopt);
   // Unverified bytes may be served, unless the verifier already found the mismatch.
-  int first = blocks.ensure(file, 0, 50000, false, never_);
+  int first = blocks.ensure(file, 0, 50000, false, never_).error();
   EXPECT_TRUE(first == 0 || first == -EIO) << first;
   ASSERT_TRUE(eventually([&] { return file->failed(); }));
-  EXPECT_EQ(blocks.ensure(file, 0, 10, false, never_), -EIO);
+  EXPECT_EQ(blocks.ensure(file, 0, 10, false, never_).error(), -EIO);
   EXPECT_EQ(invalidated.load(), 1);
   EXPECT_FALSE(cache_->complete_size(sha1));
   EXPECT_FALSE(cache_->partial_size(sha1));
@@ -193,11 +193,11 @@ TEST_F(BlockFetcherTest, ManifestChunksAreVerifiedAsTheyComplete) {
   BlockFetcher blocks(source, *cache_, quota_, counters_, in_use_, config_);
   auto file = *blocks.partial(sha1, 30000, manifest);
   // verified_only: the whole first chunk is fetched and verified before the read returns
-  ASSERT_EQ(blocks.ensure(file, 5000, 10, true, never_), 0);
+  ASSERT_EQ(blocks.ensure(file, 5000, 10, true, never_).error(), 0);
   EXPECT_TRUE(file->chunk_verified(0));
   EXPECT_FALSE(file->chunk_verified(1));
   EXPECT_EQ(blocks.verified_chunks(sha1), 1u);
-  EXPECT_EQ(blocks.ensure(file, 25000, 10, true, never_), -EIO)
+  EXPECT_EQ(blocks.ensure(file, 25000, 10, true, never_).error(), -EIO)
       << "chunk 2 does not match its manifest";
 }
 

@@ -70,7 +70,7 @@ TEST_F(ContentAccessTest, AFirstReadFetchesItsPagesAndReadaheadStartsWhenTheRead
   ASSERT_EQ(content_->size(sha1, never_)->size, bytes.size());
   const std::size_t discovery = source_.ranges_asked().size();  // its probes and windows
   OpenContent file;
-  ASSERT_EQ(content_->open(request(sha1), file, never_), 0);
+  ASSERT_EQ(content_->open(request(sha1), file, never_).error(), 0);
   ASSERT_TRUE(file.partial) << "a file larger than the head streams";
   // The first read: its own pages (the head came with the size), nothing ahead.
   ASSERT_TRUE(content_->prepare_read(file, 0, 2 * kPage, never_).ok());
@@ -98,7 +98,7 @@ TEST_F(ContentAccessTest, ALookupKeepsWhatItFetchedInTheCacheAndTheOpenCountsOnc
   EXPECT_GE(*content_->cached_bytes(large_sha1, never_), kPage);
   const std::size_t asked = source_.ranges_asked().size();
   OpenContent file;
-  ASSERT_EQ(content_->open(request(large_sha1), file, never_), 0);
+  ASSERT_EQ(content_->open(request(large_sha1), file, never_).error(), 0);
   ASSERT_TRUE(content_->prepare_read(file, 0, kPage, never_).ok());
   EXPECT_FALSE(asked_within(0, kPage, asked)) << "the first page is not fetched again";
   EXPECT_EQ(counters_.get(Counter::kMisses), 1u) << "the open that streams";
@@ -113,10 +113,10 @@ TEST_F(ContentAccessTest, ALookupKeepsWhatItFetchedInTheCacheAndTheOpenCountsOnc
   ContentRequest after_lookup = request(small_sha1);
   after_lookup.fetched_by_lookup = true;
   OpenContent first;
-  ASSERT_EQ(content_->open(after_lookup, first, never_), 0);
+  ASSERT_EQ(content_->open(after_lookup, first, never_).error(), 0);
   EXPECT_EQ(counters_.get(Counter::kHits), 0u) << "that miss's own open is no hit";
   OpenContent again;
-  ASSERT_EQ(content_->open(request(small_sha1), again, never_), 0);
+  ASSERT_EQ(content_->open(request(small_sha1), again, never_).error(), 0);
   EXPECT_EQ(counters_.get(Counter::kHits), 1u);
   EXPECT_EQ(counters_.get(Counter::kMisses), 2u);
 }
@@ -137,7 +137,7 @@ TEST_F(ContentAccessTest, ASmallFileIsFetchedWholeInTheBackgroundOnceRead) {
   const std::string bytes = pattern(18000, 4);  // under whole_max, over the head
   const std::string sha1 = source_.add(bytes);
   OpenContent file;
-  ASSERT_EQ(content_->open(request(sha1), file, never_), 0);
+  ASSERT_EQ(content_->open(request(sha1), file, never_).error(), 0);
   ASSERT_TRUE(file.partial);
   ASSERT_TRUE(content_->prepare_read(file, 0, kPage, never_).ok());
   EXPECT_TRUE(eventually([&] { return cache_->complete_size(sha1).has_value(); }))
@@ -149,13 +149,13 @@ TEST_F(ContentAccessTest, APinFetchesAndVerifiesEverything) {
   const std::string bytes = pattern(300000, 5);
   const std::string sha1 = source_.add(bytes);
   OpenContent file;
-  ASSERT_EQ(content_->open(request(sha1, Intent::kPin), file, never_), 0);
+  ASSERT_EQ(content_->open(request(sha1, Intent::kPin), file, never_).error(), 0);
   EXPECT_EQ(cache_->complete_size(sha1), bytes.size());
   EXPECT_EQ(*content_->cached_bytes(sha1, never_), bytes.size());
   source_.corrupt = true;
   const std::string bad = source_.add(pattern(300000, 6));
   OpenContent bad_file;
-  EXPECT_EQ(content_->open(request(bad, Intent::kPin), bad_file, never_), -EIO);
+  EXPECT_EQ(content_->open(request(bad, Intent::kPin), bad_file, never_).error(), -EIO);
   EXPECT_FALSE(cache_->complete_size(bad));
 }
 

@@ -59,7 +59,7 @@ TEST_F(ContentFetcherTest, SmallBlobTakesOneRequestAndIsCachedWithItsSize) {
   auto fetcher = make();
   EXPECT_EQ(fetcher.find_size(sha1, never_).value().size, 1000u);
   EXPECT_EQ(source_.requests.load(), 1);
-  EXPECT_EQ(fetcher.ensure_cached(sha1, never_), 0);
+  EXPECT_EQ(fetcher.ensure_cached(sha1, never_).error(), 0);
   EXPECT_EQ(source_.requests.load(), 1) << "the size request brought the bytes";
   EXPECT_EQ(cached_bytes(sha1), data);
 }
@@ -85,7 +85,7 @@ TEST_F(ContentFetcherTest, LargeBlobIsDownloadedInBoundedRangesAndVerified) {
   std::string data = pattern(50000, 3);
   std::string sha1 = source_.add(data);
   auto fetcher = make();
-  ASSERT_EQ(fetcher.ensure_cached(sha1, never_), 0);
+  ASSERT_EQ(fetcher.ensure_cached(sha1, never_).error(), 0);
   EXPECT_EQ(cached_bytes(sha1), data);
   for (auto [start, end] : source_.ranges) EXPECT_LE(end - start, 4096u);
   EXPECT_EQ(counters_.get(Counter::kBytesFetched) >= data.size(), true);
@@ -96,14 +96,17 @@ TEST_F(ContentFetcherTest, MismatchIsEioAndNothingIsCached) {
   std::string large = source_.add(pattern(20000, 5));
   source_.corrupt = true;
   auto fetcher = make();
-  EXPECT_EQ(fetcher.ensure_cached(small, never_), -EIO);
-  EXPECT_EQ(fetcher.ensure_cached(large, never_), -EIO);
+  EXPECT_EQ(fetcher.ensure_cached(small, never_).error(), -EIO);
+  Status wrong = fetcher.ensure_cached(large, never_);
+  EXPECT_EQ(wrong.error(), -EIO);
+  EXPECT_EQ(wrong.cause(), Cause::kBadBytes) << "the failure says why: " << wrong.detail();
+  EXPECT_NE(wrong.detail().find("hash to"), std::string::npos) << wrong.detail();
   EXPECT_FALSE(cache_->complete_size(small));
   EXPECT_FALSE(cache_->complete_size(large));
   EXPECT_TRUE(fs::is_empty(root_ / "tmp"));
   EXPECT_GE(counters_.eio_total(), 2u);
   source_.corrupt = false;
-  EXPECT_EQ(fetcher.ensure_cached(large, never_), 0) << "good bytes later are accepted";
+  EXPECT_EQ(fetcher.ensure_cached(large, never_).error(), 0) << "good bytes later are accepted";
 }
 
 TEST_F(ContentFetcherTest, AMissIsEnoentAndEachLookupAsksAgain) {
@@ -136,7 +139,7 @@ TEST_F(ContentFetcherTest, ConcurrentCallersCauseOneDownload) {
   std::atomic<int> failures{0};
   for (int i = 0; i < 8; ++i) {
     threads.emplace_back([&] {
-      if (fetcher.ensure_cached(sha1, never_) != 0) ++failures;
+      if (fetcher.ensure_cached(sha1, never_).error() != 0) ++failures;
     });
   }
   for (auto& t : threads) t.join();
@@ -157,7 +160,7 @@ TEST_F(ContentFetcherTest, CancellationIsEintrAndLeavesNoTrace) {
     token.cancel();
   });
   auto started = std::chrono::steady_clock::now();
-  EXPECT_EQ(fetcher.ensure_cached(sha1, token), -EINTR);
+  EXPECT_EQ(fetcher.ensure_cached(sha1, token).error(), -EINTR);
   canceller.join();
   EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(4));
   EXPECT_FALSE(cache_->complete_size(sha1));
@@ -170,7 +173,7 @@ TEST_F(ContentFetcherTest, LoadsMissingBlobsWhenAllowed) {
   source_.network[sha1] = data;
   config_.load_missing = true;
   auto fetcher = make();
-  EXPECT_EQ(fetcher.ensure_cached(sha1, never_), 0);
+  EXPECT_EQ(fetcher.ensure_cached(sha1, never_).error(), 0);
   EXPECT_EQ(source_.loads.load(), 1);
   EXPECT_EQ(cached_bytes(sha1), data);
   EXPECT_EQ(fetcher.find_size(sha1_hex_of("nowhere"), never_).error(), -ENOENT);

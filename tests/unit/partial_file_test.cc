@@ -80,7 +80,7 @@ TEST_F(PartialFileTest, WaitsEndOnCompletionFailureOrCancellation) {
   auto file = open(2 * kPage);
   int result = 1;
   std::thread completer([&] { file->set_complete(); });
-  result = file->wait_complete(never_);
+  result = file->wait_complete(never_).error();
   completer.join();
   EXPECT_EQ(result, 0);
 
@@ -92,13 +92,13 @@ TEST_F(PartialFileTest, WaitsEndOnCompletionFailureOrCancellation) {
   (*failing)->fail();
   waiter.join();
   EXPECT_EQ(seen, PartialFile::WaitResult::kFailed);
-  EXPECT_EQ((*failing)->wait_complete(never_), -EIO);
+  EXPECT_EQ((*failing)->wait_complete(never_).error(), -EIO);
 
   auto pending = PartialFile::open(*layout_, std::string(40, 'c'), 2 * kPage, kPage);
   ASSERT_TRUE(pending.ok());
   CancelSource cancel;
   std::thread interrupter([&] { cancel.cancel(); });
-  EXPECT_EQ((*pending)->wait_complete(cancel), -EINTR);
+  EXPECT_EQ((*pending)->wait_complete(cancel).error(), -EINTR);
   interrupter.join();
 }
 
