@@ -115,8 +115,10 @@ class DaemonClient final : public BlobSource {
   // The auth header of a request (empty when there is no auth file).
   std::vector<std::pair<std::string, std::string>> headers(bool refresh_code);
   // Sends request with the auth header; on a 403 re-reads the auth code and tries once more.
+  // *timed says whether the answer's time was a round trip: it came on a connection that was
+  // open and owed no earlier answers (no handshake, no queue in front of it).
   HttpOutcome send(HttpRequest request, const BodySink& sink, const HttpTimeouts& timeouts,
-                   const CancelToken& cancel);
+                   const CancelToken& cancel, bool* timed = nullptr);
 
   DaemonClientConfig config_;
   AuthCodeFile auth_;

@@ -99,6 +99,9 @@ class HttpConnection {
   HttpOutcome connect(const HttpTimeouts& timeouts, const CancelToken& cancel);
 
   bool is_open() const;
+  // Open and owing no responses: an exchange now waits for nothing but its own answer, so
+  // its time is a round trip.
+  bool is_idle_and_open() const;
 
  private:
   struct Impl;
