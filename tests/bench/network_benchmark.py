@@ -68,9 +68,15 @@ LINK_PROXY = os.environ.get("KACHERYFS_LINK_PROXY_BIN",
                             os.path.join(os.path.dirname(KACHERYFS), "tests", "link-proxy"))
 
 
-def timed(fn):
+def timed(fn, mount=None):
+    """Seconds fn takes; when it fails on a kacheryfs mount, the mount's log says why."""
     started = time.perf_counter()
-    fn()
+    try:
+        fn()
+    except OSError:
+        if mount:
+            sys.stderr.write("kacheryfs's log:\n" + mount.output()[-4000:])
+        raise
     return time.perf_counter() - started
 
 
@@ -219,7 +225,7 @@ class Bench:
         with Link(profile, self.emulator.port) as link:
             m, cache = self.kacheryfs(link)
             try:
-                out["kacheryfs"] = timed(lambda: read(os.path.join(m.mountpoint, "sha1", sha1)))
+                out["kacheryfs"] = timed(lambda: read(os.path.join(m.mountpoint, "sha1", sha1)), m)
             finally:
                 m.unmount()
                 shutil.rmtree(cache, ignore_errors=True)
@@ -257,18 +263,20 @@ class Bench:
         out = {}
         with Link(profile, self.emulator.port) as link:
             m, cache = self.kacheryfs(link)
-            paths = [os.path.join(m.mountpoint, "sha1", s) for s in smalls]
-            out["kacheryfs"] = timed(lambda: [read_all(p) for p in paths])
-            out["kacheryfs_warm"] = timed(lambda: [read_all(p) for p in paths])
-            m.unmount()
-            before = self.downloads()
-            m, cache = self.kacheryfs(link, cache)
-            paths = [os.path.join(m.mountpoint, "sha1", s) for s in smalls]
-            out["kacheryfs_remount"] = timed(lambda: [read_all(p) for p in paths])
-            if before is not None:
-                out["remount_requests"] = len(self.downloads()) - len(before)
-            m.unmount()
-            shutil.rmtree(cache, ignore_errors=True)
+            try:
+                paths = [os.path.join(m.mountpoint, "sha1", s) for s in smalls]
+                out["kacheryfs"] = timed(lambda: [read_all(p) for p in paths], m)
+                out["kacheryfs_warm"] = timed(lambda: [read_all(p) for p in paths], m)
+                m.unmount()
+                before = self.downloads()
+                m, cache = self.kacheryfs(link, cache)
+                paths = [os.path.join(m.mountpoint, "sha1", s) for s in smalls]
+                out["kacheryfs_remount"] = timed(lambda: [read_all(p) for p in paths], m)
+                if before is not None:
+                    out["remount_requests"] = len(self.downloads()) - len(before)
+            finally:
+                m.unmount()
+                shutil.rmtree(cache, ignore_errors=True)
         with Link(profile, self.emulator.port) as link:
             cache = self.fresh_dir("cache")
             tool = [CACHE_TOOL, "-o", "cache_dir=%s,auth_file=%s" % (cache, self.emulator.auth_file),
