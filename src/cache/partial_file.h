@@ -93,7 +93,7 @@ class PartialFile {
   // Marks the file bad: drops its pages and files; every reader gets EIO from now on.
   void fail();
 
-  // --- The verifier's state, used by BlockFetcher's verifier thread only.
+  // --- The verifier's state, used by the Verifier's thread only.
   // Holds off a second verification pass of this file while one runs.
   std::unique_lock<std::mutex> lock_for_verify() { return std::unique_lock(verify_mutex_); }
   // True when the file was not queued for verification yet (and now is).

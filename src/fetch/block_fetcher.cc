@@ -1,35 +1,9 @@
 #include "fetch/block_fetcher.h"
 
-#include <spdlog/spdlog.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
-
-#include "fetch/fetch_errors.h"
-#include "kachery/sha1_hasher.h"
 
 namespace kacheryfs {
-
-namespace {
-
-constexpr std::size_t kMaxQueuedBlocks = 1024;
-
-// Hashes [start, end) of fd into hasher; false on a read error.
-bool hash_range(int fd, std::uint64_t start, std::uint64_t end, Sha1Hasher& hasher) {
-  thread_local std::vector<char> buffer(1 << 20);  // the verifier thread's, reused
-  while (start < end) {
-    ssize_t n = pread(fd, buffer.data(), std::min<std::uint64_t>(buffer.size(), end - start),
-                      static_cast<off_t>(start));
-    if (n <= 0) return false;
-    hasher.update(buffer.data(), static_cast<std::size_t>(n));
-    start += static_cast<std::uint64_t>(n);
-  }
-  return true;
-}
-
-}  // namespace
 
 BlockFetcher::BlockFetcher(BlobSource& source, ContentCache& cache, CacheAccounting& accounting,
                            Counters& counters, OpenObjects& in_use, BlockFetcherConfig config,
@@ -37,32 +11,24 @@ BlockFetcher::BlockFetcher(BlobSource& source, ContentCache& cache, CacheAccount
     : source_(source),
       cache_(cache),
       accounting_(accounting),
-      counters_(counters),
       in_use_(in_use),
       config_(config),
-      on_failure_(std::move(on_failure)) {}
+      download_(source, accounting, counters, config.block_size),
+      verifier_(source, cache, accounting, counters, std::move(on_failure)),
+      prefetcher_(download_, verifier_, config.max_conns) {}
 
 BlockFetcher::~BlockFetcher() { stop(); }
 
-void BlockFetcher::stop() {
-  {
-    std::lock_guard lock(queue_mutex_);
-    stopping_ = true;
-  }
-  queue_changed_.notify_all();
-  // Prefetches under way are abandoned, not finished: an unmount (and the cache lock it
-  // releases for the next mount) never waits for bytes nobody will read.
-  stop_prefetches_.cancel();
-  for (auto& thread : threads_) thread.join();
-  threads_.clear();
+void BlockFetcher::start() {
+  prefetcher_.start();
+  verifier_.start();
 }
 
-void BlockFetcher::start_threads() {
-  std::call_once(started_, [this] {
-    for (unsigned i = 0; i < config_.max_conns; ++i)
-      threads_.emplace_back([this] { worker_loop(); });
-    threads_.emplace_back([this] { verifier_loop(); });
-  });
+void BlockFetcher::stop() {
+  // Prefetches under way are abandoned, not finished: an unmount (and the cache lock it
+  // releases for the next mount) never waits for bytes nobody will read.
+  prefetcher_.stop();
+  verifier_.stop();
 }
 
 Result<std::shared_ptr<PartialFile>> BlockFetcher::partial(const std::string& sha1,
@@ -83,7 +49,7 @@ Result<std::shared_ptr<PartialFile>> BlockFetcher::partial(const std::string& sh
   }
   // A later reader may bring the manifest of a file first opened without it.
   if (manifest) file->set_manifest_if_none(*manifest);
-  schedule_verify(file);  // pages from an earlier mount are verified as they are found
+  verifier_.schedule(file);  // pages from an earlier mount are verified as they are found
   return file;
 }
 
@@ -147,104 +113,9 @@ Failure failed_earlier(const PartialFile& file) {
 }
 }  // namespace
 
-Status BlockFetcher::fetch_block(PartialFile& file, std::uint64_t first, std::uint64_t limit,
-                                 const CancelToken& cancel, Purpose purpose) {
-  std::uint64_t pages_per_block = std::max<std::uint64_t>(1, config_.block_size / file.page_size());
-  limit = std::min({limit, first + pages_per_block - 1, file.page_count() - 1});
-  std::uint64_t last = first;
-  while (last < limit && file.claim(last + 1)) ++last;
-  std::uint64_t start = file.page_start(first);
-  std::uint64_t end = file.page_end(last);
-  std::uint64_t position = start;
-  std::uint64_t next_page = first;  // the first page not yet recorded as present
-  int write_error = 0;
-  accounting_.make_room(end - start);
-  Status result = source_.read_range(
-      file.sha1(), start, end,
-      [&](const char* data, std::size_t size) {
-        while (size > 0) {
-          ssize_t n = pwrite(file.data_fd(), data, size, static_cast<off_t>(position));
-          if (n < 0) {
-            if (errno == EINTR) continue;
-            // A full disk: evicting beats failing the read (once per write).
-            if (errno == ENOSPC && write_error != ENOSPC &&
-                accounting_.make_room_after_enospc(end - position) > 0) {
-              write_error = ENOSPC;
-              continue;
-            }
-            write_error = errno;
-            return false;
-          }
-          data += n;
-          size -= static_cast<std::size_t>(n);
-          position += static_cast<std::uint64_t>(n);
-        }
-        std::uint64_t done = next_page;  // pages [next_page, done) arrived whole
-        while (done <= last && file.page_end(done) <= position) ++done;
-        if (done > next_page) file.finish(next_page, done - 1, true);
-        next_page = done;
-        return true;
-      },
-      cancel);
-  if (next_page <= last) file.finish(next_page, last, false);  // whatever did not arrive
-  if (result.ok() && position != end) {
-    result = {Cause::kProtocolError, "range [" + std::to_string(start) + ", " +
-                                         std::to_string(end) + "): got " +
-                                         std::to_string(position - start) + " bytes"};
-  }
-  if (result.cause() == Cause::kLocalError && write_error != 0) {
-    result = fail(Cause::kLocalError, -write_error,
-                  std::string("writing the block cache: ") + std::strerror(write_error));
-  }
-  counters_.add(Counter::kBytesFetched, position - start);
-  if (!result.ok()) {
-    if (purpose == Purpose::kPrefetch) {
-      // Nobody waits for these bytes: no EIO is given or counted. A reader that needs them
-      // fetches them itself and meets (and reports) whatever is wrong.
-      if (result.cause() != Cause::kCancelled) {  // cancelled: the mount is stopping
-        spdlog::info("prefetch of {} [{}, {}) stopped: {}: {}", file.sha1(), start, end,
-                     to_string(result.cause()), result.detail());
-      }
-      return result;
-    }
-    EioSite site = write_error != 0 ? EioSite::kCacheWrite : EioSite::kBlockFetch;
-    return read_failure(counters_, result, site, file.sha1());
-  }
-  // Tell the index about every block's worth of new bytes, not every page.
-  std::uint64_t held = file.cached_bytes();
-  if (file.report_held_bytes(held, config_.block_size))
-    accounting_.partial(file.sha1(), file.size(), held);
-  return {};
-}
-
 void BlockFetcher::seed(const std::shared_ptr<PartialFile>& file, std::uint64_t offset,
                         const std::string& bytes) {
-  std::uint64_t end = std::min(file->size(), offset + bytes.size());
-  if (file->failed() || offset >= end) return;
-  std::uint64_t first = (offset + file->page_size() - 1) / file->page_size();
-  accounting_.make_room(end - offset);
-  bool seeded = false;
-  for (std::uint64_t page = first; page < file->page_count() && file->page_end(page) <= end;
-       ++page) {
-    if (!file->claim(page)) continue;
-    std::uint64_t start = file->page_start(page);
-    std::uint64_t length = file->page_end(page) - start;
-    const char* data = bytes.data() + (start - offset);
-    bool written = true;
-    for (std::uint64_t done = 0; done < length && written;) {
-      ssize_t n =
-          pwrite(file->data_fd(), data + done, length - done, static_cast<off_t>(start + done));
-      if (n < 0 && errno == EINTR) continue;
-      written = n > 0;
-      if (written) done += static_cast<std::uint64_t>(n);
-    }
-    file->finish(page, page, written);  // a page not written is fetched later
-    seeded = seeded || written;
-  }
-  if (!seeded) return;
-  std::uint64_t held = file->cached_bytes();
-  if (file->report_held_bytes(held, 0)) accounting_.partial(file->sha1(), file->size(), held);
-  schedule_verify(file);
+  if (download_.store(*file, offset, bytes)) verifier_.schedule(file);
 }
 
 Status BlockFetcher::ensure(const std::shared_ptr<PartialFile>& shared, std::uint64_t offset,
@@ -267,7 +138,8 @@ Status BlockFetcher::ensure(const std::shared_ptr<PartialFile>& shared, std::uin
     for (;;) {
       if (file.present(page)) break;
       if (file.claim(page)) {
-        if (Status fetched = fetch_block(file, page, last_page, cancel, Purpose::kDemand);
+        if (Status fetched =
+                download_.fetch_run(file, page, last_page, cancel, BlockDownload::Purpose::kDemand);
             !fetched.ok())
           return fetched;
         fetched_any = true;
@@ -281,7 +153,7 @@ Status BlockFetcher::ensure(const std::shared_ptr<PartialFile>& shared, std::uin
       // kAbsent: the other fetch failed; try it here, so the reader sees the real error.
     }
   }
-  if (fetched_any) schedule_verify(shared);
+  if (fetched_any) verifier_.schedule(shared);
   if (manifest) {
     const auto& chunks = manifest->chunks;
     for (std::size_t c = 0; c < chunks.size(); ++c) {
@@ -308,144 +180,32 @@ std::uint64_t BlockFetcher::first_window() const {
 void BlockFetcher::prefetch(const std::shared_ptr<PartialFile>& file, std::uint64_t offset,
                             std::uint64_t length) {
   if (file->failed() || offset >= file->size() || length == 0) return;
-  start_threads();
   std::uint64_t pages_per_block =
       std::max<std::uint64_t>(1, config_.block_size / file->page_size());
   std::uint64_t first = offset / file->page_size();
   std::uint64_t last = (std::min(file->size(), offset + length) - 1) / file->page_size();
-  {
-    std::lock_guard lock(queue_mutex_);
-    // Runs are aligned to block_size (so that readers of one file queue the same runs) and
-    // cut to the range asked for; a page claimed by one run is skipped by any other.
-    for (std::uint64_t block = first / pages_per_block * pages_per_block; block <= last;
-         block += pages_per_block) {
-      if (blocks_to_fetch_.size() >= kMaxQueuedBlocks) break;
-      std::uint64_t run_first = std::max(block, first);
-      std::uint64_t run_last =
-          std::min({block + pages_per_block - 1, last, file->page_count() - 1});
-      bool missing = false;
-      for (std::uint64_t page = run_first; page <= run_last && !missing; ++page) {
-        missing = !file->present(page);
-      }
-      if (missing) blocks_to_fetch_.push_back({file, run_first, run_last});
+  // Runs are aligned to block_size (so that readers of one file queue the same runs) and
+  // cut to the range asked for; a page claimed by one run is skipped by any other.
+  std::vector<Prefetcher::Run> runs;
+  for (std::uint64_t block = first / pages_per_block * pages_per_block; block <= last;
+       block += pages_per_block) {
+    std::uint64_t run_first = std::max(block, first);
+    std::uint64_t run_last = std::min({block + pages_per_block - 1, last, file->page_count() - 1});
+    bool missing = false;
+    for (std::uint64_t page = run_first; page <= run_last && !missing; ++page) {
+      missing = !file->present(page);
     }
+    if (missing) runs.push_back({file, run_first, run_last});
   }
-  queue_changed_.notify_all();
+  prefetcher_.enqueue(std::move(runs));
 }
 
 Status BlockFetcher::fetch_all(const std::shared_ptr<PartialFile>& file,
                                const CancelToken& cancel) {
   prefetch(file, 0, file->size());
   if (Status fetched = ensure(file, 0, file->size(), false, cancel); !fetched.ok()) return fetched;
-  schedule_verify(file);
+  verifier_.schedule(file);
   return file->wait_complete(cancel);
-}
-
-void BlockFetcher::schedule_verify(const std::shared_ptr<PartialFile>& file) {
-  if (!file->mark_verify_scheduled()) return;
-  start_threads();
-  {
-    std::lock_guard lock(queue_mutex_);
-    files_to_verify_.push_back(file);
-  }
-  queue_changed_.notify_all();
-}
-
-void BlockFetcher::worker_loop() {
-  for (;;) {
-    Block block;
-    {
-      std::unique_lock lock(queue_mutex_);
-      queue_changed_.wait(lock, [this] { return stopping_ || !blocks_to_fetch_.empty(); });
-      if (stopping_) return;
-      block = std::move(blocks_to_fetch_.front());
-      blocks_to_fetch_.pop_front();
-    }
-    bool fetched = false;
-    for (std::uint64_t page = block.first_page; page <= block.last_page; ++page) {
-      if (!block.file->claim(page)) continue;
-      if (!fetch_block(*block.file, page, block.last_page, stop_prefetches_, Purpose::kPrefetch)
-               .ok())
-        break;
-      fetched = true;
-    }
-    if (fetched) schedule_verify(block.file);
-  }
-}
-
-void BlockFetcher::verifier_loop() {
-  for (;;) {
-    std::shared_ptr<PartialFile> file;
-    {
-      std::unique_lock lock(queue_mutex_);
-      queue_changed_.wait(lock, [this] { return stopping_ || !files_to_verify_.empty(); });
-      if (stopping_) return;
-      file = std::move(files_to_verify_.front());
-      files_to_verify_.pop_front();
-    }
-    file->clear_verify_scheduled();  // completions from now on schedule another pass
-    verify(*file);
-  }
-}
-
-void BlockFetcher::verify(PartialFile& file) {
-  auto verifying = file.lock_for_verify();
-  if (file.failed() || file.complete()) return;
-  // [bad_start, bad_end): the bytes that failed, so that the source can tell who sent them.
-  auto fail = [&](const std::string& what, std::uint64_t bad_start, std::uint64_t bad_end) {
-    // Counted before the readers wake with EIO, so that the count already shows it. The
-    // file fails (and the kernel's pages are dropped) before the source hears of the bad
-    // bytes, so that no block still in flight lands after the source forgot who served
-    // them; and before the line is logged, so that after it no reader gets them.
-    std::uint64_t n = counters_.count_eio(EioSite::kBlockChecksum);
-    counters_.add(Counter::kVerifyFailures);
-    file.fail();
-    if (on_failure_) on_failure_(file.sha1());
-    accounting_.forget(file.sha1());
-    std::string from = source_.report_bad_bytes(file.sha1(), bad_start, bad_end).served_by;
-    log_checksum_eio(n, EioSite::kBlockChecksum, file.sha1(),
-                     what + (from.empty() ? "" : " (bytes from " + from + ")") +
-                         "; its cached pages are dropped and its readers get EIO until it is "
-                         "fetched again");
-  };
-
-  if (const auto manifest = file.manifest()) {
-    for (std::size_t c = 0; c < manifest->chunks.size(); ++c) {
-      const ManifestChunk& chunk = manifest->chunks[c];
-      if (file.chunk_verified(c)) continue;
-      bool ready = true;
-      for (std::uint64_t b = chunk.start / file.page_size();
-           b <= (chunk.end - 1) / file.page_size() && ready; ++b) {
-        ready = file.present(b);
-      }
-      if (!ready) continue;
-      Sha1Hasher hasher;
-      if (!hash_range(file.data_fd(), chunk.start, chunk.end, hasher))
-        return fail("cannot read chunk back", 0, 0);
-      std::string actual = hasher.final_hex();
-      if (actual != chunk.sha1) {
-        return fail("manifest chunk " + std::to_string(c) + " [" + std::to_string(chunk.start) +
-                        ", " + std::to_string(chunk.end) + ") hashes to " + actual,
-                    chunk.start, chunk.end);
-      }
-      file.set_chunk_verified(c);
-    }
-  }
-  bool read_back =
-      file.hash_present_pages([&](std::uint64_t start, std::uint64_t end, Sha1Hasher& hasher) {
-        return hash_range(file.data_fd(), start, end, hasher);
-      });
-  if (!read_back) return fail("cannot read the file back", 0, 0);
-  if (!file.all_pages_hashed()) return;
-  std::string actual = file.whole_file_hash();
-  if (actual != file.sha1()) return fail("the file hashes to " + actual, 0, file.size());
-  if (int error = cache_.adopt(file.sha1(), file.data_path()); error != 0) {
-    spdlog::warn("cannot move verified {} into the cache: {}", file.sha1(), std::strerror(-error));
-    return;
-  }
-  accounting_.complete(file.sha1(), file.size());  // indexed before anyone sees it complete
-  file.set_complete();
-  spdlog::debug("verified and cached {} ({} bytes, streamed in blocks)", file.sha1(), file.size());
 }
 
 }  // namespace kacheryfs

@@ -1,26 +1,25 @@
-// Streams large files through the sparse block cache (PartialFile). Two units: a *page*
-// (64 KiB) is what the map records and what a random read fetches at least; a *block*
-// (block_size, 4 MiB) is the largest single range request and the prefetch unit.
-// Fetches the pages a read needs (each page once, whoever asks first; contiguous missing
-// pages in one range request of at most a block), prefetches blocks ahead of sequential readers
-// on a pool of max_conns workers, and verifies in the background: manifest chunks as soon
-// as their blocks are present, and the whole-file SHA-1 with a cursor that hashes blocks in
-// order as they arrive. A verified file is moved into the complete layout; a mismatch
-// drops the file's blocks and fails its readers with EIO. Threads start at start() or on
-// first use, whichever comes first (after the mount has daemonized). Thread-safe.
+// The block cache's front: the registry of partial files being streamed (one entry per
+// file, shared by its readers) and what a read asks of it. Two units: a *page* (64 KiB) is
+// what the map records and what a random read fetches at least; a *block* (block_size,
+// 4 MiB) is the largest single range request and the prefetch unit. A read's missing pages
+// are fetched by the reader itself (each page once, whoever asks first; contiguous ones in
+// one range of at most a block), through the stages it is built of:
+//   BlockDownload (fetch/block_download.h)  one range request written into the data file;
+//   Prefetcher    (fetch/prefetcher.h)      max_conns workers fetching runs ahead of
+//                                           sequential readers and whole small files;
+//   Verifier      (fetch/verifier.h)        hashes pages in order as they arrive, and moves
+//                                           a verified file into the complete layout.
+// Threads start at start() or on first use, whichever comes first (after the mount has
+// daemonized). Thread-safe.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <unordered_map>
-#include <utility>
 #include <vector>
 
 #include "cache/cache_accounting.h"
@@ -28,8 +27,11 @@
 #include "cache/open_objects.h"
 #include "cache/partial_file.h"
 #include "fetch/blob_source.h"
+#include "fetch/block_download.h"
+#include "fetch/prefetcher.h"
 #include "fetch/single_flight.h"
 #include "fetch/size_discovery.h"
+#include "fetch/verifier.h"
 #include "support/cancel_token.h"
 #include "support/counters.h"
 #include "support/result.h"
@@ -44,9 +46,7 @@ struct BlockFetcherConfig {
 
 class BlockFetcher {
  public:
-  // Called (from the verifier thread) with the sha1 of a file that failed verification,
-  // so that what the kernel cached of it can be dropped.
-  using FailureCallback = std::function<void(const std::string& sha1)>;
+  using FailureCallback = Verifier::FailureCallback;
 
   BlockFetcher(BlobSource& source, ContentCache& cache, CacheAccounting& accounting,
                Counters& counters, OpenObjects& in_use, BlockFetcherConfig config,
@@ -58,7 +58,7 @@ class BlockFetcher {
   const BlockFetcherConfig& config() const { return config_; }
   // Starts the prefetch workers and the verifier now rather than at the first large read.
   // Call it after the mount has daemonized (threads do not survive the fork).
-  void start() { start_threads(); }
+  void start();
   // Ends the workers: queued prefetches are dropped and those under way abandoned (their
   // bytes so far are counted). Called at unmount, before the counters are written for the
   // last time; the destructor calls it too.
@@ -101,13 +101,6 @@ class BlockFetcher {
   std::size_t verified_chunks(const std::string& sha1);
 
  private:
-  // Fetches page `first` (already claimed) and the claimable pages after it, up to `limit`
-  // and at most block_size bytes, in one range request; pages become present as bytes land.
-  // A reader waits for a demand fetch; a prefetch's failure is only logged.
-  enum class Purpose { kDemand, kPrefetch };
-  Status fetch_block(PartialFile& file, std::uint64_t first, std::uint64_t limit,
-                     const CancelToken& cancel, Purpose purpose);
-  void schedule_verify(const std::shared_ptr<PartialFile>& file);
   // The entry of sha1 some reader holds now, or nullptr (then its files are read instead).
   std::shared_ptr<PartialFile> live(const std::string& sha1);
   // The same, unless it has failed (a new one then replaces it).
@@ -116,38 +109,22 @@ class BlockFetcher {
   Result<std::shared_ptr<PartialFile>> create(const std::string& sha1, std::uint64_t size,
                                               const std::optional<Manifest>& manifest,
                                               const std::vector<KnownPiece>& known);
-  void verify(PartialFile& file);
-  void start_threads();
-  void worker_loop();
-  void verifier_loop();
 
   BlobSource& source_;
   ContentCache& cache_;
   CacheAccounting& accounting_;
-  Counters& counters_;
   OpenObjects& in_use_;
   BlockFetcherConfig config_;
-  FailureCallback on_failure_;
 
-  // Lock order: registry_mutex_, then queue_mutex_, then a PartialFile's own locks; none is
-  // held while bytes are fetched, and the registry's is held only to look up or insert.
+  // Destroyed in reverse: the prefetcher's workers end before the stages they use.
+  BlockDownload download_;
+  Verifier verifier_;
+  Prefetcher prefetcher_;
+
+  // Held only to look an entry up or to insert one, never while bytes are fetched.
   std::mutex registry_mutex_;
   std::unordered_map<std::string, std::weak_ptr<PartialFile>> registry_;
   SingleFlight<Result<std::shared_ptr<PartialFile>>> creations_;
-
-  std::once_flag started_;
-  std::mutex queue_mutex_;
-  std::condition_variable queue_changed_;
-  struct Block {
-    std::shared_ptr<PartialFile> file;
-    std::uint64_t first_page;
-    std::uint64_t last_page;
-  };
-  std::deque<Block> blocks_to_fetch_;
-  std::deque<std::shared_ptr<PartialFile>> files_to_verify_;
-  bool stopping_ = false;
-  CancelSource stop_prefetches_;  // cancelled when the fetcher stops
-  std::vector<std::thread> threads_;
 };
 
 }  // namespace kacheryfs

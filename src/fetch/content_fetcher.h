@@ -7,7 +7,8 @@
 // back to the caller, which keeps them in the block cache; nothing is stashed here.
 // Downloads go in bounded ranges, are SHA-1 verified while they stream,
 // and become visible only by the cache's atomic commit. Concurrent calls for one blob
-// share one transfer. Errors come back as a negative errno; each EIO is counted at its site.
+// share one transfer. Failures come back as a Status with errno and cause; each EIO is
+// counted at its site.
 // Lock order: a SingleFlight's own lock is never held while mutex_ is taken.
 #pragma once
 
