@@ -263,10 +263,13 @@ Status NodeSet::read_ranges(std::string_view sha1_view, const std::vector<ByteRa
   Status result = nodes_[node].source->read_ranges(sha1, ranges, answers, wanted, cancel);
   auto took = std::chrono::steady_clock::now() - began;
   if (result.ok()) {
+    // A round of one range is a transfer like any other (size discovery's head on a link
+    // where it goes alone: a fresh mount's first measure of the throughput, which plans
+    // the rest of the search); in a round of several, each answer waited for the others.
+    const auto alone = ranges.size() == 1 ? took : std::chrono::steady_clock::duration{};
     for (std::size_t i = 0; i < ranges.size(); ++i) {
       std::uint64_t got = answers[i].size();
-      // (no duration: small answers say nothing of throughput)
-      finish_attempt(node, sha1, 0, ranges[i].start, ranges[i].start + got, {}, result, reports);
+      finish_attempt(node, sha1, 0, ranges[i].start, ranges[i].start + got, alone, result, reports);
     }
     return result;
   }

@@ -273,5 +273,25 @@ TEST(NodeSetTest, WhenEveryNodeFailsWith5xxTheSetRetriesInRounds) {
   EXPECT_EQ(read_into(no_retries, sha1, 0, 1000, got).cause(), Cause::kServerError);
 }
 
+TEST(NodeSetTest, ALoneRangeMeasuresTheThroughputAndARoundOfSeveralDoesNot) {
+  MemorySource node;
+  node.delay = std::chrono::milliseconds(20);  // each range takes at least this long
+  const std::string sha1 = node.add(pattern(2 << 20));
+  NeverCancelled never;
+  std::vector<std::string> answers;
+  {
+    NodeSet nodes({{"http://a", &node}}, quick_backoff());
+    ASSERT_TRUE(
+        nodes.read_ranges(sha1, {{0, 1 << 20}, {1 << 20, (1 << 20) + 1}}, answers, {}, never).ok());
+    EXPECT_EQ(nodes.link().bytes_per_second, 0) << "each answer waited for the others";
+  }
+  NodeSet nodes({{"http://a", &node}}, quick_backoff());
+  ASSERT_TRUE(nodes.read_ranges(sha1, {{0, 1 << 20}}, answers, {}, never).ok());
+  ASSERT_EQ(answers[0].size(), std::size_t{1} << 20);
+  const double rate = nodes.link().bytes_per_second;
+  EXPECT_GT(rate, 0);
+  EXPECT_LE(rate, (1 << 20) / 0.020) << "no faster than 1 MiB in 20 ms";
+}
+
 }  // namespace
 }  // namespace kacheryfs
