@@ -76,11 +76,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         __builtin_trap();
       break;
     }
-    case 2:
-      client.load_file(
+    case 2: {
+      kacheryfs::Status loaded = client.load_file(
           std::string(40, 'b'), "", [](const kacheryfs::LoadProgress&) {},
           kacheryfs::NeverCancelled());
+      // A failure's detail reaches the log: one line, whatever the node sent.
+      if (!loaded.ok() && loaded.detail().find('\n') != std::string::npos) __builtin_trap();
       break;
+    }
     case 3: {
       kacheryfs::StoreAnswer stored;
       bool produced = false;
