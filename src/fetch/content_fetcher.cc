@@ -126,9 +126,17 @@ Result<FoundSize> ContentFetcher::discover_size(const std::string& sha1, const C
       sha1, found.size, found.rounds, found.requests, link.round_trip * 1e3,
       link.per_request * 1e3);
 
-  const std::string& head = found.pieces.front().bytes;
-  if (head.size() == found.size) {
-    // The head is the whole file: verified and committed now.
+  // The head alone, or the head and the last window together, may be the whole file
+  // (a file a little larger than the head): then it is verified and committed now, as
+  // the lookup's miss.
+  std::string whole = std::move(found.pieces.front().bytes);
+  if (whole.size() < found.size && found.pieces.size() == 2 &&
+      found.pieces[1].offset <= whole.size() &&
+      found.pieces[1].offset + found.pieces[1].bytes.size() == found.size) {
+    whole.append(found.pieces[1].bytes, whole.size() - found.pieces[1].offset);
+  }
+  if (whole.size() == found.size) {
+    const std::string& head = whole;
     std::string actual = sha1_hex_of(head);
     if (actual != sha1) {
       counters_.add(Counter::kVerifyFailures);
@@ -152,6 +160,7 @@ Result<FoundSize> ContentFetcher::discover_size(const std::string& sha1, const C
     remember_size(sha1, found.size);
     return FoundSize{found.size, cached, {}};
   }
+  found.pieces.front().bytes = std::move(whole);
   accounting_.size_found(sha1, found.size);
   remember_size(sha1, found.size);
   return FoundSize{found.size, false, std::move(found.pieces)};

@@ -64,6 +64,21 @@ TEST_F(ContentFetcherTest, SmallBlobTakesOneRequestAndIsCachedWithItsSize) {
   EXPECT_EQ(cached_bytes(sha1), data);
 }
 
+TEST_F(ContentFetcherTest, AFileWhoseHeadAndLastWindowMeetIsCachedWholeByItsLookup) {
+  // probe_size 1024 and 64 KiB pages: the last window starts on a page, at 0, and brings
+  // every byte the head did not.
+  std::string data = pattern(1500, 3);
+  std::string sha1 = source_.add(data);
+  auto fetcher = make();
+  Result<FoundSize> found = fetcher.find_size(sha1, never_);
+  ASSERT_TRUE(found.ok()) << found.detail();
+  EXPECT_EQ(found->size, 1500u);
+  EXPECT_TRUE(found->fetched_whole) << "the lookup is the miss";
+  EXPECT_TRUE(found->pieces.empty());
+  EXPECT_EQ(cached_bytes(sha1), data);
+  EXPECT_EQ(counters_.get(Counter::kMisses), 1u);
+}
+
 TEST_F(ContentFetcherTest, SizeDiscoveryFindsEverySizeAroundTheProbe) {
   auto fetcher = make();
   for (std::size_t size : {1u, 1023u, 1024u, 1025u, 2047u, 2048u, 2049u, 5000u, 65537u, 1000000u}) {
