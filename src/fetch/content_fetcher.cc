@@ -136,11 +136,10 @@ Result<FoundSize> ContentFetcher::discover_size(const std::string& sha1, const C
     whole.append(found.pieces[1].bytes, whole.size() - found.pieces[1].offset);
   }
   if (whole.size() == found.size) {
-    const std::string& head = whole;
-    std::string actual = sha1_hex_of(head);
+    std::string actual = sha1_hex_of(whole);
     if (actual != sha1) {
       counters_.add(Counter::kVerifyFailures);
-      BlobSource::BadBytesVerdict verdict = source_.report_bad_bytes(sha1, 0, head.size());
+      BlobSource::BadBytesVerdict verdict = source_.report_bad_bytes(sha1, 0, whole.size());
       std::string from = verdict.served_by.empty() ? "the node" : verdict.served_by;
       if (verdict.worth_retrying && attempt < kMaxDiscoveries) {
         spdlog::warn(
@@ -154,8 +153,8 @@ Result<FoundSize> ContentFetcher::discover_size(const std::string& sha1, const C
     }
     bool cached = false;
     if (auto tx = cache_.begin(sha1); tx.ok()) {
-      cached = (*tx)->append(head.data(), head.size()) == 0 && (*tx)->commit() == 0;
-      if (cached) fetched_complete(sha1, head.size());
+      cached = (*tx)->append(whole.data(), whole.size()) == 0 && (*tx)->commit() == 0;
+      if (cached) fetched_complete(sha1, whole.size());
     }  // not committed (a full disk): the read fetches it again
     remember_size(sha1, found.size);
     return FoundSize{found.size, cached, {}};
