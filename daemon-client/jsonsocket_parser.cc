@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "support/printable.h"
+
 namespace kacheryfs {
 
 namespace {
@@ -29,7 +31,8 @@ std::vector<nlohmann::json> JsonSocketParser::feed(std::string_view bytes) {
     const char* last = pending_.data() + hash;
     auto [end, ec] = std::from_chars(first, last, length);
     if (ec != std::errc() || end != last || first == last) {
-      error_ = "bad JsonSocket length prefix '" + pending_.substr(pos, hash - pos) + "'";
+      error_ = "bad JsonSocket length prefix '" +
+               printable(std::string_view(pending_).substr(pos, hash - pos), 40) + "'";
       break;
     }
     if (length > kMaxMessage) {  // progress and finished messages are tiny: never buffer more

@@ -2,6 +2,7 @@
 // then in two pieces split where the first byte says.
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "jsonsocket_parser.h"
@@ -10,6 +11,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string_view bytes(reinterpret_cast<const char*>(data), size);
   kacheryfs::JsonSocketParser whole;
   whole.feed(bytes);
+  // An error is quoted in the log as one line, whatever the bytes.
+  if (whole.error().find_first_of("\r\n") != std::string::npos) __builtin_trap();
   if (size > 0) {
     std::size_t split = data[0] % size;
     kacheryfs::JsonSocketParser pieces;

@@ -42,6 +42,16 @@ TEST(JsonSocketParser, MalformedFraming) {
   EXPECT_FALSE(no_hash.error().empty());
 }
 
+TEST(JsonSocketParser, ABadPrefixIsQuotedOnOneLine) {
+  // Found by fuzz_daemon_client: the node's bytes before '#' were quoted raw, so a CR LF in
+  // them split the error /loadFile logs.
+  JsonSocketParser parser;
+  parser.feed("42se\r\n\r\n50#{}");
+  ASSERT_FALSE(parser.error().empty());
+  EXPECT_EQ(parser.error().find_first_of("\r\n"), std::string::npos) << parser.error();
+  EXPECT_NE(parser.error().find("42se\\x0d\\n"), std::string::npos) << parser.error();
+}
+
 TEST(JsonSocketParser, IncompleteMessageWaits) {
   JsonSocketParser parser;
   EXPECT_TRUE(parser.feed("13#{\"type\":\"pro").empty());
