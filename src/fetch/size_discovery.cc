@@ -1,8 +1,11 @@
 #include "fetch/size_discovery.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -173,6 +176,19 @@ Status SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out,
     return lo <= hi ? Status{} : contradiction();
   };
   auto probe_at = [](std::uint64_t x) { return ByteRange{x, x + 1}; };
+  // One round: its ranges at once, and a debug line of what it cost and settled.
+  auto send_round = [&](const BlobSource::StillWanted& wanted) {
+    auto began = std::chrono::steady_clock::now();
+    Status sent = source_.read_ranges(sha1, ranges, answers, wanted, cancel);
+    ++out.rounds;
+    out.requests += static_cast<unsigned>(ranges.size());
+    spdlog::debug(
+        "{}: size round {}: {} ranges, {} to {}, {:.2f} ms", sha1, out.rounds, ranges.size(),
+        ranges.front().start, ranges.back().end,
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - began)
+            .count());
+    return sent;
+  };
 
   // Round 1: the head, and probes at geometric offsets from twice the head to 1 TiB.
   ranges = {{0, head}};
@@ -184,9 +200,7 @@ Status SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out,
     auto at = static_cast<std::uint64_t>(x);
     if (at > ranges.back().start) ranges.push_back(probe_at(at));
   }
-  Status result = source_.read_ranges(sha1, ranges, answers, until_short, cancel);
-  ++out.rounds;
-  out.requests += static_cast<unsigned>(ranges.size());
+  Status result = send_round(until_short);
   if (!result.ok()) return result;
   if (answers.empty() || answers[0].size() > head) return contradiction();
   remember_outcome(answers[0].size() >= head);
@@ -219,9 +233,7 @@ Status SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out,
       // starts on a page, so that it covers the file's last pages whole.
       std::uint64_t start = lo / config_.page_size * config_.page_size;
       ranges = {{start, hi + 1}};
-      result = source_.read_ranges(sha1, ranges, answers, {}, cancel);
-      ++out.rounds;
-      ++out.requests;
+      result = send_round({});
       if (!result.ok()) return result;
       if (answers.empty() || answers[0].size() < lo - start || answers[0].size() > hi - start)
         return contradiction();
@@ -247,9 +259,7 @@ Status SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out,
       }
     }
     if (ranges.empty()) ranges.push_back(probe_at(hi - 1));
-    result = source_.read_ranges(sha1, ranges, answers, until_short, cancel);
-    ++out.rounds;
-    out.requests += static_cast<unsigned>(ranges.size());
+    result = send_round(until_short);
     if (!result.ok()) return result;
     if (Status settled = settle(0); !settled.ok()) return settled;
   }

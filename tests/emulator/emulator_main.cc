@@ -37,6 +37,10 @@ speed (default: as fast as loopback goes; bodies always come in 65,536-byte chun
                             competes with the client for the cores; else it sleeps
   --node-like               the real kachery-daemon 1.2.1 as measured on a 2-core machine:
                             --rate 400 --total-rate 700 --request-cost-ms 1 --cpu-bound
+                            --batch-pipelined
+  --batch-pipelined         requests that arrive pipelined together are all dispatched
+                            before the first is answered, as Node's HTTP server does: the
+                            first answer waits for the request cost of the whole batch
 fault injection (on /downloadFileData):
   --fault-sha1 SHA1         apply the faults below to this sha1 only
   --first-byte-delay-ms N   wait N ms before answering
@@ -95,10 +99,15 @@ int main(int argc, char** argv) {
       config.total_rate = 700e6;
       config.request_cost = std::chrono::microseconds(1000);
       config.cpu_bound = true;
+      config.batch_pipelined = true;
       continue;
     }
     if (flag == "--cpu-bound") {
       config.cpu_bound = true;
+      continue;
+    }
+    if (flag == "--batch-pipelined") {
+      config.batch_pipelined = true;
       continue;
     }
     if (i + 1 >= args.size()) usage_error("unknown flag or missing value: " + flag);

@@ -171,6 +171,29 @@ struct EmulatorServer::Impl {
 
   // Whether the request this connection's thread is serving came pipelined behind another.
   static thread_local bool sent_with_previous;
+  // Requests of this connection's current pipelined batch whose request_cost was paid
+  // with the batch's first (--batch-pipelined).
+  static thread_local std::size_t prepaid_requests;
+
+  // Complete requests in `buffer` (bytes read but not yet parsed), without consuming them.
+  static std::size_t complete_requests(const beast::flat_buffer& buffer) {
+    std::size_t count = 0;
+    net::const_buffer rest = buffer.data();
+    while (rest.size() > 0) {
+      http::request_parser<http::string_body> parser;
+      parser.eager(true);
+      parser.body_limit(std::uint64_t{4} << 30);
+      beast::error_code ec;
+      while (!parser.is_done() && rest.size() > 0) {
+        std::size_t used = parser.put(rest, ec);
+        if (ec || used == 0) return count;
+        rest += used;
+      }
+      if (!parser.is_done()) return count;
+      ++count;
+    }
+    return count;
+  }
 
   void log_request(const std::string& line) {
     if (config.request_log.empty()) return;
@@ -247,7 +270,10 @@ struct EmulatorServer::Impl {
   // ---------------------------------------------------------------- routes
   bool handle(tcp::socket& socket, const Request& request) {
     ++requests;
-    daemon_thread.pace(0, config.request_cost, config.cpu_bound);
+    if (prepaid_requests > 0)
+      --prepaid_requests;
+    else
+      daemon_thread.pace(0, config.request_cost, config.cpu_bound);
     std::string target(request.target());
     bool post = request.method() == http::verb::post;
     bool get = request.method() == http::verb::get;
@@ -629,6 +655,19 @@ struct EmulatorServer::Impl {
       beast::error_code ec;
       http::read(socket, buffer, parser, ec);
       if (ec) break;
+      if (config.batch_pipelined && !sent_with_previous && prepaid_requests == 0) {
+        // Node reads what has arrived (up to 64 KiB) and dispatches every request in it
+        // before answering any.
+        beast::error_code unread_error;
+        std::size_t unread = std::min<std::size_t>(socket.available(unread_error), 64 << 10);
+        if (!unread_error && unread > 0) {
+          std::size_t got = socket.read_some(buffer.prepare(unread), unread_error);
+          if (!unread_error) buffer.commit(got);
+        }
+        std::size_t batch = 1 + complete_requests(buffer);
+        daemon_thread.pace(0, config.request_cost * static_cast<long>(batch), config.cpu_bound);
+        prepaid_requests = batch;
+      }
       bool keep_going = handle(socket, parser.get());
       ++answered;
       if (!keep_going) break;
@@ -640,6 +679,7 @@ struct EmulatorServer::Impl {
 };
 
 thread_local bool EmulatorServer::Impl::sent_with_previous = false;
+thread_local std::size_t EmulatorServer::Impl::prepaid_requests = 0;
 
 EmulatorServer::EmulatorServer(EmulatorConfig config, Faults& faults)
     : impl_(new Impl(std::move(config), faults)) {}

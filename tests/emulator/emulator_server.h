@@ -44,6 +44,10 @@ struct EmulatorConfig {
   double total_rate = 0;                      // body bytes per second, all connections together
   std::chrono::microseconds request_cost{0};  // fixed work per request, one at a time
   bool cpu_bound = false;  // the daemon thread's work burns a CPU (as Node's does), not sleeps
+  // Requests that arrive pipelined together are all dispatched before the first of them
+  // is answered, as Node's HTTP server does: the first answer waits for every one's
+  // request_cost, not only its own.
+  bool batch_pipelined = false;
 };
 
 class EmulatorServer {

@@ -188,7 +188,9 @@ class Speed(EmulatorCase):
     def flags_for_test(self):
         return {"test_rate_limits_each_download": ("--rate", "10"),
                 "test_total_rate_is_shared_by_all_connections": ("--total-rate", "10"),
-                "test_node_like_keeps_the_framing": ("--node-like",)}[self._testMethodName]
+                "test_node_like_keeps_the_framing": ("--node-like",),
+                "test_a_pipelined_batch_is_answered_after_all_its_requests_cost":
+                    ("--batch-pipelined", "--request-cost-ms", "20")}[self._testMethodName]
 
     def timed_download(self, results, i):
         t0 = time.monotonic()
@@ -234,6 +236,33 @@ class Speed(EmulatorCase):
                 break
             i = j + 2 + n + 2
         self.assertEqual(sizes, [65536] * 4 + [299995 - 4 * 65536, 0])
+
+    def test_a_pipelined_batch_is_answered_after_all_its_requests_cost(self):
+        # Node's HTTP server dispatches every request of a pipelined batch before the first
+        # answer leaves: the first answer waits for 6 x 20 ms, not 20 ms.
+        request = b""
+        for offset in range(6):
+            body = json.dumps({"fileKey": {"sha1": self.sha1}, "startByte": offset,
+                               "endByte": offset + 1}).encode()
+            request += (b"POST /downloadFileData HTTP/1.1\r\nHost: x\r\n"
+                        b"KACHERY-CLIENT-AUTH-CODE: " + self.emulator.auth_code().encode() +
+                        b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        with socket.create_connection(("127.0.0.1", self.emulator.port)) as sock:
+            t0 = time.monotonic()
+            sock.sendall(request)
+            raw = b""
+            while b"\r\n0\r\n\r\n" not in raw:
+                chunk = sock.recv(1 << 16)
+                self.assertTrue(chunk, "the connection closed before the first answer")
+                raw += chunk
+            first_answer = time.monotonic() - t0
+            while raw.count(b"\r\n0\r\n\r\n") < 6:
+                chunk = sock.recv(1 << 16)
+                self.assertTrue(chunk, "the connection closed before the last answer")
+                raw += chunk
+        self.assertGreaterEqual(first_answer, 0.115, "6 requests at 20 ms each before any answer")
+        bodies = [part.partition(b"\r\n\r\n")[2] for part in raw.split(b"HTTP/1.1 200 OK")[1:]]
+        self.assertEqual([b[b.index(b"\r\n") + 2:][:1] for b in bodies], [self.data[i:i + 1] for i in range(6)])
 
 
 if __name__ == "__main__":
