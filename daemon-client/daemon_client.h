@@ -106,7 +106,8 @@ class DaemonClient final : public BlobSource {
   // Names the auth file in the detail of a 403.
   Status with_auth_hint(Status result) const;
   void release(std::unique_ptr<HttpConnection> connection);
-  // Folds the time of a small request, or of a pipelined round of `count`, into link_.
+  // Folds the time of a small request, or of a pipelined round of `count` requests sent
+  // at once (however many of their answers were read), into link_.
   void measured(std::chrono::steady_clock::duration took, std::size_t count);
   // Reports an exchange that began at `began` to config_.on_request.
   void observe(std::chrono::steady_clock::time_point began) const;

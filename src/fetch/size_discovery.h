@@ -2,7 +2,8 @@
 // so it is found from ranges: one that crosses EOF returns the bytes up to it, one that
 // starts past it returns nothing. Requests go in rounds, each sent at once
 // (BlobSource::read_ranges: pipelined, one round trip), and a round costs a round trip
-// plus its requests' time on the node (the daemon serves them one after another):
+// plus all its requests' time on the node (the daemon dispatches a whole pipelined round
+// before it answers the first of it):
 //   1. the head [0, head) (the kernel's first read on a link with latency; 1 MiB where
 //      requests cost more than bytes) and, where the round trip is worth several requests,
 //      no other discovery is under way and most recent files were larger than their head,
@@ -89,7 +90,7 @@ class SizeDiscovery {
 
  private:
   // Whether probes beside the head are likely to pay: they save a large file a round
-  // trip, and cost a small one (which the head answers) about as much of the node's time.
+  // trip, and delay a small one's (which the head answers) by the node's time for them.
   // So they go out while most of the files discovered lately were large.
   bool probes_likely_to_pay() const;
   void remember_outcome(bool large);

@@ -112,6 +112,31 @@ TEST(DaemonClient, KeepAliveReusesOneConnection) {
   EXPECT_EQ(connections(client, emulator), 1u);
 }
 
+TEST(DaemonClient, APipelinedRoundCutShortSharesItsTimeAmongAllItsRequests) {
+  // As the real daemon does, the emulator dispatches the whole round before its first
+  // answer: 10 requests at 10 ms each. The round stops reading at its second answer (the
+  // first past EOF), yet its time is the work of all 10, so the node's time per request is
+  // about 10 ms, not the 90 ms that dividing by the answers read would give.
+  EmulatorProcess emulator({"--batch-pipelined", "--request-cost-ms", "10"});
+  std::string sha1 = emulator.put(pattern(1000, 9));
+  DaemonClient client(config_for(emulator));
+  ASSERT_TRUE(read(client, sha1, 0, 10).result.ok());  // connects
+  ASSERT_TRUE(read(client, sha1, 0, 10).result.ok());  // a round trip on the open connection
+  ASSERT_GT(client.link().round_trip, 0.0);
+  std::vector<ByteRange> ranges{{0, 1}};
+  for (std::uint64_t i = 1; i < 10; ++i) ranges.push_back({1000 * i + 5, 1000 * i + 6});
+  std::vector<std::string> answers;
+  ASSERT_TRUE(client
+                  .read_ranges(
+                      sha1, ranges, answers, [&](std::size_t i) { return !answers[i].empty(); },
+                      NeverCancelled())
+                  .ok());
+  EXPECT_EQ(answers[0], pattern(1000, 9).substr(0, 1));
+  double per_request = client.link().per_request;
+  EXPECT_GT(per_request, 0.005);
+  EXPECT_LT(per_request, 0.030);
+}
+
 TEST(DaemonClient, StaleKeepAliveConnectionIsReplaced) {
   EmulatorProcess emulator;
   std::string data = pattern(5000, 3);
