@@ -41,6 +41,19 @@ class BlockStagesTest : public testing::TempDirTest {
     return opened.ok() ? *opened : nullptr;
   }
 
+  // Puts `data` in the source and opens its partial file, `extra` bytes larger than the
+  // data where a test needs the node to have less than the file's size says.
+  std::shared_ptr<PartialFile> stage(const std::string& data, std::uint64_t extra = 0) {
+    sha1_ = source_.add(data);
+    return open_partial(sha1_, data.size() + extra);
+  }
+
+  // A verifier that records the sha1 of every file it fails in failed_.
+  std::unique_ptr<Verifier> recording_verifier() {
+    return std::make_unique<Verifier>(source_, *cache_, quota_, counters_,
+                                      [this](const std::string& bad) { failed_.push_back(bad); });
+  }
+
   std::string bytes_at(const PartialFile& file, std::uint64_t offset, std::size_t length) {
     std::string out(length, '\0');
     EXPECT_EQ(pread(file.data_fd(), out.data(), length, static_cast<off_t>(offset)),
@@ -52,18 +65,19 @@ class BlockStagesTest : public testing::TempDirTest {
   NeverCancelled never_;
   Counters counters_;
   NoQuota quota_;
+  MemorySource source_;
+  BlockDownload download_{source_, quota_, counters_, kBlock};
+  std::string sha1_;  // of the data stage() put in the source
+  std::vector<std::string> failed_;
 };
 
 TEST_F(BlockStagesTest, ARunIsOneRangeOfAtMostABlockAndItsPagesArePresent) {
-  MemorySource source;
   const std::string data = pattern(100000);
-  const std::string sha1 = source.add(data);
-  auto file = open_partial(sha1, data.size());
-  BlockDownload download(source, quota_, counters_, kBlock);
+  auto file = stage(data);
   ASSERT_TRUE(file->claim(2));
-  ASSERT_TRUE(download.fetch_run(*file, 2, 20, never_, BlockDownload::Purpose::kDemand).ok());
-  ASSERT_EQ(source.ranges_asked().size(), 1u);
-  EXPECT_EQ(source.ranges_asked()[0], std::make_pair(2 * kPage, 2 * kPage + kBlock));
+  ASSERT_TRUE(download_.fetch_run(*file, 2, 20, never_, BlockDownload::Purpose::kDemand).ok());
+  ASSERT_EQ(source_.ranges_asked().size(), 1u);
+  EXPECT_EQ(source_.ranges_asked()[0], std::make_pair(2 * kPage, 2 * kPage + kBlock));
   for (std::uint64_t page = 0; page < file->page_count(); ++page)
     EXPECT_EQ(file->present(page), page >= 2 && page < 6) << "page " << page;
   EXPECT_EQ(bytes_at(*file, 2 * kPage, kBlock), data.substr(2 * kPage, kBlock));
@@ -71,15 +85,12 @@ TEST_F(BlockStagesTest, ARunIsOneRangeOfAtMostABlockAndItsPagesArePresent) {
 }
 
 TEST_F(BlockStagesTest, ARangeThatComesBackShortLeavesItsMissingPagesToBeFetchedAgain) {
-  MemorySource source;
   const std::string data = pattern(100000);
-  const std::string sha1 = source.add(data);
-  auto file = open_partial(sha1, data.size() + 3 * kPage);  // larger than what the node has
-  BlockDownload download(source, quota_, counters_, kBlock);
+  auto file = stage(data, 3 * kPage);  // larger than what the node has
   const std::uint64_t last_page = file->page_count() - 1;
   ASSERT_TRUE(file->claim(last_page - 3));
   Status result =
-      download.fetch_run(*file, last_page - 3, last_page, never_, BlockDownload::Purpose::kDemand);
+      download_.fetch_run(*file, last_page - 3, last_page, never_, BlockDownload::Purpose::kDemand);
   EXPECT_FALSE(result.ok());
   EXPECT_EQ(result.cause(), Cause::kProtocolError) << result.detail();
   EXPECT_FALSE(file->present(last_page));
@@ -87,92 +98,73 @@ TEST_F(BlockStagesTest, ARangeThatComesBackShortLeavesItsMissingPagesToBeFetched
 }
 
 TEST_F(BlockStagesTest, BytesInHandAreStoredOnlyAsTheWholePagesTheyCover) {
-  MemorySource source;
   const std::string data = pattern(5 * kPage);
-  const std::string sha1 = source.add(data);
-  auto file = open_partial(sha1, data.size());
-  BlockDownload download(source, quota_, counters_, kBlock);
-  EXPECT_TRUE(download.store(*file, 100, data.substr(100, 3 * kPage)));
+  auto file = stage(data);
+  EXPECT_TRUE(download_.store(*file, 100, data.substr(100, 3 * kPage)));
   EXPECT_FALSE(file->present(0)) << "page 0 is covered only from byte 100";
   EXPECT_TRUE(file->present(1));
   EXPECT_TRUE(file->present(2));
   EXPECT_FALSE(file->present(3)) << "page 3 is covered only up to byte 99 of it";
   EXPECT_EQ(bytes_at(*file, kPage, 2 * kPage), data.substr(kPage, 2 * kPage));
-  EXPECT_FALSE(download.store(*file, kPage, data.substr(kPage, kPage)))
+  EXPECT_FALSE(download_.store(*file, kPage, data.substr(kPage, kPage)))
       << "a present page is not stored twice";
-  EXPECT_EQ(source.requests.load(), 0);
+  EXPECT_EQ(source_.requests.load(), 0);
 }
 
 TEST_F(BlockStagesTest, TheVerifierMovesAWholeMatchingFileIntoTheCache) {
-  MemorySource source;
   const std::string data = pattern(3 * kPage + 123);
-  const std::string sha1 = source.add(data);
-  auto file = open_partial(sha1, data.size());
-  BlockDownload download(source, quota_, counters_, kBlock);
-  std::vector<std::string> failed;
-  Verifier verifier(source, *cache_, quota_, counters_,
-                    [&](const std::string& bad) { failed.push_back(bad); });
-  ASSERT_TRUE(download.store(*file, 0, data.substr(0, kPage)));
-  verifier.schedule(file);
-  ASSERT_TRUE(download.store(*file, kPage, data.substr(kPage)));
-  verifier.schedule(file);
+  auto file = stage(data);
+  auto verifier = recording_verifier();
+  ASSERT_TRUE(download_.store(*file, 0, data.substr(0, kPage)));
+  verifier->schedule(file);
+  ASSERT_TRUE(download_.store(*file, kPage, data.substr(kPage)));
+  verifier->schedule(file);
   ASSERT_TRUE(file->wait_complete(never_).ok());
-  verifier.stop();
-  EXPECT_EQ(cache_->complete_size(sha1), data.size());
-  EXPECT_TRUE(failed.empty());
+  verifier->stop();
+  EXPECT_EQ(cache_->complete_size(sha1_), data.size());
+  EXPECT_TRUE(failed_.empty());
   EXPECT_EQ(counters_.get(Counter::kVerifyFailures), 0u);
 }
 
 TEST_F(BlockStagesTest, TheVerifierFailsAMismatchedFileAndSaysWhichOne) {
-  MemorySource source;
   const std::string data = pattern(3 * kPage);
-  const std::string sha1 = source.add(data);
-  auto file = open_partial(sha1, data.size());
-  BlockDownload download(source, quota_, counters_, kBlock);
+  auto file = stage(data);
   std::string wrong = data;
   wrong[kPage + 7] ^= 1;
-  std::vector<std::string> failed;
-  Verifier verifier(source, *cache_, quota_, counters_,
-                    [&](const std::string& bad) { failed.push_back(bad); });
-  ASSERT_TRUE(download.store(*file, 0, wrong));
-  verifier.schedule(file);
+  auto verifier = recording_verifier();
+  ASSERT_TRUE(download_.store(*file, 0, wrong));
+  verifier->schedule(file);
   Status complete = file->wait_complete(never_);
   EXPECT_FALSE(complete.ok());
   EXPECT_EQ(complete.cause(), Cause::kBadBytes) << complete.detail();
   EXPECT_TRUE(file->failed());
-  verifier.stop();  // readers wake before the callback runs; the join waits for the rest
-  EXPECT_FALSE(cache_->complete_size(sha1).has_value());
-  EXPECT_EQ(failed, std::vector<std::string>{sha1});
+  verifier->stop();  // readers wake before the callback runs; the join waits for the rest
+  EXPECT_FALSE(cache_->complete_size(sha1_).has_value());
+  EXPECT_EQ(failed_, std::vector<std::string>{sha1_});
   EXPECT_EQ(counters_.get(Counter::kVerifyFailures), 1u);
 }
 
 TEST_F(BlockStagesTest, QueuedRunsAreFetchedByTheWorkersAndVerified) {
-  MemorySource source;
   const std::string data = pattern(10 * kPage + 17);
-  const std::string sha1 = source.add(data);
-  auto file = open_partial(sha1, data.size());
-  BlockDownload download(source, quota_, counters_, kBlock);
-  Verifier verifier(source, *cache_, quota_, counters_, {});
-  Prefetcher prefetcher(download, verifier, 2);
+  auto file = stage(data);
+  Verifier verifier(source_, *cache_, quota_, counters_, {});
+  Prefetcher prefetcher(download_, verifier, 2);
   prefetcher.enqueue({{file, 0, 3}, {file, 4, 7}, {file, 8, file->page_count() - 1}});
   ASSERT_TRUE(file->wait_complete(never_).ok());
-  EXPECT_EQ(cache_->complete_size(sha1), data.size());
-  EXPECT_EQ(source.fetched_bytes(), data.size()) << "every byte fetched once";
-  for (auto [start, end] : source.ranges_asked()) EXPECT_LE(end - start, kBlock);
+  EXPECT_EQ(cache_->complete_size(sha1_), data.size());
+  EXPECT_EQ(source_.fetched_bytes(), data.size()) << "every byte fetched once";
+  for (auto [start, end] : source_.ranges_asked()) EXPECT_LE(end - start, kBlock);
 }
 
 TEST_F(BlockStagesTest, AStoppedPrefetcherFetchesNothing) {
-  MemorySource source;
   const std::string data = pattern(4 * kPage);
-  const std::string sha1 = source.add(data);
-  auto file = open_partial(sha1, data.size());
-  BlockDownload download(source, quota_, counters_, kBlock);
-  Verifier verifier(source, *cache_, quota_, counters_, {});
-  Prefetcher prefetcher(download, verifier, 2);
+  auto file = stage(data);
+  Verifier verifier(source_, *cache_, quota_, counters_, {});
+  Prefetcher prefetcher(download_, verifier, 2);
   prefetcher.stop();
   prefetcher.enqueue({{file, 0, file->page_count() - 1}});
   prefetcher.stop();  // joins any worker that could have taken the run
-  EXPECT_EQ(source.requests.load(), 0);
+  EXPECT_EQ(source_.requests.load(), 0);
   EXPECT_FALSE(file->present(0));
 }
 
