@@ -184,8 +184,10 @@ void BlockFetcher::prefetch(const std::shared_ptr<PartialFile>& file, std::uint6
       std::max<std::uint64_t>(1, config_.block_size / file->page_size());
   std::uint64_t first = offset / file->page_size();
   std::uint64_t last = (std::min(file->size(), offset + length) - 1) / file->page_size();
+  last = std::min(file->page_count() - 1,
+                  last / pages_per_block * pages_per_block + pages_per_block - 1);
   // Runs are aligned to block_size (so that readers of one file queue the same runs) and
-  // cut to the range asked for; a page claimed by one run is skipped by any other.
+  // start where the range does; a page claimed by one run is skipped by any other.
   std::vector<Prefetcher::Run> runs;
   for (std::uint64_t block = first / pages_per_block * pages_per_block; block <= last;
        block += pages_per_block) {

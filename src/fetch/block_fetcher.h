@@ -82,8 +82,10 @@ class BlockFetcher {
   // that the node's time per request costs a quarter of their transfer at most), between
   // 256 KiB and one block. One block while the link is unmeasured.
   std::uint64_t first_window() const;
-  // Queues the missing pages of [offset, offset + length) for the prefetch workers, in runs
-  // of at most a block.
+  // Queues the missing pages of [offset, offset + length), extended to the end of the block
+  // it ends in, for the prefetch workers, in runs of at most a block: a readahead window
+  // that moves on by a read at a time then queues a whole block each time it enters one,
+  // not a range as small as the read.
   void prefetch(const std::shared_ptr<PartialFile>& file, std::uint64_t offset,
                 std::uint64_t length);
   // Fetches every block (in parallel) and waits until the whole file is verified and

@@ -181,20 +181,22 @@ Result<int> ContentAccess::prepare_read(OpenContent& file, std::uint64_t offset,
   std::uint64_t window = 0;
   bool queue_whole = false;
   {
-    // A read that starts within 1 MiB of where the previous one ended continues it (the
-    // kernel's own readahead reorders reads a little): the readahead window opens at what
-    // fills the link (BlockFetcher::first_window) and doubles up to max_readahead. A first
-    // read, or any other jump, has none: it fetches only its pages (and the kernel's
-    // readahead), so that a reader that reads a header and then seeks never waits behind
-    // bytes it did not want.
+    // A read continues the stream when it starts at most 1 MiB past its furthest end, and
+    // not further behind it than the readahead window (or 1 MiB): the kernel's readahead,
+    // served by several FUSE threads, delivers a stream's reads a few MiB out of order, and
+    // an overtaken read is part of the stream, not a seek. The window opens at what fills
+    // the link (BlockFetcher::first_window) and doubles up to max_readahead. A first read,
+    // or any other jump, has none: it fetches only its pages (and the kernel's readahead),
+    // so that a reader that reads a header and then seeks never waits behind bytes it did
+    // not want.
     std::lock_guard lock(file.readahead_mutex);
     constexpr std::uint64_t kSlack = 1 << 20;
-    bool continues = file.next_offset > 0 && offset + kSlack >= file.next_offset &&
-                     offset <= file.next_offset + kSlack;
+    bool continues = file.next_offset > 0 && offset <= file.next_offset + kSlack &&
+                     offset + std::max(kSlack, file.window) >= file.next_offset;
     std::uint64_t opening = blocks_.first_window();
     file.window =
         continues ? std::min(streaming_.max_readahead, std::max(opening, 2 * file.window)) : 0;
-    file.next_offset = offset + length;
+    file.next_offset = continues ? std::max(file.next_offset, offset + length) : offset + length;
     window = file.window;
     queue_whole = partial->size() <= streaming_.whole_max && !file.whole_file_queued;
     file.whole_file_queued = file.whole_file_queued || queue_whole;

@@ -64,8 +64,8 @@ struct OpenContent {
   OpenObjects::Hold in_use;              // not evicted while open
   // Sequential-read detection for readahead, per open handle.
   std::mutex readahead_mutex;
-  std::uint64_t next_offset = 0;
-  std::uint64_t window = 0;
+  std::uint64_t next_offset = 0;   // the furthest end of the reads of the current stream
+  std::uint64_t window = 0;        // its readahead window
   bool whole_file_queued = false;  // a file up to whole_max: its whole fetch is queued
 };
 

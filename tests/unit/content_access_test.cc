@@ -76,16 +76,43 @@ TEST_F(ContentAccessTest, AFirstReadFetchesItsPagesAndReadaheadStartsWhenTheRead
   ASSERT_TRUE(content_->prepare_read(file, 0, 2 * kPage, never_).ok());
   EXPECT_FALSE(asked_within(2 * kPage, bytes.size(), discovery)) << "no readahead yet";
   // The reader goes on where it stopped: the window opens (one block, the link being
-  // unmeasured) and is fetched in the background, no further.
+  // unmeasured) and is fetched in the background up to the end of the block it ends in,
+  // no further.
   Result<int> fd = content_->prepare_read(file, 2 * kPage, 2 * kPage, never_);
   ASSERT_TRUE(fd.ok());
-  EXPECT_TRUE(eventually([&] {
-    return asked_within(4 * kPage + kBlock - kPage, 4 * kPage + kBlock, discovery);
-  })) << "the window's last page is fetched";
-  EXPECT_FALSE(asked_within(4 * kPage + kBlock, bytes.size(), discovery)) << "and nothing past it";
+  const std::uint64_t window_end = 4 * kPage + kBlock;
+  const std::uint64_t block_end = ((window_end - 1) / kBlock + 1) * kBlock;
+  ASSERT_GT(block_end, window_end) << "the window ends inside a block";
+  EXPECT_TRUE(eventually([&] { return asked_within(block_end - kPage, block_end, discovery); }))
+      << "the last page of the window's last block is fetched";
+  EXPECT_FALSE(asked_within(block_end, bytes.size(), discovery)) << "and nothing past it";
   std::string got(2 * kPage, '\0');
   ASSERT_EQ(pread(*fd, got.data(), got.size(), 2 * kPage), static_cast<ssize_t>(got.size()));
   EXPECT_EQ(got, bytes.substr(2 * kPage, 2 * kPage));
+}
+
+TEST_F(ContentAccessTest, AReadOvertakenWithinTheWindowKeepsTheStreamGoing) {
+  // The kernel's readahead, served by several FUSE threads, delivers a stream's reads out
+  // of order by a few MiB. A read that far behind the stream's end, within its readahead
+  // window, is part of the stream: the window stays open and the end does not move back.
+  ContentAccess content(*cache_, *fetcher_, *blocks_, quota_, counters_, in_use_,
+                        StreamingConfig{20000, 8 << 20, false});
+  const std::string bytes = pattern(6 << 20, 8);
+  const std::string sha1 = source_.add(bytes);
+  OpenContent file;
+  ASSERT_EQ(content.open(request(sha1), file, never_).error(), 0);
+  ASSERT_TRUE(file.partial);
+  constexpr std::uint64_t kRead = 256 << 10;
+  for (std::uint64_t offset = 0; offset < (4 << 20); offset += kRead)
+    ASSERT_TRUE(content.prepare_read(file, offset, kRead, never_).ok());
+  const std::uint64_t window = file.window;
+  ASSERT_GT(window, 2u << 20) << "the window has grown past how far the next read lags";
+  ASSERT_TRUE(content.prepare_read(file, (4 << 20) - (2 << 20), kRead, never_).ok());
+  EXPECT_GE(file.window, window) << "an overtaken read does not close the window";
+  EXPECT_EQ(file.next_offset, 4u << 20) << "nor move the stream's end back";
+  // A jump more than 1 MiB past the stream's end is a seek: the window closes.
+  ASSERT_TRUE(content.prepare_read(file, (5 << 20) + kRead, kRead, never_).ok());
+  EXPECT_EQ(file.window, 0u);
 }
 
 TEST_F(ContentAccessTest, ALookupKeepsWhatItFetchedInTheCacheAndTheOpenCountsOnce) {
