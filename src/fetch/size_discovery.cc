@@ -108,9 +108,16 @@ DiscoveryPlan::Round DiscoveryPlan::next_round(const LinkEstimate& link, std::ui
       if (cost < best.cost) best = {{probes, static_cast<std::uint64_t>(window)}, cost};
     };
     consider(0, 0, width);
-    for (unsigned n = 1; n <= max_rounds; ++n)
-      for (unsigned k = 1; k <= kMaxProbesPerRound; ++k)
-        consider(n, k, width / std::pow(k + 1.0, n));
+    // A plan of n rounds of k probes costs at least n * (r + k * c), which grows with both:
+    // once that reaches the best cost found, no larger plan can beat it. Nor can more
+    // probes per round once the window left is down to a page.
+    for (unsigned n = 1; n <= max_rounds && n * (r + c) < best.cost; ++n) {
+      for (unsigned k = 1; k <= kMaxProbesPerRound && n * (r + k * c) < best.cost; ++k) {
+        double left = width / std::pow(k + 1.0, n);
+        consider(n, k, left);
+        if (left <= page) break;
+      }
+    }
     return best;
   };
   Plan free = cheapest(kMaxRounds);
