@@ -122,10 +122,13 @@ DiscoveryPlan::Round DiscoveryPlan::next_round(const LinkEstimate& link, std::ui
   };
   Plan free = cheapest(kMaxRounds);
   if (rounds_left >= kMaxRounds) return free.round;
-  // The budget holds where it costs at most a quarter more than the cheapest plan: across
-  // a VPN, where a round trip is worth many requests, not on a LAN, where it is worth two.
+  // The budget holds across a link where a round trip costs a millisecond or more (a
+  // VPN): each round trip there brings its own jitter. On a LAN, where a round trip is
+  // worth a request or two, it holds only where it costs at most a quarter more than the
+  // cheapest plan.
   Plan budgeted = cheapest(rounds_left);
-  return budgeted.cost <= 1.25 * free.cost ? budgeted.round : free.round;
+  bool binding = rounds_are_costly(link) && std::isfinite(budgeted.cost);
+  return binding || budgeted.cost <= 1.25 * free.cost ? budgeted.round : free.round;
 }
 
 SizeDiscovery::SizeDiscovery(BlobSource& source, SizeDiscoveryConfig config)

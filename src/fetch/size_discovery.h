@@ -11,10 +11,11 @@
 //      same round;
 //   2. rounds of 1-byte probes that split what is left, as many as the link makes worth it;
 //   3. one window that straddles EOF: the exact size, with the file's last bytes.
-// The search fits a budget of rounds (4) wherever that costs at most a quarter more than
-// the cheapest plan (across a VPN, not a LAN): each round trip of a real link brings its
-// own jitter, so fewer, fuller rounds bound the tail, at a few percent of the mean (the
-// cheapest plan for 1 GiB at 20 ms is one round longer).
+// The search fits a budget of rounds (4) across a link where a round trip costs a
+// millisecond or more, and on a faster one wherever that costs at most a quarter more than
+// the cheapest plan: each round trip of a real link brings its own jitter, so fewer,
+// fuller rounds bound the tail, at a few percent of the mean (the cheapest plan for 1 GiB
+// at 20 ms is one round longer).
 // A round's ranges ascend, so its first answer shorter than its range settles it: the
 // round ends there and the next goes out at once (the connection drops the rest while it
 // travels). A small file is answered by its head alone, with its bytes. Every whole range
@@ -66,7 +67,8 @@ struct DiscoveryPlan {
   // The next round once the size is known to lie in an interval of `interval` bytes: of
   // the plans of n <= rounds_left rounds of k probes each, then one window as wide as the
   // interval left (n round trips, n * k requests, half the window's transfer on average),
-  // the cheapest, unless the cheapest within the budget costs at most a quarter more.
+  // the cheapest within the budget where rounds are costly or where it costs at most a
+  // quarter more than the cheapest of all; else that one.
   // `probes` 0 means: read the window now.
   struct Round {
     unsigned probes = 0;
