@@ -192,6 +192,13 @@ class Speed(EmulatorCase):
                 "test_a_pipelined_batch_is_answered_after_all_its_requests_cost":
                     ("--batch-pipelined", "--request-cost-ms", "20")}[self._testMethodName]
 
+    def raw_download_request(self, start, end, close=False):
+        """The bytes of one /downloadFileData request, to write on a socket as they are."""
+        body = json.dumps({"fileKey": {"sha1": self.sha1}, "startByte": start, "endByte": end}).encode()
+        return (b"POST /downloadFileData HTTP/1.1\r\nHost: x\r\n" + (b"Connection: close\r\n" if close else b"") +
+                b"KACHERY-CLIENT-AUTH-CODE: " + self.emulator.auth_code().encode() +
+                b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
     def timed_download(self, results, i):
         t0 = time.monotonic()
         results[i] = (self.download(0, len(self.data)), time.monotonic() - t0)
@@ -216,10 +223,7 @@ class Speed(EmulatorCase):
 
     def test_node_like_keeps_the_framing(self):
         with socket.create_connection(("127.0.0.1", self.emulator.port)) as sock:
-            body = json.dumps({"fileKey": {"sha1": self.sha1}, "startByte": 5, "endByte": 300000}).encode()
-            sock.sendall(b"POST /downloadFileData HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                         b"KACHERY-CLIENT-AUTH-CODE: " + self.emulator.auth_code().encode() +
-                         b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            sock.sendall(self.raw_download_request(5, 300000, close=True))
             raw = b""
             while True:
                 chunk = sock.recv(1 << 20)
@@ -240,13 +244,7 @@ class Speed(EmulatorCase):
     def test_a_pipelined_batch_is_answered_after_all_its_requests_cost(self):
         # Node's HTTP server dispatches every request of a pipelined batch before the first
         # answer leaves: the first answer waits for 6 x 20 ms, not 20 ms.
-        request = b""
-        for offset in range(6):
-            body = json.dumps({"fileKey": {"sha1": self.sha1}, "startByte": offset,
-                               "endByte": offset + 1}).encode()
-            request += (b"POST /downloadFileData HTTP/1.1\r\nHost: x\r\n"
-                        b"KACHERY-CLIENT-AUTH-CODE: " + self.emulator.auth_code().encode() +
-                        b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        request = b"".join(self.raw_download_request(offset, offset + 1) for offset in range(6))
         with socket.create_connection(("127.0.0.1", self.emulator.port)) as sock:
             t0 = time.monotonic()
             sock.sendall(request)
