@@ -8,6 +8,8 @@ POST /downloadFileData with chunked bodies), except for what MODE breaks:
   honest          nothing (a control)
   oversize        every download answers 10 MiB, whatever the range asked
   endless-size    every range [s, e) gets e - s bytes, for any file: size discovery never ends
+  huge-size       every file has 2^51 zero bytes (2 PiB): discovery ends, but at a size no
+                  page map should be allocated for
   trickle         a download sends one byte every 2 s, forever
   endless-body    a download sends chunks at full speed, forever
   continue        every reply is preceded by "HTTP/1.1 100 Continue"
@@ -194,6 +196,8 @@ class Handler(socketserver.BaseRequestHandler):
         path = os.path.join(self.server.storage, "sha1", sha1[0:2], sha1[2:4], sha1[4:6], sha1)
         if mode == "endless-size":
             data = b"\0" * (end - start)
+        elif mode == "huge-size":
+            data = b"\0" * max(0, min(end, 1 << 51) - start)
         elif not os.path.exists(path):
             self.simple("500 Internal Server Error",
                         b"Error downloading file: Unable get data read stream for local file.", "text/html")
@@ -248,7 +252,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--storage-dir", required=True)
     ap.add_argument("--mode", required=True, choices=[
-        "honest", "header-drip", "oversize", "endless-size", "trickle", "endless-body", "continue", "bad-probe", "content-length",
+        "honest", "header-drip", "oversize", "endless-size", "huge-size", "trickle", "endless-body", "continue", "bad-probe", "content-length",
         "bad-chunk", "header-flood", "slow-status", "redirect", "http10", "forbidden", "silent", "probe-not-json",
         "probe-huge", "probe-array", "load-endless", "load-huge", "rendezvous"])
     ap.add_argument("--port-file", required=True)

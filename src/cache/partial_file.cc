@@ -27,6 +27,13 @@ Result<std::shared_ptr<PartialFile>> PartialFile::open(const CacheLayout& layout
   file->chunks_path_ = layout.verified_chunks(sha1);
   file->layout_ = &layout;
   std::uint64_t pages = (size + page_size - 1) / page_size;
+  if (pages > kMaxPages) {
+    // The page maps are held in memory, a byte a page: a node that claims petabytes must
+    // not make the mount allocate gigabytes.
+    return kacheryfs::fail(-EFBIG, "a file of " + std::to_string(size) + " bytes has " +
+                                       std::to_string(pages) + " pages, more than the " +
+                                       std::to_string(kMaxPages) + " kacheryfs streams");
+  }
   file->present_.assign(pages, 0);
   file->in_flight_.assign(pages, 0);
 

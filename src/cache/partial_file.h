@@ -31,9 +31,12 @@ namespace kacheryfs {
 
 class PartialFile {
  public:
+  // The most pages an entry has (4 TiB at 64 KiB pages): its page maps are in memory.
+  static constexpr std::uint64_t kMaxPages = std::uint64_t{1} << 26;
+
   // Opens (or creates) the partial entry named by the layout; restores the pages already
   // present. Every file of the entry is opened through the layout (openat2, no symlinks),
-  // which must outlive the entry.
+  // which must outlive the entry. More than kMaxPages pages: EFBIG.
   static Result<std::shared_ptr<PartialFile>> open(const CacheLayout& layout,
                                                    const std::string& sha1, std::uint64_t size,
                                                    std::uint64_t page_size);

@@ -84,6 +84,10 @@ Result<std::shared_ptr<PartialFile>> ContentAccess::entry(const ContentRequest& 
 Status ContentAccess::open_streamed(const ContentRequest& request, std::uint64_t size,
                                     OpenContent& out, const CancelToken& cancel) {
   auto partial = entry(request, size, {}, cancel);
+  if (partial.error() == -EFBIG) {
+    spdlog::warn("{}: {}", request.sha1, partial.detail());  // a size, not an EIO
+    return partial.failure();
+  }
   if (!partial.ok()) {
     return read_failure(
         counters_,

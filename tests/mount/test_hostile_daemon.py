@@ -107,6 +107,17 @@ class HostileDaemon(unittest.TestCase):
         self.assertEioWithin(60, lambda: os.stat(os.path.join(self.mnt, "sha1", "1" * 40)))
         self.assertLessEqual(len(self.requests()), 80, "at most 64 doublings")
 
+    def test_a_file_of_petabytes_is_refused_and_the_mount_lives_on(self):
+        # 2^51 bytes: the size is found, but a page map for it would take 64 GiB of memory.
+        m = self.mount("huge-size")
+        path = os.path.join(self.mnt, "sha1", "2" * 40)
+        self.assertEqual(os.stat(path).st_size, 1 << 51)
+        with self.assertRaises(OSError) as ctx:
+            os.open(path, os.O_RDONLY)
+        self.assertEqual(ctx.exception.errno, errno.EFBIG, (ctx.exception, m.output()))
+        self.assertIsNone(m.proc.poll(), m.output())
+        self.assertEqual(os.stat(path).st_size, 1 << 51, "the mount still answers")
+
     def test_a_trickling_body_is_cut_by_the_low_speed_limit(self):
         m = self.mount("trickle")
         elapsed = self.assertEioWithin(30, lambda: self.read(self.small))

@@ -102,6 +102,18 @@ TEST_F(PartialFileTest, WaitsEndOnCompletionFailureOrCancellation) {
   interrupter.join();
 }
 
+TEST_F(PartialFileTest, ASizeBeyondThePageMapsLimitIsRefusedWithoutAllocating) {
+  // 2^51 bytes at 64 KiB pages: page maps of 32 GiB each.
+  auto huge = PartialFile::open(*layout_, std::string(40, 'd'), std::uint64_t{1} << 51, 65536);
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.error(), -EFBIG);
+  EXPECT_NE(huge.detail().find("2251799813685248 bytes"), std::string::npos) << huge.detail();
+  EXPECT_FALSE(std::filesystem::exists(layout_->partial_data(std::string(40, 'd'))));
+  auto one_over =
+      PartialFile::open(*layout_, std::string(40, 'e'), PartialFile::kMaxPages * 65536 + 1, 65536);
+  EXPECT_EQ(one_over.error(), -EFBIG);
+}
+
 TEST_F(PartialFileTest, PlantedSymlinksAreNeverFollowed) {
   std::filesystem::create_directories(layout_->partial_dir());
   const auto outside = root_.parent_path() / ("kfs-outside-" + std::to_string(getpid()));
