@@ -36,7 +36,7 @@ class ContentAccessTest : public testing::TempDirTest {
     blocks_ = std::make_unique<BlockFetcher>(source_, *cache_, quota_, counters_, in_use_,
                                              BlockFetcherConfig{kPage, kBlock, 2});
     content_ = std::make_unique<ContentAccess>(*cache_, *fetcher_, *blocks_, quota_, counters_,
-                                               in_use_, StreamingConfig{20000, 1 << 20, false});
+                                               in_use_, StreamingConfig{100000, 1 << 20, false});
   }
   // Whether any range asked for after the first `after` reaches into [start, end).
   bool asked_within(std::uint64_t start, std::uint64_t end, std::size_t after = 0) {
@@ -161,7 +161,7 @@ TEST_F(ContentAccessTest, TheFirstWindowFillsTheMeasuredLink) {
 }
 
 TEST_F(ContentAccessTest, ASmallFileIsFetchedWholeInTheBackgroundOnceRead) {
-  const std::string bytes = pattern(18000, 4);  // under whole_max, over the head
+  const std::string bytes = pattern(90000, 4);  // under whole_max, over what discovery brings
   const std::string sha1 = source_.add(bytes);
   OpenContent file;
   ASSERT_EQ(content_->open(request(sha1), file, never_).error(), 0);
