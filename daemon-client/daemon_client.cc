@@ -20,6 +20,10 @@ constexpr std::string_view kNotFoundBody = "Unable get data read stream for loca
 constexpr unsigned kMaxResumes = 64;  // resumptions after mid-body drops, per range
 // A range this small measures the round trip (its transfer takes next to nothing).
 constexpr std::uint64_t kSmallRange = 64 << 10;
+// keep_warm times a small request on its spare connection until the round trip has this
+// many samples (the mount's first one may have met a busy node), then once a minute.
+constexpr unsigned kRoundTripSamplesAtStart = 3;
+constexpr auto kRoundTripRefresh = std::chrono::seconds(60);
 
 // The daemon streams every non-empty range chunked; a Content-Length framing of bytes
 // could end the body early and pass for end of file.
@@ -145,20 +149,44 @@ void DaemonClient::keep_warm(std::chrono::steady_clock::duration window,
   Clock::time_point last_used{Clock::duration(last_used_.load(std::memory_order_relaxed))};
   if (window <= Clock::duration::zero() || now - last_used > window || now < warm_again_at_) return;
   prune_idle();
+  bool spare_ready = false;
   {
     // A connection in use comes back to the pool when its exchange ends.
     std::lock_guard lock(pool_mutex_);
-    if (!idle_.empty() || in_use_ > 0) return;
+    if (in_use_ > 0) return;
+    spare_ready = !idle_.empty();
   }
-  auto connection = std::make_unique<HttpConnection>(config_.address, config_.connector);
-  HttpOutcome connected = connection->connect(config_.timeouts, cancel);
-  if (connected.error != TransportError::kNone) {
-    // The node's health is the prober's to judge; this only waits before trying again.
-    warm_again_at_ = Clock::now() + std::chrono::seconds(30);
+  if (!spare_ready) {
+    auto connection = std::make_unique<HttpConnection>(config_.address, config_.connector);
+    HttpOutcome connected = connection->connect(config_.timeouts, cancel);
+    if (connected.error != TransportError::kNone) {
+      // The node's health is the prober's to judge; this only waits before trying again.
+      warm_again_at_ = Clock::now() + std::chrono::seconds(30);
+      return;
+    }
+    std::lock_guard lock(pool_mutex_);
+    if (idle_.empty()) idle_.push_back({std::move(connection), Clock::now()});
     return;
   }
-  std::lock_guard lock(pool_mutex_);
-  if (idle_.empty()) idle_.push_back({std::move(connection), Clock::now()});
+  // Small requests on the spare (not on the tick that opened it: a new connection's first
+  // request may wait for the node to accept it), so that the round trip size discovery
+  // plans by stays current, although a mount's own requests are mostly rounds of several
+  // and large ranges: back to back until there are kRoundTripSamplesAtStart, the lowest
+  // kept, then one each kRoundTripRefresh.
+  unsigned due = 0;
+  {
+    std::lock_guard lock(link_mutex_);
+    if (round_trip_samples_ < kRoundTripSamplesAtStart)
+      due = kRoundTripSamplesAtStart - round_trip_samples_;
+    else if (Clock::now() - round_trip_sampled_at_ > kRoundTripRefresh)
+      due = 1;
+  }
+  for (unsigned i = 0; i < due && !cancel.cancelled(); ++i) {
+    if (!check_auth(cancel).ok()) {
+      warm_again_at_ = Clock::now() + std::chrono::seconds(30);
+      return;
+    }
+  }
 }
 
 std::vector<std::pair<std::string, std::string>> DaemonClient::headers(bool refresh_code) {
@@ -181,6 +209,8 @@ void DaemonClient::measured(std::chrono::steady_clock::duration took, std::size_
     // not make the link look far away: falls fast, rises slowly.
     double& rtt = link_.round_trip;
     rtt = rtt == 0 || seconds < rtt ? seconds : 0.8 * rtt + 0.2 * seconds;
+    ++round_trip_samples_;
+    round_trip_sampled_at_ = std::chrono::steady_clock::now();
     return;
   }
   if (link_.round_trip == 0) return;
@@ -191,7 +221,10 @@ void DaemonClient::measured(std::chrono::steady_clock::duration took, std::size_
 
 void DaemonClient::adopt_link(const LinkEstimate& measured_elsewhere) {
   std::lock_guard lock(link_mutex_);
-  if (link_.round_trip == 0) link_.round_trip = measured_elsewhere.round_trip;
+  if (link_.round_trip != 0 || measured_elsewhere.round_trip == 0) return;
+  link_.round_trip = measured_elsewhere.round_trip;
+  ++round_trip_samples_;
+  round_trip_sampled_at_ = std::chrono::steady_clock::now();
 }
 
 LinkEstimate DaemonClient::link() const {

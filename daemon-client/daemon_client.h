@@ -97,8 +97,9 @@ class DaemonClient final : public BlobSource {
   // pays no connect, a round trip across a link, as sshfs's and NFS's standing connections
   // pay none. None is opened while one is in use (it comes back to the pool). The daemon
   // closes an idle connection after 5 s, so the spare is renewed every few seconds while
-  // the window lasts. After a failed connect, waits 30 s before
-  // the next. Called from the mount's background thread; window 0 does nothing.
+  // the window lasts. After a failed connect, waits 30 s before the next. It also times a
+  // small request (POST /probe) on the spare until the round trip has a few samples, and
+  // then once a minute. Called from the mount's background thread; window 0 does nothing.
   void keep_warm(std::chrono::steady_clock::duration window, const CancelToken& cancel);
 
  private:
@@ -134,6 +135,8 @@ class DaemonClient final : public BlobSource {
   std::chrono::steady_clock::time_point warm_again_at_{};  // keep_warm's thread only
   mutable std::mutex link_mutex_;                          // a leaf
   LinkEstimate link_;
+  unsigned round_trip_samples_ = 0;  // small requests timed, under link_mutex_
+  std::chrono::steady_clock::time_point round_trip_sampled_at_{};
 };
 
 // Maps an HTTP exchange that did not succeed to a Status (shared by the routes).

@@ -215,6 +215,7 @@ Status MountAssembly::probe_node(std::size_t node) {
                 (clients_.size() == 1 ? "daemon " : "node ") + name + " " + why);
   }
   clients_[node]->adopt_link(probe_client.link());
+  spdlog::debug("{}: round trip {:.2f} ms", name, probe_client.link().round_trip * 1e3);
   if (node == 0) filesystem_->set_node_id(info.node_id);
   spdlog::info("{} {} ({}), node {}", clients_.size() == 1 ? "daemon" : "node", name,
                info.daemon_version, info.node_id);

@@ -137,6 +137,20 @@ TEST(DaemonClient, APipelinedRoundCutShortSharesItsTimeAmongAllItsRequests) {
   EXPECT_LT(per_request, 0.030);
 }
 
+TEST(DaemonClient, KeepWarmCorrectsARoundTripTakenWhileTheNodeWasBusy) {
+  // A mount adopts the round trip its probe measured; a node busy at that moment makes the
+  // link look far away, and size discovery would then plan for a slow link. keep_warm
+  // times small requests on its spare connection until the round trip has a few samples,
+  // and the estimate falls to what the link really costs.
+  EmulatorProcess emulator;
+  DaemonClient client(config_for(emulator));
+  client.adopt_link({0.5, 0, 0});
+  ASSERT_DOUBLE_EQ(client.link().round_trip, 0.5);
+  for (int i = 0; i < 4; ++i) client.keep_warm(std::chrono::seconds(60), NeverCancelled());
+  EXPECT_LT(client.link().round_trip, 0.1);
+  EXPECT_EQ(connections(client, emulator), 1u) << "the samples use the spare connection";
+}
+
 TEST(DaemonClient, StaleKeepAliveConnectionIsReplaced) {
   EmulatorProcess emulator;
   std::string data = pattern(5000, 3);
