@@ -142,7 +142,6 @@ class Emulator:
         cmd = [EMULATOR, "--storage-dir", self.storage, "--port", str(self.port), "--port-file", port_file,
                "--request-log", self.request_log] + self.flags
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.stats_requests = 0  # a new process counts from 0
         deadline = time.time() + 10
         while time.time() < deadline:
             if os.path.exists(port_file):
@@ -196,10 +195,11 @@ class Emulator:
         with open(self.request_log) as f:
             return [line.rstrip("\n") for line in f]
 
-    def requests_arrived(self):
-        """Requests the emulator has begun to serve (GET /stats counts them on arrival; the
-        request log has a line only once a request is answered)."""
-        return self._stats()["requests"] - self.stats_requests  # less these /stats requests
+    def downloads_arrived(self):
+        """/downloadFileData requests the emulator has begun to serve (GET /stats counts them
+        on arrival; the request log has a line only once a request is answered). Not the
+        mount's background requests (keep_warm's POST /probe)."""
+        return self._stats()["downloadsArrived"]
 
     def all_answered(self):
         """True when the emulator has answered every request it has received (but the /stats
@@ -208,14 +208,13 @@ class Emulator:
         return stats["answered"] == stats["requests"] - 1
 
     def _stats(self):
-        """GET /stats, counted in stats_requests (each is a request the emulator counts)."""
+        """GET /stats (itself a request the emulator counts)."""
         import http.client
         import json
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         conn.request("GET", "/stats", headers={"KACHERY-CLIENT-AUTH-CODE": self.auth_code()})
         stats = json.loads(conn.getresponse().read())["stats"]
         conn.close()
-        self.stats_requests = getattr(self, "stats_requests", 0) + 1
         return stats
 
     def downloads(self, sha1=None):

@@ -166,6 +166,7 @@ struct EmulatorServer::Impl {
   std::mutex log_mutex;
   std::atomic<std::uint64_t> requests{0};  // counted as they arrive
   std::atomic<std::uint64_t> answered{0};  // ... and once their answer is written (or dropped)
+  std::atomic<std::uint64_t> downloads_arrived{0};  // /downloadFileData requests, as they arrive
   std::atomic<std::uint64_t> bytes_sent{0};
   std::atomic<std::uint64_t> connections{0};
 
@@ -291,6 +292,7 @@ struct EmulatorServer::Impl {
                    {"stats",
                     {{"requests", requests.load()},
                      {"answered", answered.load()},
+                     {"downloadsArrived", downloads_arrived.load()},
                      {"bytesSent", bytes_sent.load()},
                      {"connections", connections.load()}}}};
       return send_simple(socket, request, 200, body.dump(), kJson);
@@ -311,7 +313,10 @@ struct EmulatorServer::Impl {
         return send_simple(socket, request, 400,
                            express_error_page("SyntaxError: Unexpected token in JSON"), kHtml);
       }
-      if (target == "/downloadFileData") return download(socket, request, body);
+      if (target == "/downloadFileData") {
+        ++downloads_arrived;
+        return download(socket, request, body);
+      }
       if (target == "/loadFile") return load_file(socket, request, body);
       if (target == "/storeFile") return store_file(socket, request, body);
       if (target == "/linkFile") return link_file(socket, request, body);

@@ -143,11 +143,11 @@ class SlowAndBrokenTransfers(MountTestCase):
         # Size discovery's first answer stalls: the open's lookup waits for it.
         self.emulator.restart("--fault-sha1", sha1, "--stall-after-bytes", "1000", "--stall-ms", "100000")
         self.mount("timeout=120")
-        arrived = self.emulator.requests_arrived()
+        arrived = self.emulator.downloads_arrived()
         reader = subprocess.Popen([sys.executable, "-c",
                                    "import sys\ntry:\n open(sys.argv[1],'rb')\nexcept KeyboardInterrupt:\n"
                                    " print('interrupted')\n", self.content(sha1)], stdout=subprocess.PIPE, text=True)
-        self.wait_for(lambda: self.emulator.requests_arrived() > arrived, "the lookup to reach the node")
+        self.wait_for(lambda: self.emulator.downloads_arrived() > arrived, "the lookup to reach the node")
         self.assertIsNone(reader.poll(), "the open should be stuck on the stalled lookup")
         interrupted_at = time.monotonic()
         reader.send_signal(signal.SIGINT)
@@ -160,11 +160,11 @@ class SlowAndBrokenTransfers(MountTestCase):
         self.mount("timeout=120")
         os.stat(self.content(sha1))  # size discovery, before the node starts to stall
         self.emulator.restart("--fault-sha1", sha1, "--stall-after-bytes", "1000", "--stall-ms", "100000")
-        arrived = self.emulator.requests_arrived()
+        arrived = self.emulator.downloads_arrived()
         # A read past what size discovery brought waits for its own pages, which stall. The
         # kernel waits for pages killably: Ctrl-C, fatal to a reader such as tail, ends it.
         reader = subprocess.Popen(["tail", "-c", "+3000001", self.content(sha1)], stdout=subprocess.DEVNULL)
-        self.wait_for(lambda: self.emulator.requests_arrived() > arrived, "the read to reach the node")
+        self.wait_for(lambda: self.emulator.downloads_arrived() > arrived, "the read to reach the node")
         self.assertIsNone(reader.poll(), "the read should be stuck on the stalled fetch")
         reader.send_signal(signal.SIGINT)
         self.assertEqual(reader.wait(HANG_GUARD), -signal.SIGINT)
