@@ -138,7 +138,9 @@ class Failover(SeveralNodes):
         self.a.start()  # the same port
         self.wait_for(lambda: " up " in self.node_line(self.a), "the prober to find node A back")
         self.assertSameBytes(self.content(second), second_original)
-        self.assertEqual(len(round_trips(self.a.downloads(second))), 1, self.a.log_lines())
+        # All from A (in one request or in size discovery's rounds, as A's round trip,
+        # unmeasured at mount time, is found), nothing from B.
+        self.assertTrue(self.a.downloads(second), self.a.log_lines())
         self.assertEqual(self.b.downloads(second), [])
         self.assertEqual(xattr(self.content(second), "served_by"), self.url(self.a))
 
