@@ -24,6 +24,9 @@ constexpr std::uint64_t kSmallRange = 64 << 10;
 // many samples (the mount's first one may have met a busy node), then once a minute.
 constexpr unsigned kRoundTripSamplesAtStart = 3;
 constexpr auto kRoundTripRefresh = std::chrono::seconds(60);
+// keep_warm's pause after a connect or a timed request that failed (the node's health is
+// the prober's to judge).
+constexpr auto kWarmRetryPause = std::chrono::seconds(30);
 
 // The daemon streams every non-empty range chunked; a Content-Length framing of bytes
 // could end the body early and pass for end of file.
@@ -160,8 +163,7 @@ void DaemonClient::keep_warm(std::chrono::steady_clock::duration window,
     auto connection = std::make_unique<HttpConnection>(config_.address, config_.connector);
     HttpOutcome connected = connection->connect(config_.timeouts, cancel);
     if (connected.error != TransportError::kNone) {
-      // The node's health is the prober's to judge; this only waits before trying again.
-      warm_again_at_ = Clock::now() + std::chrono::seconds(30);
+      warm_again_at_ = Clock::now() + kWarmRetryPause;
       return;
     }
     std::lock_guard lock(pool_mutex_);
@@ -183,7 +185,7 @@ void DaemonClient::keep_warm(std::chrono::steady_clock::duration window,
   }
   for (unsigned i = 0; i < due && !cancel.cancelled(); ++i) {
     if (!check_auth(cancel).ok()) {
-      warm_again_at_ = Clock::now() + std::chrono::seconds(30);
+      warm_again_at_ = Clock::now() + kWarmRetryPause;
       return;
     }
   }

@@ -214,8 +214,9 @@ Status MountAssembly::probe_node(std::size_t node) {
                                                        : -EPROTO,
                 (clients_.size() == 1 ? "daemon " : "node ") + name + " " + why);
   }
-  clients_[node]->adopt_link(probe_client.link());
-  spdlog::debug("{}: round trip {:.2f} ms", name, probe_client.link().round_trip * 1e3);
+  const LinkEstimate measured = probe_client.link();
+  clients_[node]->adopt_link(measured);
+  spdlog::debug("{}: round trip {:.2f} ms", name, measured.round_trip * 1e3);
   if (node == 0) filesystem_->set_node_id(info.node_id);
   spdlog::info("{} {} ({}), node {}", clients_.size() == 1 ? "daemon" : "node", name,
                info.daemon_version, info.node_id);
