@@ -289,9 +289,13 @@ Status DaemonClient::read_ranges(std::string_view sha1, const std::vector<ByteRa
     // The node dispatches every request of a pipelined round before it answers the first
     // (Node's HTTP server does): the time to any answer holds the whole round's work, so
     // the round's cost is shared by all its requests, not by the answers read.
-    // A lone range is a round trip only when small, as in read_range.
-    bool lone_large = ranges.size() == 1 && ranges[0].end - ranges[0].start > kSmallRange;
-    if (timed && answered > 0 && !lone_large)
+    // A lone range is a round trip only when small, as in read_range; a round of large
+    // ranges (size discovery's last windows) holds transfer time too. The first range may
+    // be large: a head, whose transfer the round's probes share.
+    auto large = [](const ByteRange& range) { return range.end - range.start > kSmallRange; };
+    bool holds_transfer = ranges.size() == 1 ? large(ranges[0])
+                                             : std::any_of(ranges.begin() + 1, ranges.end(), large);
+    if (timed && answered > 0 && !holds_transfer)
       measured(std::chrono::steady_clock::now() - began, requests.size());
     return result;
   }

@@ -375,9 +375,20 @@ def fetched_ranges(lines):
 
 
 def discovery_bytes(lines):
-    """The bytes that size discovery brought and kept (its head and last window; not its
-    1-byte probes): the mount stores them instead of fetching them again."""
-    return [r for r in fetched_ranges(lines) if r[1] - r[0] > 1]
+    """The bytes that size discovery brought and kept: in each round trip, the first answer
+    with bytes to a range wider than a probe (the head; in a last round of windows sent
+    highest first, the one that straddles EOF). The mount stores them instead of fetching
+    them again. A window below it was dropped with the connection, whatever the node sent."""
+    kept = []
+    round_has_kept = False
+    for line, (start, end) in zip(lines, fetched_ranges(lines)):
+        if not line.endswith(" pipelined"):
+            round_has_kept = False
+        fields = dict(f.split("=", 1) for f in line.split()[2:] if "=" in f)
+        if not round_has_kept and int(fields["end"]) - start > 1 and end > start:
+            kept.append((start, end))
+            round_has_kept = True
+    return kept
 
 
 def mount_connections(pid, port):

@@ -16,6 +16,7 @@ namespace {
 // The daemon accepts byte indexes up to 2^53: no size is larger.
 constexpr std::uint64_t kLargestSize = std::uint64_t{1} << 53;
 constexpr unsigned kMaxProbesPerRound = 63;
+constexpr unsigned kMaxWindows = 63;
 constexpr unsigned kMaxFirstRoundProbes = 24;
 constexpr unsigned kMaxRounds = 64;
 // The far end of the first round's probes (1 TiB); later rounds go on up to 2^53.
@@ -93,19 +94,31 @@ DiscoveryPlan::Round DiscoveryPlan::next_round(const LinkEstimate& link, std::ui
   const double bandwidth = bytes_per_second(link);
   const auto page = static_cast<double>(config.page_size);
   const auto width = static_cast<double>(interval);
+  const unsigned max_windows = rounds_are_costly(link) ? kMaxWindows : 1;
   struct Plan {
-    Round round{kMaxProbesPerRound, 0};  // when no plan fits: the widest round
+    Round round{kMaxProbesPerRound, 0, 1};  // when no plan fits: the widest round
     double cost = std::numeric_limits<double>::infinity();
   };
   // The cheapest plan of at most max_rounds probe rounds.
   auto cheapest = [&](unsigned max_rounds) {
     Plan best;
     best.round.window = config.max_window;
-    auto consider = [&](unsigned rounds, unsigned probes, double window) {
-      window = std::ceil(std::max(page, window) / page) * page;
-      if (window > static_cast<double>(config.max_window)) return;
-      double cost = rounds * (r + probes * c) + window / (2 * bandwidth);
-      if (cost < best.cost) best = {{probes, static_cast<std::uint64_t>(window)}, cost};
+    // `rounds` rounds of `probes` probes leave `left` bytes, which the last round's windows
+    // tile. Every plan ends with that round's round trip and first request, so neither is
+    // counted: each further window costs a request, and the one that straddles EOF brings
+    // half its width on average. The windows below it cost no wait, but the node sends
+    // them until the dropped connection stops it: across a link with latency that is about
+    // what is in flight, while on a fast one the node's whole time for them, which delays
+    // the requests after. So a fast link's last round is one window.
+    auto consider = [&](unsigned rounds, unsigned probes, double left) {
+      for (unsigned windows = 1; windows <= max_windows; ++windows) {
+        double window = std::ceil(std::max(page, left / windows) / page) * page;
+        if (window > static_cast<double>(config.max_window)) continue;
+        if (windows > 1 && windows * window > static_cast<double>(config.max_last_span)) break;
+        double cost = rounds * (r + probes * c) + (windows - 1) * c + window / (2 * bandwidth);
+        if (cost < best.cost) best = {{probes, static_cast<std::uint64_t>(window), windows}, cost};
+        if (window <= page) break;
+      }
     };
     consider(0, 0, width);
     // A plan of n rounds of k probes costs at least n * (r + k * c), which grows with both:
@@ -168,7 +181,7 @@ Status SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out,
                   "the node's answers about the file's size contradict each other"};
   };
   std::vector<ByteRange> ranges;
-  // A round's ranges ascend, so the first answer shorter than its range settles the
+  // A probe round's ranges ascend, so the first answer shorter than its range settles the
   // round: the file ends there, and every later range lies past EOF. The round ends
   // there too (its other answers are left unread, and the connection drops them while
   // the next round is on its way), so the next round starts as soon as it can be planned.
@@ -195,9 +208,11 @@ Status SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out,
     Status sent = source_.read_ranges(sha1, ranges, answers, wanted, cancel);
     ++out.rounds;
     out.requests += static_cast<unsigned>(ranges.size());
+    const bool descending = ranges.front().start > ranges.back().start;
     spdlog::debug(
-        "{}: size round {}: {} ranges, {} to {}, {:.2f} ms", sha1, out.rounds, ranges.size(),
-        ranges.front().start, ranges.back().end,
+        "{}: size round {}: {} ranges{}, {} to {}, {:.2f} ms", sha1, out.rounds, ranges.size(),
+        descending ? " from the top down" : "", std::min(ranges.front().start, ranges.back().start),
+        std::max(ranges.front().end, ranges.back().end),
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - began)
             .count());
     return sent;
@@ -243,16 +258,28 @@ Status SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out,
     DiscoveryPlan::Round plan{8, 0};
     if (hi != kLargestSize) plan = DiscoveryPlan::next_round(now, hi - lo, rounds_left, config_);
     if (plan.probes == 0) {
-      // The window [start, hi + 1) straddles EOF: what it brings is the file's end. It
-      // starts on a page, so that it covers the file's last pages whole.
-      std::uint64_t start = lo / config_.page_size * config_.page_size;
-      ranges = {{start, hi + 1}};
-      result = send_round({});
+      // Windows that tile [start, hi + 1), which straddles EOF, sent highest first. They
+      // start on a page, so that the one that brings the file's end covers its last pages
+      // whole. Those past EOF come back empty; the first that brings bytes straddles EOF,
+      // or ends at it (the one above it was empty): the file ends where its bytes do.
+      const std::uint64_t page = config_.page_size;
+      const std::uint64_t start = lo / page * page;
+      const std::uint64_t pages = (hi + 1 - start + page - 1) / page;
+      const std::uint64_t width = (pages + plan.windows - 1) / plan.windows * page;
+      ranges.clear();
+      for (std::uint64_t from = start; from <= hi; from += width)
+        ranges.push_back({from, std::min(from + width, hi + 1)});
+      std::reverse(ranges.begin(), ranges.end());
+      result = send_round([&](std::size_t i) { return answers[i].empty(); });
       if (!result.ok()) return result;
-      if (answers.empty() || answers[0].size() < lo - start || answers[0].size() > hi - start)
-        return contradiction();
-      out.size = start + answers[0].size();
-      if (!answers[0].empty()) out.pieces.push_back({start, std::move(answers[0])});
+      std::size_t first = 0;
+      while (first < answers.size() && answers[first].empty()) ++first;
+      std::uint64_t size =
+          first < answers.size() ? ranges[first].start + answers[first].size() : start;
+      if (size < lo || size > hi) return contradiction();
+      out.size = size;
+      if (first < answers.size())
+        out.pieces.push_back({ranges[first].start, std::move(answers[first])});
       return {};
     }
     unsigned k = hi == kLargestSize ? DiscoveryPlan::probes_per_round(now, 8.0) : plan.probes;

@@ -10,13 +10,19 @@
 //      1-byte probes at geometric offsets, which find the size's order of magnitude in the
 //      same round;
 //   2. rounds of 1-byte probes that split what is left, as many as the link makes worth it;
-//   3. one window that straddles EOF: the exact size, with the file's last bytes.
+//   3. windows that tile what is left, sent highest first: those past EOF come back empty
+//      (a request's time on the node each), and the first that brings bytes straddles EOF:
+//      the exact size, with the file's last bytes. The round ends there, so the full
+//      windows below it are never waited for. More windows cost requests, wider ones cost
+//      transfer; the plan weighs the two, and bounds the bytes they cover, which the node
+//      may send below EOF before the connection drops. Where a round trip costs little,
+//      this is one window.
 // The search fits a budget of rounds (4) across a link where a round trip costs a
 // millisecond or more, and on a faster one wherever that costs at most a quarter more than
 // the cheapest plan: each round trip of a real link brings its own jitter, so fewer,
 // fuller rounds bound the tail, at a few percent of the mean (the cheapest plan for 1 GiB
 // at 20 ms is one round longer).
-// A round's ranges ascend, so its first answer shorter than its range settles it: the
+// A probe round's ranges ascend, so its first answer shorter than its range settles it: the
 // round ends there and the next goes out at once (the connection drops the rest while it
 // travels). A small file is answered by its head alone, with its bytes. Every whole range
 // a round brought is handed back, so that those pages are never fetched again.
@@ -33,12 +39,13 @@
 namespace kacheryfs {
 
 struct SizeDiscoveryConfig {
-  std::uint64_t page_size = 64 << 10;    // the block cache's page: windows start on one
-  std::uint64_t first_read = 128 << 10;  // the head on a link with latency: the kernel's
-                                         // first read of a file (its readahead)
-  std::uint64_t max_head = 1 << 20;      // the head on a fast link
-  std::uint64_t max_window = 4 << 20;    // the widest last window (a bounded range)
-  unsigned round_budget = 4;             // rounds of a search across a link with latency
+  std::uint64_t page_size = 64 << 10;     // the block cache's page: windows start on one
+  std::uint64_t first_read = 128 << 10;   // the head on a link with latency: the kernel's
+                                          // first read of a file (its readahead)
+  std::uint64_t max_head = 1 << 20;       // the head on a fast link
+  std::uint64_t max_window = 4 << 20;     // the widest last window (a bounded range)
+  std::uint64_t max_last_span = 4 << 20;  // the most bytes the last round's windows cover
+  unsigned round_budget = 4;              // rounds of a search across a link with latency
 };
 
 // Bytes of a blob already in hand: [offset, offset + bytes.size()).
@@ -65,14 +72,15 @@ struct DiscoveryPlan {
   // cheapest one's k.
   static unsigned probes_per_round(const LinkEstimate& link, double bits);
   // The next round once the size is known to lie in an interval of `interval` bytes: of
-  // the plans of n <= rounds_left rounds of k probes each, then one window as wide as the
-  // interval left (n round trips, n * k requests, half the window's transfer on average),
-  // the cheapest within the budget where rounds are costly or where it costs at most a
-  // quarter more than the cheapest of all; else that one.
-  // `probes` 0 means: read the window now.
+  // the plans of n <= rounds_left rounds of k probes each, then m windows that tile the
+  // interval left (n round trips, n * k + m - 1 requests, half a window's transfer on
+  // average), the cheapest within the budget where rounds are costly or where it costs at
+  // most a quarter more than the cheapest of all; else that one.
+  // `probes` 0 means: read the windows now.
   struct Round {
     unsigned probes = 0;
-    std::uint64_t window = 0;
+    std::uint64_t window = 0;  // each window's width (whole pages)
+    unsigned windows = 1;      // how many the last round holds
   };
   static Round next_round(const LinkEstimate& link, std::uint64_t interval, unsigned rounds_left,
                           const SizeDiscoveryConfig& config);

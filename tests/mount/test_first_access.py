@@ -116,6 +116,42 @@ class FirstAccess(MountTestCase):
         self.assertEqual(os.stat(self.content(sha1)).st_size, size)
         self.assertEqual(len(self.emulator.downloads(sha1)), len(lines))
 
+    def test_the_last_round_is_windows_from_the_top_down(self):
+        size = 45_000_000
+        sha1, original = put_sparse_file(self.storage, size, [0, size - 65536], 5, self.originals)
+        link = Link(self.emulator.port, 10_000, 200)
+        self.addCleanup(link.stop)
+        self.mount(source="127.0.0.1:%d" % link.port)
+        self.assertEqual(os.stat(self.content(sha1)).st_size, size)
+        lines = self.emulator.downloads(sha1)
+        starts = [i for i, line in enumerate(lines) if not line.endswith(" pipelined")]
+        print("\n45 MB across a 20 ms link: %d requests in %d round trips" % (len(lines), len(starts)),
+              file=sys.stderr)
+        # The head's round, a round of probes, then windows that tile an interval around
+        # EOF, sent highest first: the one that straddles EOF is the first to bring bytes.
+        # (A round of probes and then one window took a round trip more.)
+        self.assertEqual(len(starts), 3)
+        last = [dict(f.split("=", 1) for f in line.split()[2:] if "=" in f) for line in lines[starts[-1]:]]
+        windows = [(int(f["start"]), int(f["end"])) for f in last]
+        self.assertGreater(len(windows), 1)
+        self.assertEqual([w[0] for w in windows], sorted((w[0] for w in windows), reverse=True))
+        for above, below in zip(windows, windows[1:]):
+            self.assertEqual(below[1], above[0], "the windows tile the interval")
+        straddling = [w for w in windows if w[0] < size < w[1]]
+        self.assertEqual(len(straddling), 1)
+        # The file's last bytes came with it, and are kept: neither the read of them nor the
+        # background fetch of the whole file that it starts asks for them again.
+        with open(original, "rb") as f:
+            f.seek(straddling[0][0])
+            tail = f.read()
+        with open(self.content(sha1), "rb", buffering=0) as f:
+            f.seek(straddling[0][0])
+            self.assertEqual(f.read(len(tail)), tail)
+        self.wait_for(lambda: os.path.exists(cached_path(self.cache, sha1)), "the background fetch")
+        later = fetched_ranges(self.emulator.downloads(sha1)[len(lines):])
+        self.assertTrue(later, "the background fetch")
+        self.assertEqual([r for r in later if r[1] > straddling[0][0]], [])
+
     def test_a_first_access_finds_a_connection_ready(self):
         data = os.urandom(5000)
         small = put_bytes(self.storage, data)

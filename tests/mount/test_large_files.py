@@ -181,6 +181,9 @@ class LargeFiles(MountTestCase):
         self.emulator.restart("--first-byte-delay-ms", "50")
         self.mount()
         os.stat(self.content(sha1))
+        # Size discovery's last windows below EOF are logged once the node has sent them,
+        # after the stat has its answer.
+        self.wait_for(self.emulator.all_answered, "the node to answer what was sent")
         before = len(self.emulator.downloads(sha1))
         results = [None] * 6
         barrier = threading.Barrier(6)

@@ -115,6 +115,9 @@ class ParallelReaders(MountTestCase):
         self.emulator.restart("--first-byte-delay-ms", "200")
         self.mount()
         os.stat(self.content(sha1))  # size discovery first; then all readers race for the bytes
+        # Size discovery's last windows below EOF are logged once the node has sent them,
+        # after the stat has its answer.
+        self.wait_for(self.emulator.all_answered, "the node to answer what was sent")
         discovered = len(self.emulator.downloads(sha1))
         barrier = threading.Barrier(8)
         digests = [None] * 8

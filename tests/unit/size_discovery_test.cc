@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "support/cancel_token.h"
 
@@ -19,13 +21,16 @@ class SizedSource final : public BlobSource {
   int rounds = 0;
   int requests = 0;
   bool claims_every_byte = false;  // a hostile node: every probe finds a byte
+  int full_from_round = 0;         // a hostile node: from this round on, every range is full
+  std::function<void(const std::vector<ByteRange>&)> on_round;
   std::vector<std::size_t> round_sizes;
   std::vector<std::size_t> answers_read;  // per round: the answers read before it stopped
 
   Status read_range(std::string_view, std::uint64_t start, std::uint64_t end, const ByteSink& sink,
                     const CancelToken&) override {
     ++requests;
-    std::uint64_t stop = claims_every_byte ? end : std::min(end, size);
+    bool full = claims_every_byte || (full_from_round > 0 && rounds >= full_from_round);
+    std::uint64_t stop = full ? end : std::min(end, size);
     std::string bytes;
     for (std::uint64_t i = start; i < stop; ++i) bytes.push_back(static_cast<char>(i % 251));
     if (!bytes.empty()) sink(bytes.data(), bytes.size());
@@ -36,6 +41,7 @@ class SizedSource final : public BlobSource {
                      const CancelToken& cancel) override {
     ++rounds;
     round_sizes.push_back(ranges.size());
+    if (on_round) on_round(ranges);
     int before = requests;
     Status result = BlobSource::read_ranges(sha1, ranges, answers, wanted, cancel);
     answers_read.push_back(static_cast<std::size_t>(requests - before));
@@ -124,6 +130,51 @@ TEST_F(SizeDiscoveryTest, ARoundStopsReadingAtItsFirstAnswerPastEof) {
   }
 }
 
+TEST_F(SizeDiscoveryTest, AcrossALinkWithLatencyTheLastRoundIsWindowsFromTheTopDown) {
+  for (std::uint64_t size : {std::uint64_t{45000000}, std::uint64_t{1} << 30,
+                             (std::uint64_t{1} << 30) + 12345, std::uint64_t{3000000}}) {
+    std::vector<ByteRange> last;
+    source_.on_round = [&](const std::vector<ByteRange>& ranges) { last = ranges; };
+    DiscoveredSize found = discover(size, kVpn);
+    source_.on_round = nullptr;
+    ASSERT_GT(last.size(), 1u) << size;
+    // Windows that tile an interval around EOF, on pages, the highest first.
+    for (std::size_t i = 0; i + 1 < last.size(); ++i) {
+      EXPECT_EQ(last[i + 1].end, last[i].start) << size;
+      EXPECT_EQ(last[i].start % kPage, 0u);
+    }
+    EXPECT_LE(last.back().start, size);
+    EXPECT_GT(last.front().end, size);
+    // Read up to the first window that brings bytes, the one that holds the file's end.
+    std::size_t past_eof = 0;
+    while (last[past_eof].start >= size) ++past_eof;
+    EXPECT_EQ(source_.answers_read.back(), past_eof + 1) << size;
+    EXPECT_EQ(found.pieces.back().offset, last[past_eof].start);
+    EXPECT_EQ(found.pieces.back().offset + found.pieces.back().bytes.size(), size);
+    // 45 MB in three rounds: a probe round, then the windows, after the head's round (a
+    // probe round and then one window took four).
+    if (size == 45000000) {
+      EXPECT_EQ(found.rounds, 3u);
+    }
+    EXPECT_LE(found.rounds, 4u) << size;
+  }
+}
+
+TEST_F(SizeDiscoveryTest, AWindowThatContradictsTheOnesAboveIsAProtocolError) {
+  // From the round of windows on, a node that answers every range in full: its top window
+  // then claims bytes past the end that its probes set.
+  source_.estimate = kVpn;
+  source_.size = 45000000;
+  source_.full_from_round = 3;
+  SizeDiscovery discovery(source_, SizeDiscoveryConfig{kPage, 2 * kPage, 1 << 20, 4 << 20});
+  DiscoveredSize found;
+  Status result = discovery.discover("x", found, never_);
+  EXPECT_EQ(result.cause(), Cause::kProtocolError) << found.size;
+  EXPECT_EQ(source_.rounds, 3);
+  EXPECT_GT(source_.round_sizes.back(), 1u) << "the round of windows";
+  EXPECT_EQ(source_.answers_read.back(), 1u) << "its top window settles it";
+}
+
 TEST_F(SizeDiscoveryTest, OnLoopbackProbesGoOneByOne) {
   EXPECT_EQ(DiscoveryPlan::first_round_probes(kLoopback), 0u);
   EXPECT_EQ(DiscoveryPlan::probes_per_round(kLoopback, 10), 1u);
@@ -176,20 +227,28 @@ TEST_F(SizeDiscoveryTest, AcrossALinkWithLatencyEverySizeFitsTheRoundBudget) {
   DiscoveredSize on_lan = discover(std::uint64_t{1} << 30, LinkEstimate{0.0025, 0.001, 110e6});
   EXPECT_GT(on_lan.rounds, 4u);
   EXPECT_LT(on_lan.requests, 3 * on_lan.rounds);
-  // A tighter budget asks for wider rounds and a wider last window.
+  // A tighter budget asks for wider rounds.
   const SizeDiscoveryConfig config{kPage, 2 * kPage, 1 << 20, 4 << 20};
-  auto free_plan = DiscoveryPlan::next_round(kVpn, std::uint64_t{1} << 30, 64, config);
+  const std::uint64_t interval = 100000000;
+  auto free_plan = DiscoveryPlan::next_round(kVpn, interval, 64, config);
+  auto one_round = DiscoveryPlan::next_round(kVpn, interval, 1, config);
+  EXPECT_LT(free_plan.probes, one_round.probes);
+  EXPECT_LE(one_round.window, config.max_window);
+  EXPECT_LE(one_round.window * one_round.windows, config.max_last_span);
+  EXPECT_GE((one_round.probes + 1.0) * static_cast<double>(one_round.window * one_round.windows),
+            static_cast<double>(interval))
+      << "one round and the windows settle it";
   auto two_rounds = DiscoveryPlan::next_round(kVpn, std::uint64_t{1} << 30, 2, config);
-  EXPECT_LT(free_plan.probes, two_rounds.probes);
-  EXPECT_LE(free_plan.window, two_rounds.window);
-  EXPECT_LE(two_rounds.window, config.max_window);
-  EXPECT_GE(std::pow(two_rounds.probes + 1.0, 2) * static_cast<double>(two_rounds.window),
+  EXPECT_GE(std::pow(two_rounds.probes + 1.0, 2) *
+                static_cast<double>(two_rounds.window * two_rounds.windows),
             std::exp2(30))
-      << "two rounds and the window settle it";
+      << "two rounds and the windows settle 1 GiB";
   // An interval narrower than a window worth reading is read now.
   EXPECT_EQ(DiscoveryPlan::next_round(kVpn, 100000, 2, config).probes, 0u);
   EXPECT_GT(DiscoveryPlan::next_round(kLoopback, 4 << 20, 64, config).probes, 0u)
       << "on loopback a probe costs less than the bytes of a wider window";
+  EXPECT_EQ(DiscoveryPlan::next_round(kLoopback, 4 << 20, 64, config).windows, 1u)
+      << "on loopback the node would send every window below EOF";
 }
 
 TEST_F(SizeDiscoveryTest, AfterARunOfSmallFilesTheHeadGoesAlone) {
