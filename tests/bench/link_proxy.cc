@@ -175,6 +175,19 @@ Options parse(int argc, char** argv) {
 
 }  // namespace
 
+// A listener on 127.0.0.1:port. Port 0 picks a free port, but never one whose number ends
+// in 443: the kachery tools, kacheryfs among them, take such a port to speak HTTPS.
+tcp::acceptor listen_on(net::io_context& ioc, unsigned short port) {
+  const auto loopback = net::ip::make_address("127.0.0.1");
+  tcp::acceptor acceptor(ioc, tcp::endpoint(loopback, port));
+  std::vector<tcp::acceptor> skipped;  // held open until the end, so no port comes twice
+  while (port == 0 && acceptor.local_endpoint().port() % 1000 == 443) {
+    skipped.push_back(std::move(acceptor));
+    acceptor = tcp::acceptor(ioc, tcp::endpoint(loopback, 0));
+  }
+  return acceptor;
+}
+
 int main(int argc, char** argv) {
   Options options = parse(argc, argv);
   net::io_context ioc;
@@ -185,7 +198,7 @@ int main(int argc, char** argv) {
   std::size_t bdp = static_cast<std::size_t>(up.bytes_per_second * 2 * options.delay_us / 1e6);
   std::size_t max_in_flight = bdp + (1 << 20);
 
-  tcp::acceptor acceptor(ioc, tcp::endpoint(net::ip::make_address("127.0.0.1"), options.port));
+  tcp::acceptor acceptor = listen_on(ioc, options.port);
   std::cout << acceptor.local_endpoint().port() << std::endl;
   tcp::endpoint target(net::ip::make_address("127.0.0.1"), options.target);
 
