@@ -107,6 +107,9 @@ class DaemonClient final : public BlobSource {
   // Names the auth file in the detail of a 403.
   Status with_auth_hint(Status result) const;
   void release(std::unique_ptr<HttpConnection> connection);
+  // Whether reading and dropping the answers to ranges[answered..] before the connection's
+  // next exchange would take longer than a round trip (a new connection's handshake).
+  bool unread_outlast_a_connect(const std::vector<ByteRange>& ranges, std::size_t answered) const;
   // Folds the time of a small request, or of a pipelined round of `count` requests sent
   // at once (however many of their answers were read), into link_.
   void measured(std::chrono::steady_clock::duration took, std::size_t count);

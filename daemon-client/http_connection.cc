@@ -459,6 +459,8 @@ HttpConnection::~HttpConnection() { impl_->close(); }
 
 bool HttpConnection::is_open() const { return impl_->open(); }
 
+void HttpConnection::close() { impl_->close(); }
+
 bool HttpConnection::is_idle_and_open() const { return impl_->open() && impl_->owed == 0; }
 
 HttpOutcome HttpConnection::connect(const HttpTimeouts& timeouts, const CancelToken& cancel) {

@@ -99,6 +99,9 @@ class HttpConnection {
   HttpOutcome connect(const HttpTimeouts& timeouts, const CancelToken& cancel);
 
   bool is_open() const;
+  // Closes the connection, and with it the responses still owed: the server's writes then
+  // fail instead of crossing the link.
+  void close();
   // Open and owing no responses: an exchange now waits for nothing but its own answer, so
   // its time is a round trip.
   bool is_idle_and_open() const;

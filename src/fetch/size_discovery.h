@@ -13,10 +13,11 @@
 //   3. windows that tile what is left, sent highest first: those past EOF come back empty
 //      (a request's time on the node each), and the first that brings bytes straddles EOF:
 //      the exact size, with the file's last bytes. The round ends there, so the full
-//      windows below it are never waited for. More windows cost requests, wider ones cost
-//      transfer; the plan weighs the two, and bounds the bytes they cover, which the node
-//      may send below EOF before the connection drops. Where a round trip costs little,
-//      this is one window.
+//      windows below it are never waited for (the daemon client closes a connection that
+//      owes answers that wide). More windows cost requests, wider ones cost transfer; the
+//      plan weighs the two, and bounds the bytes they cover, which the node may send below
+//      EOF before the close reaches it. Where a round trip costs little, this is one
+//      window.
 // The search fits a budget of rounds (4) across a link where a round trip costs a
 // millisecond or more, and on a faster one wherever that costs at most a quarter more than
 // the cheapest plan: each round trip of a real link brings its own jitter, so fewer,

@@ -137,6 +137,38 @@ TEST(DaemonClient, APipelinedRoundCutShortSharesItsTimeAmongAllItsRequests) {
   EXPECT_LT(per_request, 0.030);
 }
 
+TEST(DaemonClient, WideAnswersLeftUnreadCloseTheConnectionNarrowOnesDoNot) {
+  // Size discovery's last round: windows from the top down, read up to the one that
+  // brings bytes. Reading and dropping the full windows below it before the connection's
+  // next exchange would cost more than a new connection; a probe round's unread answers
+  // (a byte each) cost nothing.
+  EmulatorProcess emulator;
+  const std::string data = pattern(3'000'000, 11);
+  std::string sha1 = emulator.put(data);
+  DaemonClient client(config_for(emulator));
+  ASSERT_TRUE(read(client, sha1, 0, 10).result.ok());  // connects
+  auto round = [&](const std::vector<ByteRange>& ranges) {
+    std::vector<std::string> answers;
+    EXPECT_TRUE(client
+                    .read_ranges(
+                        sha1, ranges, answers, [&](std::size_t i) { return answers[i].empty(); },
+                        NeverCancelled())
+                    .ok());
+    return answers;
+  };
+  std::vector<std::string> probes =
+      round({{5'000'000, 5'000'001}, {2'000'000, 2'000'001}, {1'000'000, 1'000'001}, {10, 11}});
+  EXPECT_EQ(probes[1], data.substr(2'000'000, 1));
+  ASSERT_TRUE(read(client, sha1, 0, 10).result.ok());
+  EXPECT_EQ(connections(client, emulator), 1u) << "three unread bytes are drained";
+  std::vector<std::string> windows = round(
+      {{3'000'000, 4'000'000}, {2'000'000, 3'000'000}, {1'000'000, 2'000'000}, {0, 1'000'000}});
+  EXPECT_EQ(windows[1], data.substr(2'000'000));
+  ASSERT_TRUE(read(client, sha1, 0, 10).result.ok());
+  // Two of the client's, and the one the first count made.
+  EXPECT_EQ(connections(client, emulator), 3u) << "2 MB unread: a new connection";
+}
+
 TEST(DaemonClient, KeepWarmCorrectsARoundTripTakenWhileTheNodeWasBusy) {
   // A mount adopts the round trip its probe measured; a node busy at that moment makes the
   // link look far away, and size discovery would then plan for a slow link. keep_warm
