@@ -365,11 +365,16 @@ class MountTestCase(unittest.TestCase):
 PAGE = 64 << 10  # the block cache's page
 
 
+def log_fields(line):
+    """The key=value fields of one line of the emulator's request log."""
+    return dict(f.split("=", 1) for f in line.split()[2:] if "=" in f)
+
+
 def fetched_ranges(lines):
     """[start, start + bytes sent) of each download in the emulator's log lines."""
     ranges = []
     for line in lines:
-        fields = dict(f.split("=", 1) for f in line.split()[2:] if "=" in f)
+        fields = log_fields(line)
         ranges.append((int(fields["start"]), int(fields["start"]) + int(fields["bytes"])))
     return ranges
 
@@ -384,8 +389,7 @@ def discovery_bytes(lines):
     for line, (start, end) in zip(lines, fetched_ranges(lines)):
         if not line.endswith(" pipelined"):
             round_has_kept = False
-        fields = dict(f.split("=", 1) for f in line.split()[2:] if "=" in f)
-        if not round_has_kept and int(fields["end"]) - start > 1 and end > start:
+        if not round_has_kept and int(log_fields(line)["end"]) - start > 1 and end > start:
             kept.append((start, end))
             round_has_kept = True
     return kept

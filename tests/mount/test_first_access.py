@@ -11,7 +11,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import (cached_path, CACHE_TOOL, MountTestCase, fetched_ranges, mount_connections,  # noqa: E402
+from kacheryfs_testlib import (cached_path, CACHE_TOOL, MountTestCase, fetched_ranges, log_fields, mount_connections,  # noqa: E402
                                put_bytes, put_random_file, put_sparse_file, round_trips, sha1_path)
 
 LINK_PROXY = os.path.join(os.environ.get("KACHERYFS_BUILD_DIR", "build"), "tests", "link-proxy")
@@ -131,7 +131,7 @@ class FirstAccess(MountTestCase):
         # EOF, sent highest first: the one that straddles EOF is the first to bring bytes.
         # (A round of probes and then one window took a round trip more.)
         self.assertEqual(len(starts), 3)
-        last = [dict(f.split("=", 1) for f in line.split()[2:] if "=" in f) for line in lines[starts[-1]:]]
+        last = [log_fields(line) for line in lines[starts[-1]:]]
         windows = [(int(f["start"]), int(f["end"])) for f in last]
         self.assertGreater(len(windows), 1)
         self.assertEqual([w[0] for w in windows], sorted((w[0] for w in windows), reverse=True))

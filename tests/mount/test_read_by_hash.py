@@ -11,7 +11,7 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from kacheryfs_testlib import EMPTY_SHA1, MountTestCase, put_bytes, put_random_file, tool_sha1  # noqa: E402
+from kacheryfs_testlib import EMPTY_SHA1, MountTestCase, log_fields, put_bytes, put_random_file, tool_sha1  # noqa: E402
 
 SIZES = [1, 4096, 1 << 20, 20_000_000, 20_000_001, 300_000_000]
 
@@ -72,7 +72,7 @@ class ReadByHash(MountTestCase):
 
         # downloads were bounded ranges, never a whole file
         for line in self.emulator.downloads():
-            fields = dict(f.split("=", 1) for f in line.split()[2:] if "=" in f)
+            fields = log_fields(line)
             self.assertNotEqual(fields["start"], "-", line)
             self.assertLessEqual(int(fields["end"]) - int(fields["start"]), 4 << 20, line)
 
