@@ -54,18 +54,23 @@ class SizedSource final : public BlobSource {
 constexpr std::uint64_t kPage = 64 << 10;
 const LinkEstimate kLoopback{0.0011, 0.001, 400e6};
 const LinkEstimate kVpn{0.021, 0.0012, 25e6};
+const SizeDiscoveryConfig kConfig{kPage, 2 * kPage, 1 << 20, 4 << 20};
 
 class SizeDiscoveryTest : public ::testing::Test {
  protected:
-  DiscoveredSize discover(std::uint64_t size, const LinkEstimate& link) {
-    source_.size = size;
+  // One discovery by a new SizeDiscovery across `link`, the source's counts started afresh.
+  Status attempt(const LinkEstimate& link, DiscoveredSize& found) {
     source_.estimate = link;
     source_.rounds = source_.requests = 0;
     source_.round_sizes.clear();
     source_.answers_read.clear();
-    SizeDiscovery discovery(source_, SizeDiscoveryConfig{kPage, 2 * kPage, 1 << 20, 4 << 20});
+    SizeDiscovery discovery(source_, kConfig);
+    return discovery.discover("x", found, never_);
+  }
+  DiscoveredSize discover(std::uint64_t size, const LinkEstimate& link) {
+    source_.size = size;
     DiscoveredSize found;
-    Status result = discovery.discover("x", found, never_);
+    Status result = attempt(link, found);
     EXPECT_TRUE(result.ok()) << result.detail();
     EXPECT_EQ(found.rounds, static_cast<unsigned>(source_.rounds));
     return found;
@@ -107,7 +112,7 @@ TEST_F(SizeDiscoveryTest, ASmallFileIsOneRequest) {
 
 TEST_F(SizeDiscoveryTest, AcrossALinkWithLatencyRoundsCarrySeveralProbes) {
   DiscoveredSize found = discover(std::uint64_t{1} << 30, kVpn);
-  EXPECT_EQ(DiscoveryPlan::head_size(kVpn, {kPage, 2 * kPage, 1 << 20, 4 << 20}), 2 * kPage)
+  EXPECT_EQ(DiscoveryPlan::head_size(kVpn, kConfig), 2 * kPage)
       << "the head is the kernel's first read";
   EXPECT_GT(DiscoveryPlan::first_round_probes(kVpn), 4u);
   // One after another, 1 GiB takes about 2*log2(2^30 / 64 KiB) = 28 requests in as many
@@ -163,12 +168,10 @@ TEST_F(SizeDiscoveryTest, AcrossALinkWithLatencyTheLastRoundIsWindowsFromTheTopD
 TEST_F(SizeDiscoveryTest, AWindowThatContradictsTheOnesAboveIsAProtocolError) {
   // From the round of windows on, a node that answers every range in full: its top window
   // then claims bytes past the end that its probes set.
-  source_.estimate = kVpn;
   source_.size = 45000000;
   source_.full_from_round = 3;
-  SizeDiscovery discovery(source_, SizeDiscoveryConfig{kPage, 2 * kPage, 1 << 20, 4 << 20});
   DiscoveredSize found;
-  Status result = discovery.discover("x", found, never_);
+  Status result = attempt(kVpn, found);
   EXPECT_EQ(result.cause(), Cause::kProtocolError) << found.size;
   EXPECT_EQ(source_.rounds, 3);
   EXPECT_GT(source_.round_sizes.back(), 1u) << "the round of windows";
@@ -178,7 +181,7 @@ TEST_F(SizeDiscoveryTest, AWindowThatContradictsTheOnesAboveIsAProtocolError) {
 TEST_F(SizeDiscoveryTest, OnLoopbackProbesGoOneByOne) {
   EXPECT_EQ(DiscoveryPlan::first_round_probes(kLoopback), 0u);
   EXPECT_EQ(DiscoveryPlan::probes_per_round(kLoopback, 10), 1u);
-  EXPECT_EQ(DiscoveryPlan::head_size(kLoopback, {kPage, 2 * kPage, 1 << 20, 4 << 20}), 1u << 20);
+  EXPECT_EQ(DiscoveryPlan::head_size(kLoopback, kConfig), 1u << 20);
   DiscoveredSize found = discover(std::uint64_t{1} << 30, kLoopback);
   ASSERT_FALSE(source_.round_sizes.empty());
   EXPECT_EQ(source_.round_sizes.front(), 1u) << "the head alone";
@@ -228,7 +231,7 @@ TEST_F(SizeDiscoveryTest, AcrossALinkWithLatencyEverySizeFitsTheRoundBudget) {
   EXPECT_GT(on_lan.rounds, 4u);
   EXPECT_LT(on_lan.requests, 3 * on_lan.rounds);
   // A tighter budget asks for wider rounds.
-  const SizeDiscoveryConfig config{kPage, 2 * kPage, 1 << 20, 4 << 20};
+  const SizeDiscoveryConfig& config = kConfig;
   const std::uint64_t interval = 100000000;
   auto free_plan = DiscoveryPlan::next_round(kVpn, interval, 64, config);
   auto one_round = DiscoveryPlan::next_round(kVpn, interval, 1, config);
@@ -253,7 +256,7 @@ TEST_F(SizeDiscoveryTest, AcrossALinkWithLatencyEverySizeFitsTheRoundBudget) {
 
 TEST_F(SizeDiscoveryTest, AfterARunOfSmallFilesTheHeadGoesAlone) {
   source_.estimate = kVpn;
-  SizeDiscovery discovery(source_, SizeDiscoveryConfig{kPage, 2 * kPage, 1 << 20, 4 << 20});
+  SizeDiscovery discovery(source_, kConfig);
   auto first_round = [&](std::uint64_t size) {
     source_.size = size;
     source_.round_sizes.clear();
@@ -279,11 +282,8 @@ TEST_F(SizeDiscoveryTest, ANodeThatClaimsEveryByteIsAProtocolError) {
   // the ladder's last rung is the largest index, 2^53 - 1, which must not pass for a size
   // of 2^53.
   for (const LinkEstimate& link : {kVpn, kLoopback}) {
-    source_.estimate = link;
-    source_.requests = 0;
-    SizeDiscovery discovery(source_, SizeDiscoveryConfig{kPage, 2 * kPage, 1 << 20, 4 << 20});
     DiscoveredSize found;
-    Status result = discovery.discover("x", found, never_);
+    Status result = attempt(link, found);
     EXPECT_EQ(result.cause(), Cause::kProtocolError) << found.size;
     EXPECT_LT(source_.requests, 2000);
   }
