@@ -107,7 +107,7 @@ DiscoveryPlan::Round DiscoveryPlan::next_round(const LinkEstimate& link, std::ui
     // tile. Every plan ends with that round's round trip and first request, so neither is
     // counted: each further window costs a request, and the one that straddles EOF brings
     // half its width on average. The windows below it cost no wait, but the node sends
-    // them until the dropped connection stops it: across a link with latency that is about
+    // them until the closed connection stops it: across a link with latency that is about
     // what is in flight, while on a fast one the node's whole time for them, which delays
     // the requests after. So a fast link's last round is one window.
     auto consider = [&](unsigned rounds, unsigned probes, double left) {
