@@ -95,7 +95,7 @@ Result<FoundSize> ContentFetcher::find_size(std::string_view sha1_view, const Ca
     if (!answer) return fail(-EINTR);
     // The leader was interrupted but this caller was not: take over.
     if (answer->error() == -EINTR && !cancel.cancelled()) continue;
-    return *answer;
+    return std::move(*answer);
   }
 }
 

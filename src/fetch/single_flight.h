@@ -40,21 +40,27 @@ class SingleFlight {
       if (inserted) it->second = std::make_shared<Call>();
       call = it->second;
       leader = inserted;
+      if (!leader) call->followers.fetch_add(1);
     }
     if (leader) {
       Value result = fn();
+      std::size_t followers = 0;
       {
         std::lock_guard lock(mutex_);
         calls_.erase(key);
+        followers = call->followers.load();  // final: no one can join the call now
       }
-      {
-        std::lock_guard lock(call->mutex);
-        call->result = result;
+      // The followers get a copy; a leader alone keeps its result as it is (it may hold
+      // megabytes, and a copy costs page faults on the lookup's path).
+      if (followers > 0) {
+        {
+          std::lock_guard lock(call->mutex);
+          call->result = result;
+        }
+        call->done.notify_all();
       }
-      call->done.notify_all();
       return result;
     }
-    call->followers.fetch_add(1);
     if (!wait_unless_cancelled(call->mutex, call->done, cancel,
                                [&] { return call->result.has_value(); }))
       return std::nullopt;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -64,6 +65,62 @@ TEST(SingleFlight, CancelledFollowerLeavesEarly) {
                 "k", [] { return 3; }, never),
             3)
       << "a finished key runs again";
+}
+
+// A value that counts its copies (moves are free).
+struct CopyCounted {
+  static inline std::atomic<int> copies{0};
+  int value = 0;
+  explicit CopyCounted(int v) : value(v) {}
+  CopyCounted(const CopyCounted& other) : value(other.value) { ++copies; }
+  CopyCounted(CopyCounted&&) noexcept = default;
+  CopyCounted& operator=(const CopyCounted& other) {
+    value = other.value;
+    ++copies;
+    return *this;
+  }
+  CopyCounted& operator=(CopyCounted&&) noexcept = default;
+};
+
+TEST(SingleFlight, ALeaderAloneKeepsItsResultUncopied) {
+  SingleFlight<CopyCounted> flights;
+  NeverCancelled never;
+  CopyCounted::copies = 0;
+  std::optional<CopyCounted> result = flights.run(
+      "k", [] { return CopyCounted(7); }, never);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->value, 7);
+  EXPECT_EQ(CopyCounted::copies.load(), 0);
+}
+
+TEST(SingleFlight, AFollowerGetsACopyOfTheLeadersResult) {
+  SingleFlight<CopyCounted> flights;
+  NeverCancelled never;
+  std::atomic<bool> release{false};
+  std::optional<CopyCounted> led;
+  std::thread leader([&] {
+    led = flights.run(
+        "k",
+        [&] {
+          while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          return CopyCounted(9);
+        },
+        never);
+  });
+  std::optional<CopyCounted> followed;
+  std::thread follower([&] {
+    // Joins only while the leader's run is in flight (the leader thread may not have
+    // started it yet: then this one leads, and the other follows).
+    followed = flights.run(
+        "k", [] { return CopyCounted(9); }, never);
+  });
+  while (flights.followers("k") < 1) std::this_thread::yield();
+  release = true;
+  leader.join();
+  follower.join();
+  ASSERT_TRUE(led && followed);
+  EXPECT_EQ(led->value, 9);
+  EXPECT_EQ(followed->value, 9);
 }
 
 }  // namespace
