@@ -96,23 +96,24 @@ TEST(SingleFlight, ALeaderAloneKeepsItsResultUncopied) {
 TEST(SingleFlight, AFollowerGetsACopyOfTheLeadersResult) {
   SingleFlight<CopyCounted> flights;
   NeverCancelled never;
+  std::atomic<bool> started{false};
   std::atomic<bool> release{false};
   std::optional<CopyCounted> led;
   std::thread leader([&] {
     led = flights.run(
         "k",
         [&] {
+          started = true;
           while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
           return CopyCounted(9);
         },
         never);
   });
+  while (!started) std::this_thread::yield();
   std::optional<CopyCounted> followed;
   std::thread follower([&] {
-    // Joins only while the leader's run is in flight (the leader thread may not have
-    // started it yet: then this one leads, and the other follows).
     followed = flights.run(
-        "k", [] { return CopyCounted(9); }, never);
+        "k", [] { return CopyCounted(8); }, never);
   });
   while (flights.followers("k") < 1) std::this_thread::yield();
   release = true;
@@ -120,7 +121,7 @@ TEST(SingleFlight, AFollowerGetsACopyOfTheLeadersResult) {
   follower.join();
   ASSERT_TRUE(led && followed);
   EXPECT_EQ(led->value, 9);
-  EXPECT_EQ(followed->value, 9);
+  EXPECT_EQ(followed->value, 9) << "the leader's result, not a run of its own";
 }
 
 }  // namespace
