@@ -6,7 +6,8 @@
 // before it answers the first of it):
 //   1. the head [0, head) (the kernel's first read on a link with latency; 1 MiB where
 //      requests cost more than bytes) and, where the round trip is worth several requests,
-//      no other discovery is under way and most recent files were larger than their head,
+//      no other discovery is under way and most recent files were larger than their head
+//      (a blob the node lacks counts as a small one),
 //      1-byte probes at geometric offsets, which find the size's order of magnitude in the
 //      same round;
 //   2. rounds of 1-byte probes that split what is left, as many as the link makes worth it;

@@ -20,6 +20,7 @@ class SizedSource final : public BlobSource {
   LinkEstimate estimate;
   int rounds = 0;
   int requests = 0;
+  bool missing = false;            // the node lacks the blob
   bool claims_every_byte = false;  // a hostile node: every probe finds a byte
   int full_from_round = 0;         // a hostile node: from this round on, every range is full
   std::function<void(const std::vector<ByteRange>&)> on_round;
@@ -29,6 +30,7 @@ class SizedSource final : public BlobSource {
   Status read_range(std::string_view, std::uint64_t start, std::uint64_t end, const ByteSink& sink,
                     const CancelToken&) override {
     ++requests;
+    if (missing) return {Cause::kNotFound, "no such blob"};
     bool full = claims_every_byte || (full_from_round > 0 && rounds >= full_from_round);
     std::uint64_t stop = full ? end : std::min(end, size);
     std::string bytes;
@@ -273,6 +275,23 @@ TEST_F(SizeDiscoveryTest, AfterARunOfSmallFilesTheHeadGoesAlone) {
   for (int i = 0; i < 16; ++i) head_alone += first_round(std::uint64_t{1} << 30) == 1 ? 1 : 0;
   EXPECT_EQ(head_alone, 8);
   EXPECT_GT(first_round(std::uint64_t{1} << 30), 1u);
+}
+
+TEST_F(SizeDiscoveryTest, AMissCountsAsASmallFile) {
+  // A client that asks for names that may not exist (the stock client does) soon sends no
+  // probes with them: each would delay the answer by the node's time for it.
+  source_.estimate = kVpn;
+  source_.missing = true;
+  SizeDiscovery discovery(source_, kConfig);
+  auto first_round = [&] {
+    source_.round_sizes.clear();
+    DiscoveredSize found;
+    EXPECT_EQ(discovery.discover("x", found, never_).cause(), Cause::kNotFound);
+    return source_.round_sizes.front();
+  };
+  EXPECT_GT(first_round(), 1u) << "a new mount probes beside the head";
+  EXPECT_GT(first_round(), 1u);
+  EXPECT_EQ(first_round(), 1u) << "after two misses, the head alone";
 }
 
 TEST_F(SizeDiscoveryTest, ANodeThatClaimsEveryByteIsAProtocolError) {
