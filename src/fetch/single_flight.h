@@ -4,7 +4,6 @@
 // so that N readers of one uncached file cause one download.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -21,15 +20,15 @@ namespace kacheryfs {
 template <class Value>
 class SingleFlight {
  public:
-  // Returns the result of fn, run once among concurrent callers with the same key, or
-  // nullopt when this caller (a follower) was cancelled before the leader finished.
   // Callers that joined the run of `key` in flight now, besides its leader (0: none).
   std::size_t followers(const std::string& key) const {
     std::lock_guard lock(mutex_);
     auto it = calls_.find(key);
-    return it == calls_.end() ? 0 : it->second->followers.load();
+    return it == calls_.end() ? 0 : it->second->followers;
   }
 
+  // Returns the result of fn, run once among concurrent callers with the same key, or
+  // nullopt when this caller (a follower) was cancelled before the leader finished.
   std::optional<Value> run(const std::string& key, const std::function<Value()>& fn,
                            const CancelToken& cancel) {
     std::shared_ptr<Call> call;
@@ -40,7 +39,7 @@ class SingleFlight {
       if (inserted) it->second = std::make_shared<Call>();
       call = it->second;
       leader = inserted;
-      if (!leader) call->followers.fetch_add(1);
+      if (!leader) ++call->followers;
     }
     if (leader) {
       Value result = fn();
@@ -48,7 +47,7 @@ class SingleFlight {
       {
         std::lock_guard lock(mutex_);
         calls_.erase(key);
-        followers = call->followers.load();  // final: no one can join the call now
+        followers = call->followers;  // final: no one can join the call now
       }
       // The followers get a copy; a leader alone keeps its result as it is (it may hold
       // megabytes, and a copy costs page faults on the lookup's path).
@@ -70,7 +69,7 @@ class SingleFlight {
 
  private:
   struct Call {
-    std::atomic<std::size_t> followers{0};
+    std::size_t followers = 0;  // guarded by SingleFlight::mutex_
     std::mutex mutex;
     std::condition_variable done;
     std::optional<Value> result;

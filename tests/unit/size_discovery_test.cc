@@ -233,26 +233,25 @@ TEST_F(SizeDiscoveryTest, AcrossALinkWithLatencyEverySizeFitsTheRoundBudget) {
   EXPECT_GT(on_lan.rounds, 4u);
   EXPECT_LT(on_lan.requests, 3 * on_lan.rounds);
   // A tighter budget asks for wider rounds.
-  const SizeDiscoveryConfig& config = kConfig;
   const std::uint64_t interval = 100000000;
-  auto free_plan = DiscoveryPlan::next_round(kVpn, interval, 64, config);
-  auto one_round = DiscoveryPlan::next_round(kVpn, interval, 1, config);
+  auto free_plan = DiscoveryPlan::next_round(kVpn, interval, 64, kConfig);
+  auto one_round = DiscoveryPlan::next_round(kVpn, interval, 1, kConfig);
   EXPECT_LT(free_plan.probes, one_round.probes);
-  EXPECT_LE(one_round.window, config.max_window);
-  EXPECT_LE(one_round.window * one_round.windows, config.max_last_span);
+  EXPECT_LE(one_round.window, kConfig.max_window);
+  EXPECT_LE(one_round.window * one_round.windows, kConfig.max_last_span);
   EXPECT_GE((one_round.probes + 1.0) * static_cast<double>(one_round.window * one_round.windows),
             static_cast<double>(interval))
       << "one round and the windows settle it";
-  auto two_rounds = DiscoveryPlan::next_round(kVpn, std::uint64_t{1} << 30, 2, config);
+  auto two_rounds = DiscoveryPlan::next_round(kVpn, std::uint64_t{1} << 30, 2, kConfig);
   EXPECT_GE(std::pow(two_rounds.probes + 1.0, 2) *
                 static_cast<double>(two_rounds.window * two_rounds.windows),
             std::exp2(30))
       << "two rounds and the windows settle 1 GiB";
   // An interval narrower than a window worth reading is read now.
-  EXPECT_EQ(DiscoveryPlan::next_round(kVpn, 100000, 2, config).probes, 0u);
-  EXPECT_GT(DiscoveryPlan::next_round(kLoopback, 4 << 20, 64, config).probes, 0u)
+  EXPECT_EQ(DiscoveryPlan::next_round(kVpn, 100000, 2, kConfig).probes, 0u);
+  EXPECT_GT(DiscoveryPlan::next_round(kLoopback, 4 << 20, 64, kConfig).probes, 0u)
       << "on loopback a probe costs less than the bytes of a wider window";
-  EXPECT_EQ(DiscoveryPlan::next_round(kLoopback, 4 << 20, 64, config).windows, 1u)
+  EXPECT_EQ(DiscoveryPlan::next_round(kLoopback, 4 << 20, 64, kConfig).windows, 1u)
       << "on loopback the node would send every window below EOF";
 }
 
