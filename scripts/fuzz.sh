@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (AddressSanitizer and UBSan too) into
 # ./build-fuzz and runs each for FUZZ_SECONDS (default 30) from its committed seed corpus
-# (tests/fuzz/corpus/<target>). Fails on the first crash, leak or sanitizer report, and
-# prints the executions per target. A longer run: FUZZ_SECONDS=600 bash scripts/fuzz.sh; a
+# (tests/fuzz/corpus/<target>), as many at once as there are cores. Fails if any target
+# finds a crash, leak or sanitizer report, and prints the executions per target. A longer run: FUZZ_SECONDS=600 bash scripts/fuzz.sh; a
 # run to a number of executions: FUZZ_RUNS=10000000 (no time limit then); a subset of the
 # targets: FUZZ_TARGETS="names http_response". The fuzz build has ASan and most of UBSan
 # (CMakeLists.txt says which checks it leaves out); scripts/sanitize.sh runs all of UBSan.
@@ -25,27 +25,41 @@ scratch_base=/tmp
 [[ -d /dev/shm && -w /dev/shm ]] && scratch_base=/dev/shm
 work=$(mktemp -d "$scratch_base/kacheryfs-fuzz-XXXXXX")
 trap 'rm -rf "$work"' EXIT
-status=0
-for target in "${targets[@]}"; do
+# fuzz_one TARGET: runs one target; its outcome goes to $work/TARGET.status (0: no crash).
+fuzz_one() {
+  local target=$1 scratch=${TMPDIR:-/tmp} dict=() outcome=0
   mkdir -p "$work/$target"
-  binary=build-fuzz/tests/fuzz/fuzz_$target
   # partial_file writes a small cache dir per input: on tmpfs, disk I/O does not limit it.
-  scratch=${TMPDIR:-/tmp}
   [[ $target == partial_file && -d /dev/shm && -w /dev/shm ]] && scratch=/dev/shm
   # The targets that read HTTP responses get the protocol's tokens as a dictionary.
-  dict=()
   [[ $target == http_response || $target == daemon_client ]] && dict=(-dict=tests/fuzz/http.dict)
   # New inputs go to a scratch corpus; the committed seeds are read only.
-  if TMPDIR=$scratch "$binary" "${limits[@]}" "${dict[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-       -artifact_prefix="$work/$target-" "$work/$target" "tests/fuzz/corpus/$target" \
-       > "$work/$target.log" 2>&1; then
+  TMPDIR=$scratch "build-fuzz/tests/fuzz/fuzz_$target" "${limits[@]}" "${dict[@]}" -timeout=10 \
+    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/$target-" "$work/$target" \
+    "tests/fuzz/corpus/$target" > "$work/$target.log" 2>&1 || outcome=$?
+  echo "$outcome" > "$work/$target.status"
+}
+# One target per core at a time (each is one process on one thread), then the outcomes
+# in the targets' order.
+for target in "${targets[@]}"; do
+  while (( $(jobs -rp | wc -l) >= $(nproc) )); do wait -n || true; done
+  fuzz_one "$target" &
+done
+wait
+status=0
+for target in "${targets[@]}"; do
+  if [[ "$(cat "$work/$target.status")" == 0 ]]; then
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$work/$target.log" | grep -o '[0-9]*$')
     took=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$work/$target.log" | grep -o '[0-9]* second' | grep -o '[0-9]*')
     echo "fuzz: $target: $runs executions in ${took:-$seconds} s, no crash"
   else
     echo "fuzz: $target FAILED:"
     tail -n 40 "$work/$target.log"
-    ls "$work" | grep -- "$target-" | while read -r a; do echo "crash input: $a"; cp "$work/$a" "build-fuzz/"; done
+    for artifact in "$work/$target-"*; do
+      [[ -e $artifact ]] || continue
+      echo "crash input: ${artifact##*/}"
+      cp "$artifact" build-fuzz/
+    done
     status=1
   fi
 done
