@@ -2,9 +2,10 @@
 # Builds the libFuzzer targets with clang (AddressSanitizer and UBSan too) into
 # ./build-fuzz and runs each for FUZZ_SECONDS (default 30) from its committed seed corpus
 # (tests/fuzz/corpus/<target>), as many at once as there are cores. Fails if any target
-# finds a crash, leak or sanitizer report, and prints the executions per target. A longer run: FUZZ_SECONDS=600 bash scripts/fuzz.sh; a
-# run to a number of executions: FUZZ_RUNS=10000000 (no time limit then); a subset of the
-# targets: FUZZ_TARGETS="names http_response". The fuzz build has ASan and most of UBSan
+# finds a crash, leak or sanitizer report, and prints the executions per target. A longer
+# run: FUZZ_SECONDS=600 bash scripts/fuzz.sh; a run to a number of executions:
+# FUZZ_RUNS=10000000 (no time limit then); a subset of the targets:
+# FUZZ_TARGETS="names http_response". The fuzz build has ASan and most of UBSan
 # (CMakeLists.txt says which checks it leaves out); scripts/sanitize.sh runs all of UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."

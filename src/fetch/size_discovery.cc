@@ -206,10 +206,6 @@ Status SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out,
   auto send_round = [&](const BlobSource::StillWanted& wanted) {
     auto began = std::chrono::steady_clock::now();
     Status sent = source_.read_ranges(sha1, ranges, answers, wanted, cancel);
-    // A blob the node lacks counts as a small file: probes beside its head would only
-    // delay the answer (a client that asks for names which may not exist, as the stock
-    // client does, soon sends none).
-    if (sent.cause() == Cause::kNotFound && out.rounds == 0) remember_outcome(false);
     ++out.rounds;
     out.requests += static_cast<unsigned>(ranges.size());
     const bool descending = ranges.front().start > ranges.back().start;
@@ -233,6 +229,10 @@ Status SizeDiscovery::discover(const std::string& sha1, DiscoveredSize& out,
     if (at > ranges.back().start) ranges.push_back(probe_at(at));
   }
   Status result = send_round(until_short);
+  // A blob the node lacks counts as a small file: probes beside its head would only delay
+  // the answer (a client that asks for names which may not exist, as the stock client
+  // does, soon sends none).
+  if (result.cause() == Cause::kNotFound) remember_outcome(false);
   if (!result.ok()) return result;
   if (answers.empty() || answers[0].size() > head) return contradiction();
   remember_outcome(answers[0].size() >= head);

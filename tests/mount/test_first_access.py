@@ -168,7 +168,8 @@ class FirstAccess(MountTestCase):
         self.assertEqual(head_bytes(self.content(small), 5000), data)
         # One round trip: the head, and size discovery's probes beside it when the mount
         # measures its link as slow (as under a sanitizer).
-        self.assertEqual(len(round_trips(self.emulator.downloads(small))), 1, self.emulator.downloads(small))
+        lines = self.emulator.downloads(small)
+        self.assertEqual(len(round_trips(lines)), 1, lines)
         self.assertEqual(ready(), before, "the first access connected anew instead of using the ready one")
         # The window (6 s here) runs from the last request: then no connection is kept.
         self.wait_for(lambda: not ready(), "the ready connection to go once keep_warm has passed", timeout=30)
